@@ -1,0 +1,12 @@
+/** The worker the tests start as a separate process (so they can SIGKILL it): real runbooks + test subjects. */
+import { createActivities } from '../../activities';
+import { runWorker } from '../../workers/worker';
+import { createFakeTargetActivities } from './fake-target';
+
+runWorker({
+  workflowsPath: require.resolve('../workflows'),
+  activities: { ...createActivities(), ...createFakeTargetActivities() },
+}).catch((err) => {
+  process.stderr.write(`Test worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

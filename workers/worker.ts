@@ -1,0 +1,62 @@
+/**
+ * The Temporal worker: every runbook in workflows/ and every activity in activities/, on the
+ * `runbooks` task queue (RUNBOOKS_TASK_QUEUE). On SIGINT/SIGTERM it stops polling and lets
+ * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s).
+ */
+import { DefaultLogger, Runtime, Worker, type LogEntry } from '@temporalio/worker';
+import type { Duration } from '@temporalio/common';
+import { createActivities } from '../activities';
+import { connectClient, connectWorker, ensureSearchAttributes, taskQueue } from './connection';
+
+export interface RunWorkerOptions {
+  /** The workflows module; defaults to workflows/index.ts. */
+  workflowsPath?: string;
+  /** A bundle prepared by bundleWorkflowCode (RUNBOOKS_WORKFLOW_BUNDLE), to skip bundling at start. */
+  workflowBundlePath?: string;
+  activities?: object;
+}
+
+function installJsonLogger(): void {
+  const level = (process.env.RUNBOOKS_LOG_LEVEL as 'INFO' | 'DEBUG' | 'WARN' | 'ERROR') || 'INFO';
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry: LogEntry) => {
+      const line = { time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level: entry.level, message: entry.message, ...entry.meta };
+      process.stdout.write(`${JSON.stringify(line, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+    }),
+  });
+}
+
+export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
+  installJsonLogger();
+  const log = Runtime.instance().logger;
+  const { connection, namespace, address } = await connectWorker();
+
+  const client = await connectClient();
+  const warning = await ensureSearchAttributes(client).catch((err) => `Could not check search attributes: ${String(err)}`);
+  if (warning) log.warn(warning);
+  await client.connection.close();
+
+  const bundlePath = options.workflowBundlePath ?? process.env.RUNBOOKS_WORKFLOW_BUNDLE;
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: taskQueue(),
+    ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
+    activities: options.activities ?? createActivities(),
+    shutdownGraceTime: (process.env.RUNBOOKS_SHUTDOWN_GRACE || '30s') as Duration,
+  });
+  log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid });
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    log.info('Worker stopped', { pid: process.pid });
+  }
+}
+
+if (require.main === module) {
+  runWorker().catch((err) => {
+    process.stderr.write(`Worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}

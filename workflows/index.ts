@@ -1,0 +1,5 @@
+/**
+ * Every runbook the worker runs. The export name is the workflow type used by the UI,
+ * the CLI and `temporal workflow start --type`.
+ */
+export {};
