@@ -1,0 +1,227 @@
+/**
+ * The runbook CLI: npm run runbook -- <command>
+ *
+ * Exit codes a CI job can branch on:
+ *   0 completed (or the command did what it said)   1 the runbook failed, was cancelled or rolled back
+ *   2 bad input or usage                            3 timed out waiting
+ *   4 Temporal could not be reached or the run does not exist
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { CatalogEntry } from '../workflows/catalog';
+import { describeIssues, InvalidInputError, validateInput } from '../workflows/kit/input';
+import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
+import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
+import { approvalLink, approvalSecret } from '../activities/lib/approval-token';
+import { connectClient, taskQueue } from '../workers/connection';
+import { formatProgress } from './lib/format-progress';
+
+const repoRoot = path.resolve(__dirname, '..');
+export const exitCodes = { ok: 0, failed: 1, usage: 2, timedOut: 3, unreachable: 4 } as const;
+
+class CliError extends Error {
+  constructor(message: string, readonly code: number) { super(message); }
+}
+
+const usage = `Usage: npm run runbook -- <command>
+  list                                              the runbooks and their required input fields
+  start <runbook> --input FILE [--id ID] [--by NAME] [--wait] [--timeout 30m]
+  status <workflowId> [--json]                      current step, checklist, pending approvals
+  approve <workflowId> --gate G --by NAME [--reason TEXT]
+  reject  <workflowId> --gate G --by NAME --reason TEXT
+  link    <workflowId> --gate G --for APPROVER [--ttl 24h]   prints a signed approval URL`;
+
+function loadCatalog(): CatalogEntry[] {
+  const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';
+  return (require(modulePath) as { catalog: CatalogEntry[] }).catalog;
+}
+
+function findRunbook(name: string | undefined): CatalogEntry {
+  const catalog = loadCatalog();
+  const entry = catalog.find((e) => e.name === name);
+  if (!entry) throw new CliError(`Unknown runbook "${name ?? ''}". Known: ${catalog.map((e) => e.name).join(', ') || '(none)'}`, exitCodes.usage);
+  return entry;
+}
+
+function requiredFields(entry: CatalogEntry): string[] {
+  return Object.entries(entry.schema.shape)
+    .filter(([, field]) => !(field as { safeParse(v: unknown): { success: boolean } }).safeParse(undefined).success)
+    .map(([name]) => name);
+}
+
+function list(): void {
+  for (const e of loadCatalog()) console.log(`${e.name.padEnd(28)} ${e.title}  (required: ${requiredFields(e).join(', ') || 'none'}; example: ${e.example})`);
+}
+
+function readInput(file: string | undefined): unknown {
+  if (!file) throw new CliError('--input FILE is required (a JSON file; see examples/)', exitCodes.usage);
+  let text: string;
+  try { text = readFileSync(file, 'utf8'); } catch (err) { throw new CliError(`Cannot read --input ${file}: ${(err as Error).message}`, exitCodes.usage); }
+  try { return JSON.parse(text); } catch (err) { throw new CliError(`--input ${file} is not valid JSON: ${(err as Error).message}`, exitCodes.usage); }
+}
+
+function durationMs(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  if (!m) throw new CliError(`${flag} must be a duration such as 90s, 30m, 2h (got "${text}")`, exitCodes.usage);
+  return Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 'ms'];
+}
+
+async function start(client: () => Promise<Client>, name: string | undefined, opts: Record<string, string | boolean | undefined>): Promise<number> {
+  const entry = findRunbook(name);
+  const input = readInput(opts.input as string | undefined) as Record<string, unknown>;
+  if (opts.by && typeof input === 'object' && input && 'requestedBy' in entry.schema.shape && !input.requestedBy) input.requestedBy = opts.by;
+  let parsed: { dryRun?: boolean; requestedBy?: string };
+  try {
+    parsed = validateInput(entry.name, entry.schema, input) as typeof parsed;
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new CliError(`${err.message}\nNothing was started.`, exitCodes.usage);
+    throw err;
+  }
+  const workflowId = (opts.id as string) || `${entry.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const handle = await (await client()).workflow.start(entry.name, {
+    taskQueue: taskQueue(),
+    workflowId,
+    args: [input],
+    staticSummary: `${entry.title}${parsed.dryRun ? ' (dry-run)' : ''}${parsed.requestedBy ? `, requested by ${parsed.requestedBy}` : ''}`,
+    typedSearchAttributes: [{ key: RunbookName, value: entry.name }],
+  });
+  console.log(`Started ${entry.name} as ${workflowId} (run ${handle.firstExecutionRunId})`);
+  if (!opts.wait) return exitCodes.ok;
+  return waitFor(await client(), workflowId, opts.timeout ? durationMs(opts.timeout as string, '--timeout') : undefined);
+}
+
+async function waitFor(client: Client, workflowId: string, timeoutMs?: number): Promise<number> {
+  const handle = client.workflow.getHandle(workflowId);
+  let last = '';
+  const ticker = setInterval(async () => {
+    const p = await handle.query(progressQuery).catch(() => undefined);
+    const line = p ? summaryLine(p) : '';
+    if (line && line !== last) console.log(line);
+    last = line || last;
+  }, 1000);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<'timeout'>((resolve) => { if (timeoutMs) timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+    const outcome = await Promise.race([handle.result(), timeout]);
+    if (outcome === 'timeout') {
+      console.error(`Still running after ${timeoutMs} ms: ${workflowId} (see: npm run runbook -- status ${workflowId})`);
+      return exitCodes.timedOut;
+    }
+    console.log(JSON.stringify(outcome, null, 2));
+    // A run that took its safe path completes, but did not do what was asked.
+    const status = (await handle.describe()).typedSearchAttributes.get(RunbookStatus);
+    if (status === 'rolled_back') console.error(`Runbook ${workflowId} rolled back instead of completing.`);
+    return status === 'rolled_back' ? exitCodes.failed : exitCodes.ok;
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) {
+      console.error(`Runbook ${workflowId} failed: ${causeChain(err)}`);
+      return exitCodes.failed;
+    }
+    throw err;
+  } finally {
+    clearInterval(ticker);
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.message) parts.push(e.message);
+  return parts.join(': ');
+}
+
+function summaryLine(p: Progress): string {
+  const gate = p.approvals.find((g) => g.state === 'open');
+  const step = p.steps.find((s) => s.name === p.currentStep);
+  return `[${p.status}] ${step ? `${step.title}` : ''}${gate ? ` — waiting for approval "${gate.gate}" (${gate.approvedBy.length}/${gate.quorum})` : ''}`;
+}
+
+async function status(client: Client, workflowId: string, json: boolean): Promise<number> {
+  const handle = client.workflow.getHandle(workflowId);
+  const description = await handle.describe();
+  const progress = await handle.query(progressQuery).catch(() => undefined);
+  if (json) {
+    console.log(JSON.stringify({ workflowId, type: description.type, temporalStatus: description.status.name, progress }, null, 2));
+  } else {
+    console.log(`${workflowId} (${description.type}): ${description.status.name}`);
+    console.log(progress ? formatProgress(progress) : '(no progress: the run is not a runbook, or no worker has picked it up yet)');
+  }
+  return exitCodes.ok;
+}
+
+async function decide(client: Client, kind: 'approve' | 'reject', workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
+  const gate = opts.gate as string | undefined;
+  const by = opts.by as string | undefined;
+  const reason = opts.reason as string | undefined;
+  const missing = [!gate && '--gate', !by && '--by', kind === 'reject' && !reason && '--reason'].filter(Boolean);
+  if (missing.length) throw new CliError(`${kind} needs ${missing.join(', ')}`, exitCodes.usage);
+  const handle = client.workflow.getHandle(workflowId);
+  await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, { gate: gate!, by: by!, reason, via: 'cli' });
+  const receivedBefore = Date.now();
+  for (let i = 0; i < 20; i++) {
+    const p = await handle.query(progressQuery).catch(() => undefined);
+    const record = p?.decisions.filter((d) => d.gate === gate && d.by === by && Date.parse(d.receivedAt) >= receivedBefore - 60_000).pop();
+    if (record) {
+      console.log(`${kind} of gate "${gate}" by ${by}: ${record.outcome}${record.note ? ` (${record.note})` : ''}`);
+      return record.outcome === 'ignored' ? exitCodes.failed : exitCodes.ok;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  console.log(`Signal sent; no worker has recorded it yet (it will be counted when the run resumes).`);
+  return exitCodes.ok;
+}
+
+function link(workflowId: string, opts: Record<string, string | boolean | undefined>): number {
+  const gate = opts.gate as string | undefined;
+  const approver = opts.for as string | undefined;
+  if (!gate || !approver) throw new CliError('link needs --gate and --for', exitCodes.usage);
+  const secret = approvalSecret();
+  if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
+  const ttlSeconds = Math.round(durationMs((opts.ttl as string) || '24h', '--ttl') / 1000);
+  console.log(approvalLink({ workflowId, gate, approver, ttlSeconds }, secret));
+  return exitCodes.ok;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: {
+      input: { type: 'string' }, id: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
+      json: { type: 'boolean' }, gate: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' },
+      for: { type: 'string' }, ttl: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, target] = positionals;
+  const client = (() => { let c: Promise<Client> | undefined; return () => (c ??= connectClient()); })();
+  const needId = () => { if (!target) throw new CliError(`${command} needs a workflow id\n${usage}`, exitCodes.usage); return target; };
+  switch (command) {
+    case 'list': list(); return exitCodes.ok;
+    case 'start': return start(client, target, values);
+    case 'status': return status(await client(), needId(), Boolean(values.json));
+    case 'approve': case 'reject': return decide(await client(), command, needId(), values);
+    case 'link': return link(needId(), values);
+    default:
+      console.log(usage);
+      return values.help ? exitCodes.ok : exitCodes.usage;
+  }
+}
+
+if (require.main === module) {
+  const devSecret = path.join(repoRoot, '.temporal/approval-secret');
+  if (!process.env.APPROVAL_SECRET_FILE && existsSync(devSecret)) process.env.APPROVAL_SECRET_FILE = devSecret;
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      if (err instanceof CliError) { console.error(err.message); process.exit(err.code); }
+      if (err instanceof WorkflowNotFoundError) { console.error(`No such run: ${err.message}`); process.exit(exitCodes.unreachable); }
+      if ((err as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string })?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+        console.error(`${(err as Error).message}\n${usage}`); process.exit(exitCodes.usage);
+      }
+      console.error(`Error: ${causeChain(err)}`);
+      process.exit(exitCodes.unreachable);
+    });
+}
+
+export { describeIssues };

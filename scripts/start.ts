@@ -1,0 +1,69 @@
+/**
+ * The main job: a Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS points elsewhere),
+ * the worker and the approval gateway. Ctrl-C stops all of it.
+ *
+ * Env: TEMPORAL_ADDRESS (use that server), RUNBOOKS_STATE_DIR (.temporal), TEMPORAL_PORT (7233),
+ * TEMPORAL_UI_PORT (8233), APPROVAL_PORT (8240), TEMPORAL_CLI_PATH.
+ */
+import path from 'node:path';
+import { findTemporalCli, startDevServer, type DevServer } from './lib/dev-server';
+import { devApprovalSecret } from '../workers/approvals';
+import { startProcess, type Proc } from './lib/processes';
+
+const repoRoot = path.resolve(__dirname, '..');
+const stateDir = path.resolve(process.env.RUNBOOKS_STATE_DIR || path.join(repoRoot, '.temporal'));
+const say = (text: string) => process.stdout.write(`[start] ${text}\n`);
+
+async function main(): Promise<void> {
+  let server: DevServer | undefined;
+  const children: Proc[] = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping the worker and the approval gateway...');
+    await Promise.all(children.map((c) => c.stop(35_000)));
+    if (server) { say('stopping the Temporal dev server...'); await server.stop(); }
+    say('stopped');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+
+  const env: Record<string, string> = {};
+  if (!process.env.TEMPORAL_ADDRESS) {
+    const cliPath = process.env.TEMPORAL_CLI_PATH || findTemporalCli(repoRoot);
+    say(cliPath ? `Temporal dev server from ${cliPath}` : 'no temporal CLI: the SDK downloads a dev server (needs internet)');
+    server = await startDevServer({
+      cliPath, dbFile: path.join(stateDir, 'temporal.db'), logFile: path.join(stateDir, 'temporal.log'),
+      port: Number(process.env.TEMPORAL_PORT || 7233), uiPort: Number(process.env.TEMPORAL_UI_PORT || 8233),
+    });
+    env.TEMPORAL_ADDRESS = server.address;
+  }
+  const address = env.TEMPORAL_ADDRESS || process.env.TEMPORAL_ADDRESS;
+  if (!process.env.APPROVAL_SECRET && !process.env.APPROVAL_SECRET_FILE) {
+    devApprovalSecret(stateDir);
+    env.APPROVAL_SECRET_FILE = path.join(stateDir, 'approval-secret');
+  }
+  const approvalPort = process.env.APPROVAL_PORT || '8240';
+  env.APPROVAL_BASE_URL = process.env.APPROVAL_BASE_URL || `http://127.0.0.1:${approvalPort}`;
+
+  for (const [name, script, ready] of [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]] as const) {
+    const child = startProcess(name, path.join(repoRoot, script), { ...env, APPROVAL_PORT: approvalPort, RUNBOOKS_STATE_DIR: stateDir });
+    children.push(child);
+    child.exited.then((code) => { if (!stopping) { say(`${name} exited unexpectedly (code ${code}); stopping everything`); void stopAll(1); } });
+    await child.ready(ready, 120_000);
+  }
+
+  say('ready:');
+  say(`  Temporal       ${address}${server ? ` (dev server, data in ${path.join(stateDir, 'temporal.db')})` : ''}`);
+  if (server?.uiUrl) say(`  Web UI         ${server.uiUrl}`);
+  say(`  task queue     ${process.env.RUNBOOKS_TASK_QUEUE || 'runbooks'}`);
+  say(`  approvals      ${env.APPROVAL_BASE_URL}`);
+  say('  start a runbook: npm run runbook -- list ; Ctrl-C stops everything');
+}
+
+main().catch((err) => {
+  process.stderr.write(`[start] failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,52 @@
+/** The approval gateway's HTML pages: small, escaped, no scripts. */
+import type { GateProgress, Progress } from '../workflows/kit/messages';
+import { formatProgress } from '../scripts/lib/format-progress';
+
+export const esc = (s: unknown): string =>
+  String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+
+export function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
+pre{background:#f4f4f4;padding:1rem;overflow:auto}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:1rem}
+textarea{width:100%;min-height:4rem}.ok{color:#176b2c}.bad{color:#a11}</style></head>
+<body><h1>${esc(title)}</h1>${body}</body></html>`;
+}
+
+export interface ApprovalView {
+  token: string;
+  workflowId: string;
+  approver: string;
+  gate: GateProgress;
+  progress: Progress;
+}
+
+export function approvalForm(v: ApprovalView): string {
+  const step = v.progress.steps.find((s) => s.name === v.gate.step);
+  return page(`Approve ${v.gate.gate}? — ${v.progress.title}`, `
+<p><strong>${esc(v.gate.summary)}</strong></p>
+<p>Runbook <code>${esc(v.progress.runbook)}</code>, run <code>${esc(v.workflowId)}</code>${step ? `, step <em>${esc(step.title)}</em>` : ''}.
+Requested by ${esc(v.progress.requestedBy ?? 'unknown')}. You are deciding as <strong>${esc(v.approver)}</strong>.
+Approvals so far: ${v.gate.approvedBy.length} of ${v.gate.quorum}${v.gate.approvedBy.length ? ` (${esc(v.gate.approvedBy.join(', '))})` : ''}; open until ${esc(v.gate.deadline)}.</p>
+${decisionForm(v.token)}
+<h2>The run so far</h2><pre>${esc(formatProgress(v.progress))}</pre>`);
+}
+
+const decisionForm = (token: string) => `<form method="post" action="/approve">
+<input type="hidden" name="t" value="${esc(token)}">
+<label for="reason">Reason (required to reject)</label><br><textarea id="reason" name="reason"></textarea><br><br>
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="reject">Reject</button>
+</form>`;
+
+/** When no worker can answer the progress query: the link's own facts, and the same buttons. */
+export function blindApprovalForm(token: string, workflowId: string, gate: string, approver: string): string {
+  return page(`Approve ${gate}?`, `<p>Run <code>${esc(workflowId)}</code> is waiting, but its progress cannot be read right now
+(no worker is running). You can still decide as <strong>${esc(approver)}</strong>: the decision is kept and counted when the runbook resumes.</p>
+${decisionForm(token)}`);
+}
+
+export function message(title: string, text: string, kind: 'ok' | 'bad' = 'ok'): string {
+  return page(title, `<p class="${kind}">${esc(text)}</p>`);
+}
