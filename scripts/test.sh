@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs whatever the suite needs (idempotent, cached outside the clone), then runs the
+# typecheck and the whole jest suite against real components. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/npm-deps.sh
+
+# Debian packages the tests start on loopback: PostgreSQL 15, OpenSSH server, nginx, and
+# docker-compose (only to validate docker-compose.temporal.yml; no Docker engine is needed).
+missing=()
+[[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+if (( ${#missing[@]} )); then
+  echo "Installing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+ensure_npm_deps
+TEMPORAL_CLI_PATH=$(scripts/lib/temporal-cli.sh)
+export TEMPORAL_CLI_PATH
+echo "Temporal CLI: $TEMPORAL_CLI_PATH" >&2
+
+echo "Typecheck..." >&2
+npx --no-install tsc -p tsconfig.json
+
+results=$(mktemp -d)/jest.json
+status=0
+npx --no-install jest --ci --json --outputFile="$results" "$@" || status=$?
+node -e '
+  const r = require(process.argv[1]);
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`\ntests: ${r.numPassedTests} passed, ${r.numFailedTests + skipped} failed`);
+  if (r.numTotalTests === 0) { console.error("No test ran."); process.exit(1); }
+  if (skipped) { console.error(`${skipped} test(s) skipped or todo: a skipped test is a failing test.`); process.exit(1); }
+' "$results" || status=1
+exit $status
