@@ -26,7 +26,7 @@ const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/pro
 test('start.sh brings up the dev server with its UI, the worker and the gateway, and SIGINT stops all of it', async () => {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'start-sh-'));
   const [port, uiPort, approvalPort] = [await freePort(), await freePort(), await freePort()];
-  const env = { ...process.env, RUNBOOKS_STATE_DIR: stateDir, TEMPORAL_PORT: String(port), TEMPORAL_UI_PORT: String(uiPort), APPROVAL_PORT: String(approvalPort) };
+  const env: Record<string, string | undefined> = { ...process.env, RUNBOOKS_STATE_DIR: stateDir, TEMPORAL_PORT: String(port), TEMPORAL_UI_PORT: String(uiPort), APPROVAL_PORT: String(approvalPort) };
   delete env.TEMPORAL_ADDRESS;
   const child = spawn(path.join(repoRoot, 'scripts/start.sh'), [], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

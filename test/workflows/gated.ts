@@ -24,10 +24,10 @@ export const gatedRunbook = defineRunbook({
     step.undo('Bring the service back up', () => target.change({ journal, action: 'bring up (compensation)' }));
     return target.change({ journal, action: 'take down', dryRun, workMs: input.slowTakeDownMs });
   });
-  const gate = await rb.step('cutover', async () => {
+  const gate = await rb.step('cutover', async (step) => {
     const result = await rb.approval('cutover', { summary: 'Switch the service over', ...input.gate });
     if (result.outcome === 'rejected') throw approvalFailure(result);
-    if (result.outcome === 'approved') await target.change({ journal, action: 'switch over', dryRun });
+    if (result.outcome === 'approved') step.report(await target.change({ journal, action: 'switch over', dryRun }));
     return result;
   });
   if (gate.outcome === 'timedOut') {

@@ -62,6 +62,7 @@ export class ApprovalDesk {
     };
     progress.approvals.push(record);
     if (progress.dryRun) {
+      if (step) this.state.step(step).actions.push(`would wait for approval "${gate}": ${opts.summary} (${record.quorum} approval(s), up to ${opts.timeout})`);
       record.state = 'approved';
       record.reason = 'dry-run: the gate would wait here';
       record.closedAt = now();

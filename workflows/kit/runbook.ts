@@ -50,6 +50,12 @@ export class StepContext {
   record(action: string): void {
     this.rb.state.step(this.name).actions.push(action);
   }
+
+  /** Records what an activity reported; a step's own return value is recorded the same way. */
+  report<T extends ChangeReport>(change: T): T {
+    this.rb.state.step(this.name).actions.push(...change.actions);
+    return change;
+  }
 }
 
 export interface Undo {

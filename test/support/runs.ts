@@ -1,0 +1,42 @@
+/** Helpers to drive runbooks from tests as an operator would: start, read progress, wait for a gate. */
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { progressQuery, type Progress } from '../../workflows/kit/messages';
+import type { GatedInput } from '../workflows/schemas';
+import { eventually } from './processes';
+
+export const tempDir = (prefix: string) => mkdtempSync(path.join(os.tmpdir(), prefix));
+
+let seq = 0;
+export async function startGated(client: Client, queue: string, input: Partial<Omit<GatedInput, 'gate'>> & { gate?: Partial<GatedInput['gate']> }, id?: string) {
+  const journal = input.journal ?? path.join(tempDir('gated-'), 'journal.log');
+  const workflowId = id ?? `gated-${queue}-${++seq}`;
+  const handle = await client.workflow.start('gatedRunbook', { taskQueue: queue, workflowId, args: [{ ...input, journal }] });
+  return { handle, journal, workflowId };
+}
+
+export const progressOf = (handle: WorkflowHandle) => handle.query(progressQuery);
+
+export function waitForProgress(handle: WorkflowHandle, what: string, ok: (p: Progress) => boolean, timeoutMs = 30_000): Promise<Progress> {
+  return eventually(async () => {
+    const p = await progressOf(handle);
+    return ok(p) ? p : undefined;
+  }, what, timeoutMs);
+}
+
+export const waitForGate = (handle: WorkflowHandle, gate: string) =>
+  waitForProgress(handle, `gate ${gate} to open`, (p) => p.approvals.some((g) => g.gate === gate && g.state === 'open'));
+
+/** How many signals the run's history holds: proof that a refused link sent nothing. */
+export async function signalCount(handle: WorkflowHandle): Promise<number> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes).length;
+}
+
+/** The run's current details as the Temporal UI shows them. */
+export async function currentDetails(handle: WorkflowHandle): Promise<string> {
+  const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+  return metadata.currentDetails;
+}
