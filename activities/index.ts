@@ -3,10 +3,12 @@
  * types (`import type { Activities } from '../activities'`).
  */
 import { createApprovalActivities } from './approvals';
+import { createPostgresActivities } from './postgres';
 
 export function createActivities() {
   return {
     ...createApprovalActivities(),
+    ...createPostgresActivities(),
   };
 }
 

@@ -1,0 +1,99 @@
+/** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
+import { z } from 'zod';
+import { duration, runbookInputFields, secretRef } from '../kit/input';
+
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
+const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
+
+const pgCtlProfile = z.strictObject({
+  kind: z.literal('pg_ctl'),
+  dataDir: absolutePath.describe('The cluster data directory'),
+  binDir: absolutePath.default('/usr/lib/postgresql/15/bin'),
+  logFile: absolutePath.optional().describe('pg_ctl start -l; defaults to <dataDir>.log'),
+  /** Commands that stop / start the application using the database (e.g. "systemctl stop openelis"). */
+  appStop: z.string().optional(),
+  appStart: z.string().optional(),
+}).describe('A plain cluster driven with pg_ctl as the SSH user');
+
+const openelisDockerProfile = z.strictObject({
+  kind: z.literal('openelis-docker'),
+  appDir: absolutePath.default('/var/lib/openelis-global'),
+  dataDir: absolutePath.default('/var/lib/openelis-global/data').describe('The data directory on the host'),
+  containerDataDir: absolutePath.default('/var/lib/postgresql/data').describe('The same directory inside the database container'),
+  backupsDir: absolutePath.default('/var/lib/openelis-global/backups'),
+  containerBackupsDir: absolutePath.default('/backups'),
+  image: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'an image with a tag, e.g. postgres:14.4').default('postgres:14.4'),
+  sudo: z.boolean().default(true).describe('Prefix docker and file commands with sudo -n'),
+}).describe('The OpenELIS installer layout: containers openelisglobal-database, -webapp, external-fhir-api, autoheal-oe, -proxy, -frontend');
+
+export const pgHost = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)').describe('A label for messages and the application_name of a standby'),
+  address: z.string().min(1).describe('Host name or IP: SSH goes there, and so do replication connections'),
+  ssh: z.strictObject({
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().min(1),
+    hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'the pinned host key fingerprint as `ssh-keygen -lf <key> -E sha256` prints it (SHA256:...)'),
+    privateKey: secretRef,
+  }),
+  postgres: z.strictObject({
+    port: z.number().int().min(1).max(65535).default(5432),
+    user: z.string().min(1).default('postgres'),
+    database: z.string().min(1).default('postgres'),
+    socketDir: absolutePath.optional().describe('Connect through this Unix socket directory (peer auth as the SSH user)'),
+    password: secretRef.optional().describe('Or connect over TCP to 127.0.0.1 on the host with this password'),
+  }).refine((p) => p.socketDir || p.password, { message: 'give socketDir (Unix socket, peer auth) or password (TCP on the host)' }),
+  profile: z.discriminatedUnion('kind', [pgCtlProfile, openelisDockerProfile]),
+});
+export type PgHost = z.infer<typeof pgHost>;
+
+export const replicationSettings = z.strictObject({
+  user: identifier.default('replicator'),
+  password: secretRef,
+  slot: identifier.describe('The physical replication slot the standby streams from'),
+  maxWalSenders: z.number().int().min(2).max(100).default(10),
+});
+
+const approvalPolicy = z.strictObject({
+  approvers: z.array(z.string().min(1)).optional(),
+  quorum: z.number().int().min(1).default(1),
+  fourEyes: z.boolean().default(false),
+  timeout: duration.default('24h'),
+});
+
+export const setupStandbyInput = z.strictObject({
+  ...runbookInputFields,
+  primary: pgHost,
+  standby: pgHost,
+  replication: replicationSettings,
+  replaceStandbyData: z.boolean().default(false)
+    .describe('Allow replacing a standby data directory that holds a database (it is kept aside under a dated name)'),
+  rewind: z.boolean().default(false).describe('Try pg_rewind of the standby data directory before a fresh base backup (rejoining an old primary)'),
+  appDir: z.strictObject({
+    path: absolutePath.default('/var/lib/openelis-global'),
+    includeSecrets: z.boolean().default(false),
+    exclude: z.array(z.string().regex(/^[^/\0][^\0]*$/, 'a path relative to the application directory')).default([]),
+  }).optional().describe('Copy the application directory from primary to standby (never data/ or backups/; secrets/ only when asked)'),
+  restartApproval: approvalPolicy.default({ quorum: 1, fourEyes: false, timeout: '24h' }),
+  verifyWithinSeconds: z.number().int().min(1).max(3600).default(60),
+}).refine((i) => i.primary.address !== i.standby.address || i.primary.postgres.port !== i.standby.postgres.port, {
+  message: 'primary and standby are the same server', path: ['standby', 'address'],
+});
+export type SetupStandbyInput = z.infer<typeof setupStandbyInput>;
+
+export const promoteStandbyInput = z.strictObject({
+  ...runbookInputFields,
+  mode: z.enum(['switchover', 'failover']).describe('switchover: the old primary is reachable (planned); failover: it is down'),
+  oldPrimary: pgHost,
+  standby: pgHost,
+  maxLagBytes: z.number().int().min(0).default(16 * 1024 * 1024).describe('Refuse to promote a standby with more WAL than this not yet replayed'),
+  tryRestartFirst: z.boolean().default(false).describe('Failover: restart the old primary first and stop if it comes back healthy'),
+  catchupWithinSeconds: z.number().int().min(1).max(3600).default(120),
+  promotionApproval: approvalPolicy.extend({
+    required: z.boolean().optional().describe('Default: on for failover, off for switchover'),
+  }).default({ quorum: 1, fourEyes: false, timeout: '24h' }),
+  fencingApproval: approvalPolicy.default({ quorum: 1, fourEyes: false, timeout: '24h' })
+    .describe('Who may confirm that an old primary which cannot be reached (or is still up) may be left behind'),
+  rejoin: z.strictObject({ replication: replicationSettings }).optional()
+    .describe('Turn the old primary into a standby of the new one (pg_rewind, else a fresh base backup)'),
+});
+export type PromoteStandbyInput = z.infer<typeof promoteStandbyInput>;
