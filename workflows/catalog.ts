@@ -3,6 +3,7 @@
  * Imports only the schemas, never workflow code.
  */
 import type { z } from 'zod';
+import { promoteStandbyInput, setupStandbyInput } from './postgres/schema';
 
 export interface CatalogEntry {
   /** The workflow type. */
@@ -13,4 +14,7 @@ export interface CatalogEntry {
   example: string;
 }
 
-export const catalog: CatalogEntry[] = [];
+export const catalog: CatalogEntry[] = [
+  { name: 'setupPostgresStandby', title: 'Set up a PostgreSQL streaming standby (OpenELIS)', schema: setupStandbyInput, example: 'examples/setupPostgresStandby.json' },
+  { name: 'promotePostgresStandby', title: 'Promote a PostgreSQL standby: switchover or failover, fenced (OpenELIS)', schema: promoteStandbyInput, example: 'examples/promotePostgresStandby.json' },
+];

@@ -2,4 +2,4 @@
  * Every runbook the worker runs. The export name is the workflow type used by the UI,
  * the CLI and `temporal workflow start --type`.
  */
-export {};
+export { setupPostgresStandby } from './postgres/setup-standby';

@@ -12,7 +12,8 @@ import { onHost, profileOf } from './hosts';
 export interface CopyAppDirRequest { primary: PgHost; standby: PgHost; path: string; includeSecrets: boolean; exclude: string[]; dryRun: boolean }
 
 function excludes(req: CopyAppDirRequest): string[] {
-  const list = ['data', 'backups', ...(req.includeSecrets ? [] : ['secrets']), ...req.exclude];
+  // The database and every copy of it kept aside (data.replaced-*, data.failed-*) stay where they are.
+  const list = ['data', 'data.*', 'backups', ...(req.includeSecrets ? [] : ['secrets']), ...req.exclude];
   return [...new Set(list.map((e) => e.replace(/^\.\//, '').replace(/\/+$/, '')))];
 }
 
@@ -34,15 +35,9 @@ export async function copyAppDir(req: CopyAppDirRequest): Promise<ChangeReport> 
     if (req.dryRun) return { changed: false, actions: [`would ${what}`] };
 
     const tarExcludes = excludes(req).map((e) => `--exclude=${shq(`./${e}`)}`).join(' ');
-    const out = await src.execStream(profileOf(req.primary).asAdmin(`tar -C ${shq(req.path)} ${tarExcludes} -cf - .`));
-    const into = await dst.execStream(profileOf(req.standby).asAdmin(`mkdir -p ${shq(req.path)} && tar -C ${shq(req.path)} -xpf -`));
-    const exit = (ch: typeof out) => new Promise<number>((resolve) => ch.on('close', (code: number | null) => resolve(code ?? -1)));
-    let errors = '';
-    out.stderr.on('data', (d: Buffer) => { errors += d; });
-    into.stderr.on('data', (d: Buffer) => { errors += d; });
-    out.pipe(into);
-    const [a, b] = await Promise.all([exit(out), exit(into)]);
-    if (a !== 0 || b !== 0) throw new Error(`Copying ${req.path} failed (tar exit ${a}/${b}): ${errors.trim().slice(0, 1500)}`);
+    const copied = await src.pipeTo(profileOf(req.primary).asAdmin(`tar -C ${shq(req.path)} ${tarExcludes} -cf - .`),
+      dst, profileOf(req.standby).asAdmin(`mkdir -p ${shq(req.path)} && tar -C ${shq(req.path)} -xpf -`));
+    if (copied.code !== 0 || copied.sinkCode !== 0) throw new Error(`Copying ${req.path} failed (tar exit ${copied.code}/${copied.sinkCode}): ${copied.stderr.trim().slice(0, 1500)}`);
     if ((await manifest(dst, req.standby, req)) !== want) throw new Error(`After the copy ${req.path} on ${req.standby.name} still differs from ${req.primary.name}`);
     return { changed: true, actions: [`copied ${files} files of ${req.path} from ${req.primary.name} to ${req.standby.name} (not ${excludes(req).join(', ')})`] };
   }));

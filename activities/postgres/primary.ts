@@ -73,9 +73,10 @@ export async function ensureReplicationHba(req: HbaRequest): Promise<ChangeRepor
 /** wal_level, max_wal_senders, wal_log_hints (for pg_rewind), hot_standby. Says whether a restart is needed. */
 export async function ensureReplicationSettings(req: SettingsRequest): Promise<ChangeReport & { restartNeeded: boolean }> {
   return onHost(req.host, (s) => withSql(req.host, s, async (db) => {
-    const rows = (await db.query(`SELECT name, setting, pending_restart FROM pg_settings
+    const rows = (await db.query(`SELECT name, setting, context, pending_restart FROM pg_settings
       WHERE name IN ('wal_level', 'max_wal_senders', 'wal_log_hints', 'hot_standby', 'max_replication_slots')`)).rows;
     const current = Object.fromEntries(rows.map((r) => [r.name, r.setting as string]));
+    const context = Object.fromEntries(rows.map((r) => [r.name, r.context as string]));
     const wanted: Array<[string, string, boolean]> = [
       ['wal_level', 'replica', current.wal_level === 'replica' || current.wal_level === 'logical'],
       ['max_wal_senders', String(req.maxWalSenders), Number(current.max_wal_senders) >= req.maxWalSenders],
@@ -84,13 +85,13 @@ export async function ensureReplicationSettings(req: SettingsRequest): Promise<C
       ['hot_standby', 'on', current.hot_standby === 'on'],
     ];
     const changes = wanted.filter(([, , ok]) => !ok);
-    const pendingBefore = rows.some((r) => r.pending_restart);
+    // Settings of context "postmaster" take effect only at a restart (pending_restart shows it only after the reload is processed).
+    const restartNeeded = rows.some((r) => r.pending_restart) || changes.some(([name]) => context[name] === 'postmaster');
     const actions = changes.map(([name, value]) => `ALTER SYSTEM SET ${name} = ${value} (was ${current[name]})`);
-    if (req.dryRun) return { changed: false, actions: actions.map((a) => `would ${a}`), restartNeeded: changes.length > 0 || pendingBefore };
+    if (req.dryRun) return { changed: false, actions: actions.map((a) => `would ${a}`), restartNeeded };
     for (const [name, value] of changes) await db.query(`ALTER SYSTEM SET ${db.escapeIdentifier(name)} = ${db.escapeLiteral(value)}`);
     if (changes.length) await db.query('SELECT pg_reload_conf()');
-    const pending = (await db.query('SELECT name FROM pg_settings WHERE pending_restart')).rows.map((r) => r.name);
-    return { changed: changes.length > 0, actions, restartNeeded: pending.length > 0 };
+    return { changed: changes.length > 0, actions, restartNeeded };
   }));
 }
 

@@ -83,6 +83,7 @@ export interface BaseBackupRequest {
   user: string;
   password: { secret: string };
   slot: string;
+  maxRate?: string;
   dryRun: boolean;
 }
 
@@ -105,6 +106,7 @@ export async function baseBackup(req: BaseBackupRequest): Promise<ChangeReport> 
     '-D', profile.dataDirForDb, '-X', 'stream', '-R', '-S', req.slot, '-c', 'fast', '-w',
     '-h', req.primary.address, '-p', String(req.primary.postgres.port), '-U', req.user,
     '-d', `application_name=${req.standby.name} passfile=${profile.passfileForDb}`,
+    ...(req.maxRate ? ['--max-rate', req.maxRate] : []),
   ]);
   if (req.dryRun) return report(false, [`would write the replication passfile ${profile.passfile} (0600) and run: ${tool}`]);
   return onHost(req.standby, async (s) => {

@@ -16,15 +16,24 @@ export const REPLICATION_SECRET = 'pg-replication';
 
 export interface ShResult { code: number; stdout: string; stderr: string }
 
+/** Where things are as seen on a lab host (each host has its own mount namespace): the OpenELIS layout. */
+export const IN_HOST = {
+  appDir: '/var/lib/openelis-global',
+  pgData: '/var/lib/openelis-global/data',
+  backupsDir: '/var/lib/openelis-global/backups',
+  socketDir: '/run/postgresql',
+  home: '/var/lib/postgresql',
+  logFile: '/var/lib/postgresql/postgresql.log',
+};
+
 export interface LabHost {
   name: 'a' | 'b';
   ns: string;
   address: string;
+  /** The host's files as the test sees them from outside (appDir is mounted at IN_HOST.appDir inside). */
   dir: string;
   appDir: string;
   pgData: string;
-  socketDir: string;
-  logFile: string;
   hostKey: string;
   /** Runs a shell command as `postgres` inside the host (not through SSH). */
   sh(cmd: string): ShResult;
@@ -108,17 +117,16 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {})
 
     const hostDir = path.join(dir, name);
     const appDir = path.join(hostDir, 'openelis-global');
-    const socketDir = path.join(hostDir, 'run');
-    for (const d of [hostDir, appDir, socketDir, path.join(appDir, 'backups'), path.join(appDir, 'secrets'), path.join(appDir, 'volume', 'plugins')]) mkdirSync(d, { recursive: true });
+    const mounts: Array<[string, string]> = [[appDir, IN_HOST.appDir], [path.join(hostDir, 'home'), IN_HOST.home], [path.join(hostDir, 'run'), IN_HOST.socketDir]];
+    for (const d of [hostDir, ...mounts.flatMap(([outside, inside]) => [outside, inside]), path.join(appDir, 'backups'), path.join(appDir, 'secrets'), path.join(appDir, 'volume', 'plugins')]) mkdirSync(d, { recursive: true });
     // What an OpenELIS install directory holds besides the database.
     writeFileSync(path.join(appDir, 'docker-compose.yml'), `# OpenELIS on host ${name}\nservices: {}\n`);
     writeFileSync(path.join(appDir, 'volume', 'plugins', 'site-plugin.txt'), `plugin config of ${name}\n`);
     writeFileSync(path.join(appDir, 'secrets', 'datasource.password'), `secret-of-${name}\n`);
     writeFileSync(path.join(appDir, 'backups', 'nightly.sql'), `backup of ${name}\n`);
     const stateDir = path.join(hostDir, 'docker-state');
-    const logFile = path.join(hostDir, 'postgresql.log');
     writeFileSync(path.join(hostDir, 'docker.env'),
-      `PGDATA=${path.join(appDir, 'data')}\nPGBIN=${PGBIN}\nPGLOG=${logFile}\nSTATE=${stateDir}\n`);
+      `PGDATA=${IN_HOST.pgData}\nPGBIN=${PGBIN}\nPGLOG=${IN_HOST.logFile}\nSTATE=${stateDir}\n`);
     run('chown', ['-R', 'postgres:postgres', hostDir]);
 
     // sshd with a pinned host key; sessions get the docker stand-in first on PATH.
@@ -133,13 +141,16 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {})
       'AllowTcpForwarding yes', 'MaxSessions 50', 'MaxStartups 50:30:100',
       `SetEnv PATH=${labBin}:${PGBIN}:/usr/local/bin:/usr/bin:/bin DOCKER_STANDIN_ENV=${path.join(hostDir, 'docker.env')}`,
     ].join('\n') + '\n');
-    sshds.push(spawn('ip', ['netns', 'exec', ns, '/usr/sbin/sshd', '-D', '-e', '-f', sshdConfig], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    // Its own mount namespace too: the same paths as a real OpenELIS host, different files behind them.
+    const binds = mounts.map(([outside, inside]) => `mount --bind ${outside} ${inside}`).join(' && ');
+    const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${binds} && exec /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    sshds.push(sshd);
 
     const pgData = path.join(appDir, 'data');
     const sh = (cmd: string): ShResult => {
       try {
-        const stdout = execFileSync('ip', ['netns', 'exec', ns, '/usr/sbin/runuser', '-u', 'postgres', '--', 'bash', '-c', cmd], {
-          encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: `${labBin}:${PGBIN}:/usr/bin:/bin`, DOCKER_STANDIN_ENV: path.join(hostDir, 'docker.env'), HOME: hostDir },
+        const stdout = execFileSync('nsenter', ['-t', String(sshd.pid), '-m', '-n', '/usr/sbin/runuser', '-u', 'postgres', '--', 'bash', '-c', cmd], {
+          encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: `${labBin}:${PGBIN}:/usr/bin:/bin`, DOCKER_STANDIN_ENV: path.join(hostDir, 'docker.env'), HOME: IN_HOST.home },
         });
         return { code: 0, stdout, stderr: '' };
       } catch (err) {
@@ -148,13 +159,13 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {})
       }
     };
     return {
-      name, ns, address, dir: hostDir, appDir, pgData, socketDir, logFile, hostKey: fingerprint, sh,
+      name, ns, address, dir: hostDir, appDir, pgData, hostKey: fingerprint, sh,
       async sql(text, params, database = 'postgres') {
         const client = new PgClient({ host: address, port: 5432, user: 'postgres', password: adminPassword, database, connectionTimeoutMillis: 5000 });
         await client.connect();
         try { return (await client.query(text, params)).rows; } finally { await client.end(); }
       },
-      isUp: () => sh(`pg_ctl -D ${pgData} status`).code === 0,
+      isUp: () => sh(`pg_ctl -D ${IN_HOST.pgData} status`).code === 0,
       dockerCommands: () => (existsSync(path.join(stateDir, 'commands.log')) ? readFileSync(path.join(stateDir, 'commands.log'), 'utf8').split('\n').filter(Boolean) : []),
       simulateDaemonRestart() {
         for (const c of ['openelisglobal-database', 'openelisglobal-webapp', 'external-fhir-api', 'autoheal-oe', 'openelisglobal-proxy', 'openelisglobal-frontend']) {
@@ -168,29 +179,29 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {})
   const a = makeHost('a', 2);
   const b = makeHost('b', 3);
   const initCluster = (h: LabHost) => {
-    const pwfile = path.join(h.dir, '.pwfile');
+    const pwfile = path.join(h.dir, 'home', '.pwfile');
     writeFileSync(pwfile, adminPassword);
     chownSync(pwfile, Number(run('id', ['-u', 'postgres']).trim()), 0);
-    const init = h.sh(`initdb -D ${h.pgData} -U postgres --auth-local=peer --auth-host=scram-sha-256 --pwfile=${pwfile} >/dev/null && rm ${pwfile}`);
+    const init = h.sh(`initdb -D ${IN_HOST.pgData} -U postgres --auth-local=peer --auth-host=scram-sha-256 --pwfile=${IN_HOST.home}/.pwfile >/dev/null && rm ${IN_HOST.home}/.pwfile`);
     if (init.code !== 0) throw new Error(`initdb on ${h.name} failed: ${init.stderr}`);
     writeFileSync(path.join(h.pgData, 'postgresql.conf'), [
       readFileSync(path.join(h.pgData, 'postgresql.conf'), 'utf8'),
-      `listen_addresses = '${h.address},127.0.0.1'`, 'port = 5432', `unix_socket_directories = '${h.socketDir}'`,
+      "listen_addresses = '*'", 'port = 5432', `unix_socket_directories = '${IN_HOST.socketDir}'`,
     ].join('\n') + '\n');
     writeFileSync(path.join(h.pgData, 'pg_hba.conf'), `${readFileSync(path.join(h.pgData, 'pg_hba.conf'), 'utf8')}host all postgres ${subnet}.1/32 scram-sha-256\n`);
     const started = h.sh('docker start openelisglobal-database openelisglobal-webapp external-fhir-api autoheal-oe openelisglobal-proxy openelisglobal-frontend');
     if (started.code !== 0) throw new Error(`starting ${h.name} failed: ${started.stderr}`);
     h.sh(`rm -f ${path.join(h.dir, 'docker-state', 'commands.log')}`);
   };
+  await waitForSsh([a, b]);
   initCluster(a);
   if ((opts.standby ?? 'initialized') === 'initialized') initCluster(b);
 
-  await waitForSsh([a, b]);
   const lab: Lab = {
     dir, a, b, secretsDir, replicationPassword,
     workerEnv: { RUNBOOKS_SECRETS_DIR: secretsDir },
     async stop() {
-      for (const h of [a, b]) h.sh(`pg_ctl -D ${h.pgData} stop -m immediate`);
+      for (const h of [a, b]) h.sh(`pg_ctl -D ${IN_HOST.pgData} stop -m immediate`);
       for (const s of sshds) s.kill('SIGKILL');
       for (const h of [a, b]) killNamespace(h.ns);
       tryRun('ip', ['link', 'del', bridge]);

@@ -19,11 +19,19 @@ export async function startGated(client: Client, queue: string, input: Partial<O
 
 export const progressOf = (handle: WorkflowHandle) => handle.query(progressQuery);
 
-export function waitForProgress(handle: WorkflowHandle, what: string, ok: (p: Progress) => boolean, timeoutMs = 30_000): Promise<Progress> {
-  return eventually(async () => {
-    const p = await progressOf(handle);
-    return ok(p) ? p : undefined;
-  }, what, timeoutMs);
+export async function waitForProgress(handle: WorkflowHandle, what: string, ok: (p: Progress) => boolean, timeoutMs = 30_000): Promise<Progress> {
+  let last: Progress | undefined;
+  try {
+    return await eventually(async () => {
+      last = await progressOf(handle);
+      return ok(last) ? last : undefined;
+    }, what, timeoutMs);
+  } catch (err) {
+    // Say where the run is, so a failure here explains itself.
+    const where = last ? `${last.status} at ${last.currentStep}: ${last.error ?? last.steps.find((s) => s.error)?.error ?? ''}` : 'no progress';
+    const pending = (await handle.describe().catch(() => undefined))?.raw.pendingActivities?.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? ''}`);
+    throw new Error(`${(err as Error).message}; the run is ${where}; pending activities: ${JSON.stringify(pending ?? [])}`);
+  }
 }
 
 export const waitForGate = (handle: WorkflowHandle, gate: string) =>

@@ -51,6 +51,8 @@ export const replicationSettings = z.strictObject({
   password: secretRef,
   slot: identifier.describe('The physical replication slot the standby streams from'),
   maxWalSenders: z.number().int().min(2).max(100).default(10),
+  baseBackupMaxRate: z.string().regex(/^\d+[kM]?$/, 'pg_basebackup --max-rate, e.g. "50M" (bytes/s; k or M suffix)').optional()
+    .describe('Throttle the base backup so it does not saturate the primary'),
 });
 
 const approvalPolicy = z.strictObject({
