@@ -8,4 +8,6 @@ module.exports = {
   testTimeout: 120000,
   maxWorkers: 2,
   verbose: true,
+  // The Temporal SDK's native connection can keep the event loop alive after the last test.
+  forceExit: true,
 };

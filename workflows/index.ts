@@ -3,3 +3,4 @@
  * the CLI and `temporal workflow start --type`.
  */
 export { setupPostgresStandby } from './postgres/setup-standby';
+export { promotePostgresStandby } from './postgres/promote-standby';

@@ -47,6 +47,7 @@ export interface LabHost {
 
 export interface Lab {
   dir: string;
+  adminPassword: string;
   a: LabHost;
   b: LabHost;
   secretsDir: string;
@@ -61,12 +62,12 @@ const tryRun = (cmd: string, args: string[]) => { try { run(cmd, args); } catch 
 
 /** Removes namespaces and bridges left by a lab whose test process died. */
 export function cleanStaleLabs(): void {
-  const namespaces = run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]).filter((n) => /^rbl\d+[ab]$/.test(n));
+  const namespaces = run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]);
   for (const ns of namespaces) {
-    const pid = Number(ns.slice(3, -1));
-    if (existsSync(`/proc/${pid}`)) continue; // its test process is alive
+    const m = /^rbl(\d+)x(\d+)[ab]$/.exec(ns);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue; // not a lab's, or its test process is alive
     killNamespace(ns);
-    tryRun('ip', ['link', 'del', `rbl${pid}br`]);
+    tryRun('ip', ['link', 'del', `rbl${m[1]}x${m[2]}br`]);
   }
 }
 
@@ -79,24 +80,30 @@ function killNamespace(ns: string): void {
 
 let labCount = 0;
 
-export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {}): Promise<Lab> {
+/**
+ * Starts a lab. `secretsDir` lets several labs share one set of secrets (one worker for all of them);
+ * by default each lab makes its own inside its directory.
+ */
+export async function startLab(opts: { standby?: 'initialized' | 'empty'; secretsDir?: string } = {}): Promise<Lab> {
   if (process.getuid?.() !== 0) throw new Error('The PostgreSQL lab needs root (network namespaces, sshd): run the suite through ./scripts/test.sh as root');
   cleanStaleLabs();
-  const id = `${process.pid}`;
+  const id = `${process.pid}x${labCount}`;
   const subnet = `10.213.${(process.pid * 7 + labCount++) % 250}`;
   const dir = mkdtempSync('/tmp/rblab-');
   chmodSync(dir, 0o755);
-  const secretsDir = path.join(dir, 'secrets');
-  mkdirSync(secretsDir, { mode: 0o700 });
+  const secretsDir = opts.secretsDir ?? path.join(dir, 'secrets');
+  mkdirSync(secretsDir, { mode: 0o700, recursive: true });
   mkdirSync('/run/sshd', { recursive: true });
 
   // The worker's SSH key, and the secrets it resolves by name.
-  run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'runbooks-lab', '-f', path.join(secretsDir, SSH_KEY_SECRET)]);
+  if (!existsSync(path.join(secretsDir, SSH_KEY_SECRET))) {
+    run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'runbooks-lab', '-f', path.join(secretsDir, SSH_KEY_SECRET)]);
+    writeFileSync(path.join(secretsDir, ADMIN_PASSWORD_SECRET), `admin-${Math.random().toString(36).slice(2)}`, { mode: 0o600 });
+    writeFileSync(path.join(secretsDir, REPLICATION_SECRET), `repl-${Math.random().toString(36).slice(2)}-x`, { mode: 0o600 });
+  }
   writeFileSync(path.join(dir, 'authorized_keys'), readFileSync(path.join(secretsDir, `${SSH_KEY_SECRET}.pub`)));
-  const adminPassword = `admin-${Math.random().toString(36).slice(2)}`;
-  const replicationPassword = `repl-${Math.random().toString(36).slice(2)}-x`;
-  writeFileSync(path.join(secretsDir, ADMIN_PASSWORD_SECRET), adminPassword, { mode: 0o600 });
-  writeFileSync(path.join(secretsDir, REPLICATION_SECRET), replicationPassword, { mode: 0o600 });
+  const adminPassword = readFileSync(path.join(secretsDir, ADMIN_PASSWORD_SECRET), 'utf8');
+  const replicationPassword = readFileSync(path.join(secretsDir, REPLICATION_SECRET), 'utf8');
 
   const bridge = `rbl${id}br`;
   run('ip', ['link', 'add', bridge, 'type', 'bridge']);
@@ -198,7 +205,7 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty' } = {})
   if ((opts.standby ?? 'initialized') === 'initialized') initCluster(b);
 
   const lab: Lab = {
-    dir, a, b, secretsDir, replicationPassword,
+    dir, a, b, secretsDir, replicationPassword, adminPassword,
     workerEnv: { RUNBOOKS_SECRETS_DIR: secretsDir },
     async stop() {
       for (const h of [a, b]) h.sh(`pg_ctl -D ${IN_HOST.pgData} stop -m immediate`);

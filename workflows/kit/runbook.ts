@@ -123,6 +123,11 @@ export class Runbook {
     };
   }
 
+  /** Past a point of no return (e.g. a promotion), undoing earlier steps would do harm: drop every pending compensation. */
+  releaseUndos(): void {
+    for (const c of this.compensations) if (c.state === 'registered') this.update(c, { state: 'released', endedAt: now() });
+  }
+
   /** Runs the registered compensations newest first; cancellation of the run cannot interrupt them. */
   async compensate(): Promise<void> {
     const pending = this.compensations.filter((c) => c.state === 'registered').reverse();

@@ -1,0 +1,126 @@
+/**
+ * Benchmarks, run with `npm run bench -- <name>` (as root: they start the PostgreSQL lab).
+ *
+ *   promotion   time from run start to new primary writable, and from the promote call to
+ *               writable, beside a bare pg_promote() on the same kind of clusters in the same run.
+ *
+ * Options: --runs N (default 3). Prints every measurement and the medians.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { Client as PgClient } from 'pg';
+import { findTemporalCli, startDevServer } from './lib/dev-server';
+import { freePort } from '../test/support/global-setup';
+import { startLab, type Lab } from '../test/lab/hosts';
+import { hostInput } from '../test/lab/inputs';
+import { killPostmaster, streamingPair } from '../test/lab/pair';
+import { startProcess } from '../test/support/processes';
+
+const repoRoot = path.resolve(__dirname, '..');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (x: number) => `${x.toFixed(0)} ms`;
+
+/** Resolves at the first moment an INSERT on the host commits, polling every 5 ms on one connection. */
+async function firstWrite(lab: Lab, host: 'a' | 'b'): Promise<number> {
+  const db = new PgClient({ host: lab[host].address, port: 5432, user: 'postgres', password: lab.adminPassword, database: 'postgres' });
+  await db.connect();
+  await db.query('CREATE TABLE IF NOT EXISTS bench_writes (at timestamptz)').catch(() => undefined);
+  try {
+    for (;;) {
+      try {
+        await db.query('INSERT INTO bench_writes VALUES (now())');
+        return performance.now();
+      } catch {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  } finally {
+    await db.end();
+  }
+}
+
+async function barePromotion(client: Client, queue: string, secretsDir: string): Promise<number> {
+  const lab = await streamingPair(client, queue, 'openelis-docker', await startLab({ secretsDir }));
+  try {
+    killPostmaster(lab.a);
+    const writable = firstWrite(lab, 'b');
+    const t0 = performance.now();
+    await lab.b.sql('SELECT pg_promote(true, 60)');
+    return (await writable) - t0;
+  } finally {
+    await lab.stop();
+  }
+}
+
+async function runbookPromotion(client: Client, queue: string, secretsDir: string, i: number): Promise<{ total: number; fromPromote: number }> {
+  const lab = await streamingPair(client, queue, 'openelis-docker', await startLab({ secretsDir }));
+  try {
+    killPostmaster(lab.a);
+    const writable = firstWrite(lab, 'b');
+    const t0 = performance.now();
+    const handle = await client.workflow.start('promotePostgresStandby', {
+      taskQueue: queue, workflowId: `bench-promotion-${Date.now()}-${i}`,
+      args: [{ mode: 'failover', oldPrimary: hostInput(lab.a, 'openelis-docker'), standby: hostInput(lab.b, 'openelis-docker'), promotionApproval: { required: false } }],
+    });
+    const done = await writable;
+    await handle.result();
+    // When the promoteStandby activity started, in the run's own history (server time).
+    const history = await handle.fetchHistory();
+    const events = history.events ?? [];
+    const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'promoteStandby');
+    const started = events.find((e) => e.activityTaskStartedEventAttributes && String(e.activityTaskStartedEventAttributes.scheduledEventId) === String(scheduled?.eventId));
+    const first = events[0];
+    const toMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+    const promoteOffset = toMs(started?.eventTime) - toMs(first.eventTime);
+    const total = done - t0;
+    return { total, fromPromote: total - promoteOffset };
+  } finally {
+    await lab.stop();
+  }
+}
+
+async function promotion(runs: number): Promise<void> {
+  const cliPath = findTemporalCli(repoRoot);
+  const server = await startDevServer({ cliPath, port: await freePort() });
+  const queue = `bench-${process.pid}`;
+  const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
+  const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir, RUNBOOKS_LOG_LEVEL: 'WARN' });
+  await worker.waitFor(/Worker ready/);
+  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  try {
+    const bare: number[] = [];
+    const total: number[] = [];
+    const fromPromote: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const b = await barePromotion(client, queue, secretsDir);
+      const r = await runbookPromotion(client, queue, secretsDir, i);
+      bare.push(b); total.push(r.total); fromPromote.push(r.fromPromote);
+      console.log(`run ${i + 1}: bare pg_promote -> writable ${ms(b)}; runbook start -> writable ${ms(r.total)}; promote call -> writable ${ms(r.fromPromote)}`);
+    }
+    console.log('\npromotion benchmark (failover of a SIGKILLed primary, openelis-docker profile, medians of', runs, 'runs)');
+    console.log(`  bare pg_promote() -> writable          ${ms(median(bare))}`);
+    console.log(`  runbook: promote call -> writable      ${ms(median(fromPromote))}   (${(median(fromPromote) / median(bare)).toFixed(2)}x bare)`);
+    console.log(`  runbook: run start -> writable         ${ms(median(total))}   (${(median(total) / median(bare)).toFixed(2)}x bare)`);
+  } finally {
+    await worker.kill('SIGTERM');
+    await client.connection.close();
+    await server.stop();
+    rmSync(secretsDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' } } });
+  const runs = Number(values.runs ?? 3);
+  switch (positionals[0]) {
+    case 'promotion': return promotion(runs);
+    default:
+      console.error('Usage: npm run bench -- promotion [--runs N]');
+      process.exit(2);
+  }
+}
+
+main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
