@@ -3,6 +3,7 @@
  * and the host profile that says how services are stopped, started and fenced on that layout.
  */
 import path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { Client as PgClient } from 'pg';
 import { cmd, shq } from '../lib/shell';
 import { withSsh, type SshSession, type SshTarget } from '../lib/ssh';
@@ -13,7 +14,19 @@ export function sshTarget(host: PgHost): SshTarget {
   return { label: `${host.name} (${host.address})`, host: host.address, port: host.ssh.port, user: host.ssh.user, hostKey: host.ssh.hostKey, privateKey: host.ssh.privateKey };
 }
 
-export const onHost = <T>(host: PgHost, fn: (s: SshSession) => Promise<T>): Promise<T> => withSsh(sshTarget(host), fn);
+/**
+ * Runs `fn` with an SSH session to the host. While it runs the activity heartbeats, so a worker
+ * that dies mid-command is noticed within the heartbeat timeout, not the whole start-to-close timeout.
+ */
+export async function onHost<T>(host: PgHost, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  const context = Context.current();
+  const beat = setInterval(() => context.heartbeat(), 2_000);
+  try {
+    return await withSsh(sshTarget(host), fn);
+  } finally {
+    clearInterval(beat);
+  }
+}
 
 /** SQL on the host's cluster, carried by the SSH connection (Unix socket with peer auth, or TCP on the host). */
 export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgClient) => Promise<T>): Promise<T> {
