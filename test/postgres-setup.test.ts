@@ -2,29 +2,36 @@
  * setupPostgresStandby against two real PostgreSQL 15 hosts (network namespaces, real sshd with
  * pinned keys, the OpenELIS docker layout through the docker stand-in) and a real Temporal.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { approveSignal, progressQuery } from '../workflows/kit/messages';
 import { startLab, type Lab } from './lab/hosts';
-import { setupInput } from './lab/inputs';
+import { hostInput, setupInput } from './lab/inputs';
 import { startWorker, testClient, uniqueQueue, eventually, type Proc } from './support/processes';
 import { waitForGate } from './support/runs';
 
 const queue = uniqueQueue('pg-setup');
+// One worker for every lab of this file: the labs share one secrets directory.
+const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'setup-secrets-'));
+const workerEnv = { RUNBOOKS_SECRETS_DIR: secretsDir };
 let client: Client;
 let worker: Proc;
 let lab: Lab;
+const labs: Lab[] = [];
 
 beforeAll(async () => {
-  lab = await startLab();
+  lab = await startLab({ secretsDir });
+  labs.push(lab);
   client = await testClient();
-  worker = await startWorker(queue, lab.workerEnv);
+  worker = await startWorker(queue, workerEnv);
 }, 120_000);
 afterAll(async () => {
   await worker?.kill('SIGKILL');
   await client?.connection.close();
-  await lab?.stop();
+  for (const l of labs) await l.stop();
+  rmSync(secretsDir, { recursive: true, force: true });
 });
 
 let n = 0;
@@ -101,3 +108,118 @@ test('a second run changes nothing', async () => {
   expect(changing(lab.b.dockerCommands().slice(commandsBefore))).toEqual([]);
   expect(readdirSync(path.dirname(lab.b.pgData)).filter((d) => d.startsWith('data.replaced-'))).toHaveLength(1);
 }, 120_000);
+
+describe('refusals: nothing is changed', () => {
+  let fresh: Lab;
+  beforeAll(async () => {
+    fresh = await startLab({ secretsDir });
+    labs.push(fresh);
+  }, 60_000);
+
+  const untouched = async () => {
+    expect(changing(fresh.a.dockerCommands())).toEqual([]);
+    expect(changing(fresh.b.dockerCommands())).toEqual([]);
+    expect(await fresh.a.sql(`SELECT 1 FROM pg_roles WHERE rolname = 'replicator'`)).toEqual([]);
+    expect(await fresh.b.sql('SELECT pg_is_in_recovery() AS r')).toEqual([{ r: false }]);
+  };
+  const failureOf = async (input: object) => {
+    const err = await (await start(input)).result().catch((e) => e);
+    // The run's failure, or the activity's failure inside it.
+    return (err.cause?.cause ?? err.cause) as { type: string; message: string; nonRetryable: boolean };
+  };
+
+  test('a bad input names every bad field', async () => {
+    const input = setupInput(fresh, 'openelis-docker') as Record<string, any>;
+    input.primary.ssh.hostKey = 'ssh-ed25519 AAAA';
+    input.replication.slot = 'Standby-B';
+    delete input.standby;
+    const cause = await failureOf(input);
+    expect(cause.type).toBe('InvalidInput');
+    expect(cause.message).toMatch(/primary\.ssh\.hostKey: .*SHA256/);
+    expect(cause.message).toMatch(/replication\.slot: /);
+    expect(cause.message).toMatch(/standby: /);
+    await untouched();
+  });
+
+  test('an unreachable standby is refused with what to check', async () => {
+    const input = setupInput(fresh, 'openelis-docker') as Record<string, any>;
+    input.standby.address = fresh.b.address.replace(/\.\d+$/, '.99');
+    const cause = await failureOf(input);
+    expect(cause).toMatchObject({ type: 'PreflightRefused', nonRetryable: true });
+    expect(cause.message).toMatch(/Cannot reach the standby lab-b: .*99.*Nothing was changed/);
+    await untouched();
+  }, 60_000);
+
+  test('a wrong host key is refused: another machine may answer at that address', async () => {
+    const input = setupInput(fresh, 'openelis-docker') as Record<string, any>;
+    input.primary.ssh.hostKey = fresh.b.hostKey;
+    const cause = await failureOf(input);
+    expect(cause).toMatchObject({ type: 'HostKeyMismatch', nonRetryable: true });
+    expect(cause.message).toContain(`is ${fresh.a.hostKey}, not the pinned ${fresh.b.hostKey}`);
+    await untouched();
+  });
+
+  test('a standby holding its own database is refused unless replacing it is allowed', async () => {
+    const cause = await failureOf(setupInput(fresh, 'openelis-docker', fresh.a, fresh.b, { replaceStandbyData: false }));
+    expect(cause.message).toMatch(/lab-b runs as a primary with its own data. .*"replaceStandbyData": true/);
+    await untouched();
+  });
+
+  test('a dry-run checks for real and returns the plan, changing nothing', async () => {
+    const handle = await start(setupInput(fresh, 'pg_ctl', fresh.a, fresh.b, { dryRun: true }));
+    const plan = await handle.result() as { dryRun: boolean; steps: Array<{ name: string; actions: string[] }> };
+    expect(plan.dryRun).toBe(true);
+    const actions = Object.fromEntries(plan.steps.map((s) => [s.name, s.actions.join(' | ')]));
+    expect(actions.replicationRole).toMatch(/^would CREATE ROLE replicator/);
+    expect(actions.allowStandby).toMatch(/would add "host replication replicator .* scram-sha-256"/);
+    expect(actions.restartPrimary).toMatch(/would wait for approval "restart-primary"/);
+    expect(actions.keepOldData).toMatch(/would move \/var\/lib\/openelis-global\/data aside/);
+    expect(actions.copyData).toMatch(/would write the replication passfile .*pg_basebackup -D/);
+    await untouched();
+    expect(fresh.b.isUp()).toBe(true);
+  });
+});
+
+test('the worker is killed during the base backup: the copy goes on, the new worker re-attaches, nothing is done twice; the password is on no command line', async () => {
+  const big = await startLab({ secretsDir });
+  labs.push(big);
+  await big.a.sql(`CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g`);
+  const input = setupInput(big, 'openelis-docker', big.a, big.b, { restartApproval: { timeout: '1h' } }) as Record<string, any>;
+  input.replication.baseBackupMaxRate = '4M';
+  const handle = await start(input);
+  await waitForGate(handle, 'restart-primary');
+  await handle.signal(approveSignal, { gate: 'restart-primary', by: 'bob' });
+
+  // Watch every process command line on the machine (the lab hosts' too) while the run goes.
+  const seen = new Set<string>();
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+        try { seen.add(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')); } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+
+  await eventually(async () => /running/.test(big.b.sh('for d in /var/lib/postgresql/.runbooks-jobs/*basebackup; do test -f $d/exit || (kill -0 $(cat $d/pid) && echo running); done').stdout), 'the base backup to be running', 60_000);
+  await worker.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 1000));
+  expect(big.b.sh('pgrep -f pg_basebackup').code).toBe(0); // the copy survives the worker
+  worker = await startWorker(queue, workerEnv);
+  await expect(handle.result()).resolves.toMatchObject({ streaming: true });
+  watching = false;
+  await watcher;
+
+  const p = await handle.query(progressQuery);
+  expect(p.steps.find((s) => s.name === 'copyData')?.actions.join(' ')).toContain('re-attached to the copy already running');
+  expect(changing(big.b.dockerCommands()).filter((c) => c.includes('pg_basebackup'))).toHaveLength(1);
+  expect(readdirSync(path.dirname(big.b.pgData)).filter((d) => d.startsWith('data.replaced-'))).toHaveLength(1);
+  expect((await big.b.sql<{ c: string }>('SELECT count(*) AS c FROM filler'))[0].c).toBe('40000');
+
+  expect([...seen].some((c) => c.includes('pg_basebackup'))).toBe(true); // the watcher did see the copy
+  expect([...seen].filter((c) => c.includes(big.replicationPassword))).toEqual([]);
+  expect(await historyText(handle)).not.toContain(big.replicationPassword);
+}, 240_000);
+
+void hostInput;

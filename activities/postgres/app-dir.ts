@@ -13,7 +13,7 @@ export interface CopyAppDirRequest { primary: PgHost; standby: PgHost; path: str
 
 function excludes(req: CopyAppDirRequest): string[] {
   // The database and every copy of it kept aside (data.replaced-*, data.failed-*) stay where they are.
-  const list = ['data', 'data.*', 'backups', ...(req.includeSecrets ? [] : ['secrets']), ...req.exclude];
+  const list = ['data', 'data.*', 'backups', '.runbooks-*', ...(req.includeSecrets ? [] : ['secrets']), ...req.exclude];
   return [...new Set(list.map((e) => e.replace(/^\.\//, '').replace(/\/+$/, '')))];
 }
 

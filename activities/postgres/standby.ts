@@ -69,8 +69,8 @@ export async function setDataDirAside(req: { host: PgHost; stamp: string; dryRun
       const earlier = (await s.exec(profile.asAdmin(cmd('test', '-d', aside)))).code === 0;
       return { ...report(false, []), asideDir: earlier ? aside : undefined };
     }
-    if ((await s.exec(profile.dbRunning)).code === 0) throw new Error(`The database on ${req.host.name} still runs; stop it before moving its data directory`);
     if (req.dryRun) return { ...report(false, [`would move ${dir} aside to ${aside}`]), asideDir: aside };
+    if ((await s.exec(profile.dbRunning)).code === 0) throw new Error(`The database on ${req.host.name} still runs; stop it before moving its data directory`);
     await s.run(profile.asAdmin(`test ! -e ${shq(aside)} && mv ${shq(dir)} ${shq(aside)} && mkdir -m 700 ${shq(dir)} && chown --reference=${shq(aside)} ${shq(dir)}`),
       { what: 'moving the data directory aside' });
     return { ...report(true, [`moved ${dir} aside to ${aside} (kept as a fallback)`]), asideDir: aside };
