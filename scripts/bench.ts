@@ -27,9 +27,9 @@ const ms = (x: number) => `${x.toFixed(0)} ms`;
 async function firstWrite(lab: Lab, host: 'a' | 'b'): Promise<number> {
   const db = new PgClient({ host: lab[host].address, port: 5432, user: 'postgres', password: lab.adminPassword, database: 'postgres' });
   await db.connect();
-  await db.query('CREATE TABLE IF NOT EXISTS bench_writes (at timestamptz)').catch(() => undefined);
+  const deadline = performance.now() + 120_000;
   try {
-    for (;;) {
+    while (performance.now() < deadline) {
       try {
         await db.query('INSERT INTO bench_writes VALUES (now())');
         return performance.now();
@@ -37,15 +37,27 @@ async function firstWrite(lab: Lab, host: 'a' | 'b'): Promise<number> {
         await new Promise((r) => setTimeout(r, 5));
       }
     }
+    throw new Error(`${lab[host].name} did not take a write within 120 s`);
   } finally {
     await db.end();
   }
 }
 
-async function barePromotion(client: Client, queue: string, secretsDir: string): Promise<number> {
+/** A pair where B streams from A and already has the table the write probe uses; then A dies. */
+async function pairWithDeadPrimary(client: Client, queue: string, secretsDir: string): Promise<Lab> {
   const lab = await streamingPair(client, queue, 'openelis-docker', await startLab({ secretsDir }));
+  await lab.a.sql('CREATE TABLE bench_writes (at timestamptz)');
+  for (let i = 0; !(await lab.b.sql(`SELECT to_regclass('bench_writes') AS t`))[0].t; i++) {
+    if (i > 200) throw new Error('the probe table did not reach the standby');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  killPostmaster(lab.a);
+  return lab;
+}
+
+async function barePromotion(client: Client, queue: string, secretsDir: string): Promise<number> {
+  const lab = await pairWithDeadPrimary(client, queue, secretsDir);
   try {
-    killPostmaster(lab.a);
     const writable = firstWrite(lab, 'b');
     const t0 = performance.now();
     await lab.b.sql('SELECT pg_promote(true, 60)');
@@ -56,9 +68,8 @@ async function barePromotion(client: Client, queue: string, secretsDir: string):
 }
 
 async function runbookPromotion(client: Client, queue: string, secretsDir: string, i: number): Promise<{ total: number; fromPromote: number }> {
-  const lab = await streamingPair(client, queue, 'openelis-docker', await startLab({ secretsDir }));
+  const lab = await pairWithDeadPrimary(client, queue, secretsDir);
   try {
-    killPostmaster(lab.a);
     const writable = firstWrite(lab, 'b');
     const t0 = performance.now();
     const handle = await client.workflow.start('promotePostgresStandby', {
@@ -87,7 +98,7 @@ async function promotion(runs: number): Promise<void> {
   const server = await startDevServer({ cliPath, port: await freePort() });
   const queue = `bench-${process.pid}`;
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
-  const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir, RUNBOOKS_LOG_LEVEL: 'WARN' });
+  const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
   await worker.waitFor(/Worker ready/);
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   try {

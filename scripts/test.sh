@@ -5,14 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/npm-deps.sh
 
-# Debian packages the tests start on loopback: PostgreSQL 15, OpenSSH server, nginx, and
-# docker-compose (only to validate docker-compose.temporal.yml; no Docker engine is needed).
+# Debian packages the tests use: PostgreSQL 15 and OpenSSH server (the lab hosts, each in a network
+# namespace of its own: iproute2, util-linux), nginx, and docker-compose (only to validate
+# docker-compose.temporal.yml; no Docker engine is needed).
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
-command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if (( ${#missing[@]} )); then
   echo "Installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)

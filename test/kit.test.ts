@@ -32,6 +32,10 @@ test('progress, search attributes and the UI current details follow each step as
   expect(during.steps.map((s) => [s.name, s.state])).toEqual([['preflight', 'done'], ['takeDown', 'running'], ['cutover', 'pending'], ['finish', 'pending']]);
   expect(during.steps[0].startedAt).toBeDefined();
   expect(during.compensations).toEqual([expect.objectContaining({ title: 'Bring the service back up', step: 'takeDown', state: 'registered' })]);
+  // The UI's Signal dialog offers approve and reject, with how to use them.
+  const metadata = await handle.query<{ definition: { signalDefinitions: Array<{ name: string; description: string }> } }>('__temporal_workflow_metadata');
+  expect(metadata.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['approve', 'reject']);
+  expect(metadata.definition.signalDefinitions.every((d) => d.description.includes('"gate"'))).toBe(true);
   const details = await currentDetails(handle);
   expect(details).toContain('- [x] Check the target');
   expect(details).toContain('**Take the service down** (running)');

@@ -149,3 +149,15 @@ test('the worker is killed right after pg_promote: a new worker finishes the run
   const p = await again.query(progressQuery);
   expect(p.steps.find((s) => s.name === 'promote')?.state).toBe('skipped');
 }, 240_000);
+
+test('failover with tryRestartFirst: an old primary that comes back healthy after the documented restart is kept, nothing is promoted', async () => {
+  const lab = await pair('openelis-docker');
+  killPostmaster(lab.a);
+  const handle = await promote(lab, 'openelis-docker', { mode: 'failover', tryRestartFirst: true });
+  await expect(handle.result()).resolves.toMatchObject({ promoted: false, newPrimary: 'lab-a' });
+  expect(await inRecovery(lab, 'a')).toBe(false);
+  expect(await inRecovery(lab, 'b')).toBe(true);
+  const p = await handle.query(progressQuery);
+  expect(p.steps.filter((s) => s.state === 'done').map((s) => s.name)).toEqual(['assess', 'restartOldPrimary']);
+  expect(lab.a.sh(`docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' openelisglobal-database`).stdout.trim()).toBe('always');
+}, 240_000);

@@ -11,12 +11,12 @@
  *     });
  */
 import {
-  CancellationScope, TemporalFailure, isCancellation, setHandler, workflowInfo,
+  CancellationScope, TemporalFailure, isCancellation, setHandler,
 } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { ApprovalDesk, approvalFailure, type ApprovalOptions, type ApprovalResult } from './approval';
 import { parseRunbookInput } from './input';
-import { progressQuery, signalDescriptions, type CompensationProgress, type RunbookPlan, type StepProgress } from './messages';
+import { progressQuery, signalDescriptions, type CompensationProgress, type RunbookPlan } from './messages';
 import { RunState, now } from './run-state';
 
 export interface RunbookDefinition<S extends z.ZodType> {
@@ -202,9 +202,6 @@ export function defineRunbook<S extends z.ZodType<{ dryRun: boolean; requestedBy
   return workflow;
 }
 
-/** The id of this run, for activities that need it (e.g. to build approval links). */
-export const runId = (): string => workflowInfo().workflowId;
-
 function changeReports(value: unknown): ChangeReport[] {
   const list = Array.isArray(value) ? value : [value];
   return list.filter((v): v is ChangeReport => typeof v === 'object' && v !== null && Array.isArray((v as ChangeReport).actions));
@@ -219,4 +216,3 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export type { StepProgress };
