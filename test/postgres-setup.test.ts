@@ -83,7 +83,7 @@ test('set-up from scratch: asks before restarting the primary, streams, replicat
   expect(sent).toEqual([
     'docker stop autoheal-oe openelisglobal-webapp external-fhir-api openelisglobal-proxy openelisglobal-frontend',
     'docker stop -t 300 openelisglobal-database',
-    expect.stringMatching(/^docker run --rm --network host -u postgres .* postgres:15 pg_basebackup -D \/var\/lib\/openelis-global\/data -X stream -R -S standby_b -c fast -w -h 10\.213\.\d+\.2 -p 5432 -U replicator -d application_name=lab-b passfile=\/var\/lib\/openelis-global\/backups\/\.runbooks-replication\.pgpass$/),
+    `docker run --rm --network host -u postgres -v /var/lib/openelis-global/data:/var/lib/openelis-global/data -v /var/lib/openelis-global/backups:/var/lib/openelis-global/backups postgres:15 pg_basebackup -D /var/lib/openelis-global/data -X stream -R -S standby_b -c fast -w -h ${lab.a.address} -p 5432 -U replicator -d application_name=lab-b passfile=/var/lib/openelis-global/backups/.runbooks-replication.pgpass`,
     'docker start openelisglobal-database',
   ]);
   expect(changing(lab.a.dockerCommands())).toEqual(['docker stop -t 300 openelisglobal-database', 'docker start openelisglobal-database']);

@@ -88,7 +88,8 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
   if (process.getuid?.() !== 0) throw new Error('The PostgreSQL lab needs root (network namespaces, sshd): run the suite through ./scripts/test.sh as root');
   cleanStaleLabs();
   const id = `${process.pid}x${labCount}`;
-  const subnet = `10.213.${(process.pid * 7 + labCount++) % 250}`;
+  // Labs that run at once (parallel jest workers, a benchmark) get distinct subnets.
+  const subnet = `10.${212 + Number(process.env.JEST_WORKER_ID ?? 0)}.${labCount++ % 250}`;
   const dir = mkdtempSync('/tmp/rblab-');
   chmodSync(dir, 0o755);
   const secretsDir = opts.secretsDir ?? path.join(dir, 'secrets');

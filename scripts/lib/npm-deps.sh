@@ -1,0 +1,7 @@
+# Installs the npm dependencies from the lock file when they are missing or older than it.
+ensure_npm_deps() {
+  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    echo "Installing npm dependencies (npm ci)..." >&2
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
