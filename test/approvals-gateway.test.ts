@@ -3,6 +3,7 @@
  * decides; forged, expired and replayed links send nothing; a run whose worker died still
  * receives the decision and completes under a new worker.
  */
+import { readFileSync } from 'node:fs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { signApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
@@ -18,9 +19,12 @@ let gateway: Gateway;
 
 beforeAll(async () => {
   client = await testClient();
-  worker = await startWorker(queue);
   gateway = await startGateway({ client, secret, port: 0 });
+  worker = await startWorker(queue, workerEnv());
 });
+
+// The worker signs links with the gateway's secret and points them at it.
+const workerEnv = () => ({ APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
 afterAll(async () => {
   await gateway.close();
   await worker.kill('SIGKILL');
@@ -74,6 +78,19 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(again.status).toBe(410);
   expect(await again.text()).toContain('has ended');
   await expectNoSignal(handle, 1);
+});
+
+test('a runbook builds the link with an activity and sends it on; the approver clicks it and the run resumes', async () => {
+  const { handle, journal } = await startGated(client, queue, { sendLinkTo: 'erin' });
+  await waitForGate(handle, 'cutover');
+  const [mail] = readFileSync(`${journal}.outbox`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  expect(mail.to).toBe('erin');
+  const link = new URL(/(http\S+)/.exec(mail.text)![1]);
+  expect(link.origin).toBe(gateway.url);
+  const page = await fetch(link);
+  expect(await page.text()).toContain('You are deciding as <strong>erin</strong>');
+  expect((await post(link.searchParams.get('t')!, 'approve')).status).toBe(200);
+  await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
 });
 
 test('a rejection through the link needs a reason, ends the run, and shows the reason', async () => {
@@ -160,7 +177,7 @@ test('the worker dies while the run waits at the gate; the approval is sent with
   expect(sent.status).toBe(202);
   expect(await signalCount(handle)).toBe(1);
 
-  worker = await startWorker(queue);
+  worker = await startWorker(queue, workerEnv());
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
   expect((await progressOf(handle)).decisions[0]).toMatchObject({ by: 'bob', outcome: 'accepted', via: 'link' });
   expect(readJournal(journal).map((l) => l.action)).toEqual(['take down', 'switch over', 'bring up']);

@@ -20,6 +20,8 @@ export const gatedInput = z.strictObject({
     timeout: duration.default('1h'),
     onTimeout: z.enum(['fail', 'return']).default('fail'),
   }).default({ quorum: 1, fourEyes: false, timeout: '1h', onTimeout: 'fail' }),
+  /** Send a signed approval link for the gate to this approver (through the fake target's outbox). */
+  sendLinkTo: z.string().min(1).optional(),
   /** Make the step after the gate fail, to exercise compensation. */
   failAfterGate: z.boolean().default(false),
   /** Make the take-down step wait (heartbeating) this long, so a test can cancel the run during it. */
