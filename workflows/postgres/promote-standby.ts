@@ -102,7 +102,13 @@ export const promotePostgresStandby = defineRunbook({
     }
   }
 
-  await rb.step('fence', () => fenceOldPrimary(rb, input, old.reachable, old.unreachableReason));
+  await rb.step('fence', async (step) => {
+    // Fencing a live primary takes the service down: if the promotion does not happen, bring it back.
+    if (oldIsPrimary && mode === 'failover' && !alreadyPromoted) {
+      step.undo(`Lift the fence and start ${oldPrimary.name} again as the primary`, () => act.unfenceAndStart({ host: oldPrimary }));
+    }
+    return fenceOldPrimary(rb, input, old.reachable, old.unreachableReason);
+  });
 
   let timelineBefore = old.timeline ?? 0;
   if (alreadyPromoted) {
