@@ -85,7 +85,7 @@ export function profileOf(host: PgHost): HostProfile {
     return {
       dbRunning: pgCtl('status'),
       stopDb: (mode) => pgCtl('stop', '-m', mode, '-w', '-t', '300'),
-      startDb: `test ! -e ${shq(mark)} || { echo "fenced by runbooks: ${mark}" >&2; exit 3; }; ${pgCtl('start', '-w', '-t', '300', '-l', p.logFile ?? `${p.dataDir}.log`)}`,
+      startDb: `test ! -e ${shq(mark)} || { echo ${shq(`fenced by runbooks: ${mark}`)} >&2; exit 3; }; ${pgCtl('start', '-w', '-t', '300', '-l', p.logFile ?? `${p.dataDir}.log`)}`,
       stopApp: p.appStop, startApp: p.appStart,
       fence: [p.appStop, `{ ${pgCtl('status')} >/dev/null && ${pgCtl('stop', '-m', 'fast', '-w', '-t', '300')} || true; }`, cmd('touch', mark)].filter(Boolean).join(' && '),
       unfenceDb: cmd('rm', '-f', mark),

@@ -28,7 +28,8 @@ const openelisDockerProfile = z.strictObject({
 
 export const pgHost = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)').describe('A label for messages and the application_name of a standby'),
-  address: z.string().min(1).describe('Host name or IP: SSH goes there, and so do replication connections'),
+  address: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address')
+    .describe('Host name or IP: SSH goes there, and so do replication connections'),
   ssh: z.strictObject({
     port: z.number().int().min(1).max(65535).default(22),
     user: z.string().min(1),
