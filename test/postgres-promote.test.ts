@@ -3,46 +3,24 @@
  * while the old primary lives, switchover under a writer, rejoin of the old primary, and a worker
  * killed right after pg_promote. Never two primaries.
  */
-import type { Client } from '@temporalio/client';
 import { approveSignal, progressQuery, rejectSignal } from '../workflows/kit/messages';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { REPLICATION_SECRET, startLab, type Lab } from './lab/hosts';
+import { REPLICATION_SECRET, type Lab } from './lab/hosts';
 import { hostInput, type Profile } from './lab/inputs';
 import { killPostmaster, startWriter, streamingPair } from './lab/pair';
-import { eventually, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+import { useLabs } from './lab/suite';
+import { eventually } from './support/processes';
 import { waitForGate } from './support/runs';
 
-const queue = uniqueQueue('pg-promote');
-let client: Client;
-let worker: Proc;
-const labs: Lab[] = [];
-
-// One worker serves every lab of this file: the labs share one secrets directory.
-const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'promote-secrets-'));
-const workerEnv = { RUNBOOKS_SECRETS_DIR: secretsDir };
-
-beforeAll(async () => {
-  client = await testClient();
-  worker = await startWorker(queue, workerEnv);
-}, 60_000);
-afterAll(async () => {
-  await worker?.kill('SIGKILL');
-  await client?.connection.close();
-  for (const lab of labs) await lab.stop();
-  rmSync(secretsDir, { recursive: true, force: true });
-});
+const suite = useLabs('pg-promote');
+const { queue } = suite;
 
 async function pair(kind: Profile): Promise<Lab> {
-  const lab = await startLab({ secretsDir });
-  labs.push(lab);
-  return streamingPair(client, queue, kind, lab);
+  return streamingPair(suite.client, queue, kind, await suite.newLab());
 }
 
 let n = 0;
 function promote(lab: Lab, kind: Profile, extra: Record<string, unknown>) {
-  return client.workflow.start('promotePostgresStandby', {
+  return suite.client.workflow.start('promotePostgresStandby', {
     taskQueue: queue, workflowId: `promote-${queue}-${++n}`,
     args: [{ oldPrimary: hostInput(lab.a, kind), standby: hostInput(lab.b, kind), requestedBy: 'alice', catchupWithinSeconds: 30, ...extra }],
   });
@@ -127,7 +105,7 @@ test('switchover with a writer running until the stop: the last committed row is
   expect(repl).toEqual([{ application_name: 'lab-a', state: 'streaming' }]);
   await lab.b.sql(`INSERT INTO lab_orders (test) VALUES ('after switchover')`);
   await eventually(async () => (await lab.a.sql(`SELECT 1 FROM lab_orders WHERE test = 'after switchover'`)).length === 1, 'the row to reach the old primary');
-  const rejoin = await client.workflow.getHandle(`${handle.workflowId}-rejoin`).query(progressQuery);
+  const rejoin = await suite.client.workflow.getHandle(`${handle.workflowId}-rejoin`).query(progressQuery);
   expect(rejoin.steps.find((s) => s.name === 'copyData')?.actions.join(' ')).toMatch(/pg_rewind|base backup/);
 }, 300_000);
 
@@ -135,8 +113,8 @@ test('the worker is killed right after pg_promote: a new worker finishes the run
   const lab = await pair('openelis-docker');
   const handle = await promote(lab, 'openelis-docker', { mode: 'switchover' });
   await eventually(async () => !(await inRecovery(lab, 'b').catch(() => true)), 'the standby to be promoted', 60_000);
-  await worker.kill('SIGKILL');
-  worker = await startWorker(queue, workerEnv);
+  await suite.killWorker();
+  await suite.startWorker();
   await expect(handle.result()).resolves.toMatchObject({ promoted: true, timeline: 2 });
   const history = await handle.fetchHistory();
   const promotions = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'promoteStandby');

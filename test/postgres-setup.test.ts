@@ -2,40 +2,26 @@
  * setupPostgresStandby against two real PostgreSQL 15 hosts (network namespaces, real sshd with
  * pinned keys, the OpenELIS docker layout through the docker stand-in) and a real Temporal.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { approveSignal, progressQuery } from '../workflows/kit/messages';
-import { startLab, type Lab } from './lab/hosts';
-import { hostInput, setupInput } from './lab/inputs';
-import { startWorker, testClient, uniqueQueue, eventually, type Proc } from './support/processes';
+import type { Lab } from './lab/hosts';
+import { setupInput } from './lab/inputs';
+import { useLabs } from './lab/suite';
+import { eventually } from './support/processes';
 import { waitForGate } from './support/runs';
 
-const queue = uniqueQueue('pg-setup');
-// One worker for every lab of this file: the labs share one secrets directory.
-const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'setup-secrets-'));
-const workerEnv = { RUNBOOKS_SECRETS_DIR: secretsDir };
-let client: Client;
-let worker: Proc;
+const suite = useLabs('pg-setup');
+const { queue } = suite;
 let lab: Lab;
-const labs: Lab[] = [];
 
 beforeAll(async () => {
-  lab = await startLab({ secretsDir });
-  labs.push(lab);
-  client = await testClient();
-  worker = await startWorker(queue, workerEnv);
+  lab = await suite.newLab();
 }, 120_000);
-afterAll(async () => {
-  await worker?.kill('SIGKILL');
-  await client?.connection.close();
-  for (const l of labs) await l.stop();
-  rmSync(secretsDir, { recursive: true, force: true });
-});
 
 let n = 0;
-const start = (input: object) => client.workflow.start('setupPostgresStandby', { taskQueue: queue, workflowId: `setup-${queue}-${++n}`, args: [input] });
+const start = (input: object) => suite.client.workflow.start('setupPostgresStandby', { taskQueue: queue, workflowId: `setup-${queue}-${++n}`, args: [input] });
 
 /** The docker commands that change something (not inspect, ps, or a version check). */
 const changing = (commands: string[]) => commands.filter((c) => /^docker (stop|start|kill|restart|update)|pg_basebackup|pg_rewind/.test(c));
@@ -112,8 +98,7 @@ test('a second run changes nothing', async () => {
 describe('refusals: nothing is changed', () => {
   let fresh: Lab;
   beforeAll(async () => {
-    fresh = await startLab({ secretsDir });
-    labs.push(fresh);
+    fresh = await suite.newLab();
   }, 60_000);
 
   const untouched = async () => {
@@ -181,8 +166,7 @@ describe('refusals: nothing is changed', () => {
 });
 
 test('the worker is killed during the base backup: the copy goes on, the new worker re-attaches, nothing is done twice; the password is on no command line', async () => {
-  const big = await startLab({ secretsDir });
-  labs.push(big);
+  const big = await suite.newLab();
   await big.a.sql(`CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g`);
   const input = setupInput(big, 'openelis-docker', big.a, big.b, { restartApproval: { timeout: '1h' } }) as Record<string, any>;
   input.replication.baseBackupMaxRate = '4M';
@@ -203,10 +187,10 @@ test('the worker is killed during the base backup: the copy goes on, the new wor
   })();
 
   await eventually(async () => /running/.test(big.b.sh('for d in /var/lib/postgresql/.runbooks-jobs/*basebackup; do test -f $d/exit || (kill -0 $(cat $d/pid) && echo running); done').stdout), 'the base backup to be running', 60_000);
-  await worker.kill('SIGKILL');
+  await suite.killWorker();
   await new Promise((r) => setTimeout(r, 1000));
   expect(big.b.sh('pgrep -f pg_basebackup').code).toBe(0); // the copy survives the worker
-  worker = await startWorker(queue, workerEnv);
+  await suite.startWorker();
   await expect(handle.result()).resolves.toMatchObject({ streaming: true });
   watching = false;
   await watcher;
@@ -222,4 +206,3 @@ test('the worker is killed during the base backup: the copy goes on, the new wor
   expect(await historyText(handle)).not.toContain(big.replicationPassword);
 }, 240_000);
 
-void hostInput;

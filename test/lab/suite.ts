@@ -1,0 +1,43 @@
+/**
+ * A test file's PostgreSQL labs: one worker serves every lab the file starts (the labs share one
+ * secrets directory), and everything is stopped after the file.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { startWorker, testClient, uniqueQueue, type Proc } from '../support/processes';
+import { startLab, type Lab } from './hosts';
+
+export function useLabs(prefix: string) {
+  const queue = uniqueQueue(prefix);
+  const secretsDir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-secrets-`));
+  const workerEnv = { RUNBOOKS_SECRETS_DIR: secretsDir };
+  const labs: Lab[] = [];
+  let client: Client | undefined;
+  let worker: Proc | undefined;
+
+  beforeAll(async () => {
+    client = await testClient();
+    worker = await startWorker(queue, workerEnv);
+  }, 60_000);
+  afterAll(async () => {
+    await worker?.kill('SIGKILL');
+    await client?.connection.close();
+    for (const lab of labs) await lab.stop();
+    rmSync(secretsDir, { recursive: true, force: true });
+  });
+
+  return {
+    queue,
+    get client(): Client { return client!; },
+    async newLab(): Promise<Lab> {
+      const lab = await startLab({ secretsDir });
+      labs.push(lab);
+      return lab;
+    },
+    /** SIGKILL of the worker, as a crash would do it; `startWorker` brings a new one. */
+    killWorker: async () => { await worker?.kill('SIGKILL'); },
+    startWorker: async () => { worker = await startWorker(queue, workerEnv); },
+  };
+}
