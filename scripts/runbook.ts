@@ -7,14 +7,15 @@
  *   4 Temporal could not be reached or the run does not exist
  */
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { CatalogEntry } from '../workflows/catalog';
-import { describeIssues, InvalidInputError, validateInput } from '../workflows/kit/input';
+import { describeIssues, durationSeconds, InvalidInputError, validateInput } from '../workflows/kit/input';
 import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
 import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
-import { approvalLink, approvalSecret } from '../activities/lib/approval-token';
+import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
 
@@ -31,7 +32,7 @@ const usage = `Usage: npm run runbook -- <command>
   status <workflowId> [--json]                      current step, checklist, pending approvals
   approve <workflowId> --gate G --by NAME [--reason TEXT]
   reject  <workflowId> --gate G --by NAME --reason TEXT
-  link    <workflowId> --gate G --for APPROVER [--ttl 24h]   prints a signed approval URL`;
+  link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)`;
 
 function loadCatalog(): CatalogEntry[] {
   const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';
@@ -63,9 +64,9 @@ function readInput(file: string | undefined): unknown {
 }
 
 function durationMs(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
-  if (!m) throw new CliError(`${flag} must be a duration such as 90s, 30m, 2h (got "${text}")`, exitCodes.usage);
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 'ms'];
+  const seconds = durationSeconds(text);
+  if (Number.isNaN(seconds)) throw new CliError(`${flag} must be a duration such as 90s, 30m, 2h (got "${text}")`, exitCodes.usage);
+  return seconds * 1000;
 }
 
 async function start(client: () => Promise<Client>, name: string | undefined, opts: Record<string, string | boolean | undefined>): Promise<number> {
@@ -158,7 +159,7 @@ async function decide(client: Client, kind: 'approve' | 'reject', workflowId: st
   const missing = [!gate && '--gate', !by && '--by', kind === 'reject' && !reason && '--reason'].filter(Boolean);
   if (missing.length) throw new CliError(`${kind} needs ${missing.join(', ')}`, exitCodes.usage);
   const handle = client.workflow.getHandle(workflowId);
-  await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, { gate: gate!, by: by!, reason, via: 'cli' });
+  await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, { gate: gate!, by: by!, reason, via: 'cli', origin: `${os.userInfo().username}@${os.hostname()}` });
   const receivedBefore = Date.now();
   for (let i = 0; i < 20; i++) {
     const p = await handle.query(progressQuery).catch(() => undefined);
@@ -173,14 +174,26 @@ async function decide(client: Client, kind: 'approve' | 'reject', workflowId: st
   return exitCodes.ok;
 }
 
-function link(workflowId: string, opts: Record<string, string | boolean | undefined>): number {
+/** A signed link for the open gate of the run's current execution: bound to that run and that opening of the gate. */
+async function link(client: Client, workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
   const gate = opts.gate as string | undefined;
   const approver = opts.for as string | undefined;
   if (!gate || !approver) throw new CliError('link needs --gate and --for', exitCodes.usage);
   const secret = approvalSecret();
   if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
-  const ttlSeconds = Math.round(durationMs((opts.ttl as string) || '24h', '--ttl') / 1000);
-  console.log(approvalLink({ workflowId, gate, approver, ttlSeconds }, secret));
+  const ttlSeconds = durationMs((opts.ttl as string) || '24h', '--ttl') / 1000;
+  if (ttlSeconds > maxLinkTtlSeconds) throw new CliError('--ttl is at most 7d: approval links live 7 days at most', exitCodes.usage);
+  const handle = client.workflow.getHandle(workflowId);
+  const { runId } = await handle.describe();
+  const progress = await handle.query(progressQuery).catch(() => undefined);
+  if (!progress) throw new CliError(`Cannot read the progress of ${workflowId} (no worker running?): a link needs the gate's nonce`, exitCodes.failed);
+  const open = progress.approvals.find((g) => g.gate === gate && g.state === 'open');
+  if (!open) {
+    const waiting = progress.approvals.filter((g) => g.state === 'open').map((g) => g.gate);
+    throw new CliError(`Gate "${gate}" of ${workflowId} is not open (open now: ${waiting.join(', ') || 'none'}); a link can only be made for an open gate`, exitCodes.failed);
+  }
+  const exp = linkExpiry(ttlSeconds, Date.parse(open.deadline) / 1000);
+  console.log(approvalUrl({ workflowId, runId, gate, nonce: open.nonce, approver, exp }, secret));
   return exitCodes.ok;
 }
 
@@ -201,7 +214,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'start': return start(client, target, values);
     case 'status': return status(await client(), needId(), Boolean(values.json));
     case 'approve': case 'reject': return decide(await client(), command, needId(), values);
-    case 'link': return link(needId(), values);
+    case 'link': return link(await client(), needId(), values);
     default:
       console.log(usage);
       return values.help ? exitCodes.ok : exitCodes.usage;

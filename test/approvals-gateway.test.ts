@@ -1,15 +1,14 @@
 /**
  * The approval gateway over real HTTP against a real Temporal server: a GET shows, only a POST
- * decides; forged, expired and replayed links send nothing; a run whose worker died still
- * receives the decision and completes under a new worker.
+ * decides; forged, expired, replayed and other runs' links send nothing; a run whose worker died
+ * still receives the decision and completes under a new worker.
  */
-import { readFileSync } from 'node:fs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { signApproval } from '../activities/lib/approval-token';
+import { signApproval, type ApprovalClaim } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { readJournal } from './support/fake-target';
 import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
-import { progressOf, signalCount, startGated, waitForGate } from './support/runs';
+import { progressOf, signalCount, startGated, waitForGate, waitForProgress } from './support/runs';
 
 const secret = 'test-secret-that-is-long-enough-0123456789';
 const queue = uniqueQueue('gateway');
@@ -32,13 +31,20 @@ afterAll(async () => {
 });
 
 const hour = () => Math.floor(Date.now() / 1000) + 3600;
-const tokenFor = (workflowId: string, approver: string, gate = 'cutover', exp = hour()) => signApproval({ workflowId, gate, approver, exp }, secret);
+
+/** A link as the run's own request would carry it: bound to this run and this opening of the gate. */
+async function tokenFor(handle: WorkflowHandle, approver: string, over: Partial<ApprovalClaim> = {}): Promise<string> {
+  const gate = (await progressOf(handle)).approvals.find((g) => g.gate === (over.gate ?? 'cutover'));
+  const { runId } = await handle.describe();
+  return signApproval({ workflowId: handle.workflowId, runId, gate: 'cutover', nonce: gate?.nonce ?? 'no-such-opening', approver, exp: hour(), ...over }, secret);
+}
 const get = (token: string) => fetch(`${gateway.url}/approve?t=${encodeURIComponent(token)}`);
 const post = (token: string, decision: 'approve' | 'reject', reason = '') =>
   fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: token, decision, reason }) });
 
 async function linkFromCli(workflowId: string, approver: string): Promise<string> {
-  const r = await runCli(['link', workflowId, '--gate', 'cutover', '--for', approver, '--ttl', '1h'], { APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
+  const r = await runCli(['link', workflowId, '--gate', 'cutover', '--for', approver, '--ttl', '1h'], { APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url, RUNBOOKS_TASK_QUEUE: queue });
+  expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   const url = new URL(r.stdout.trim());
   expect(url.origin).toBe(gateway.url);
@@ -49,13 +55,17 @@ async function expectNoSignal(handle: WorkflowHandle, before: number) {
   expect(await signalCount(handle)).toBe(before);
 }
 
-test('GET shows what is being approved and decides nothing; POST approves and the run resumes', async () => {
+test('GET shows what is being approved and decides nothing; POST approves and the run resumes; the pages carry strict headers', async () => {
   const { handle, journal } = await startGated(client, queue, { requestedBy: 'alice' });
   await waitForGate(handle, 'cutover');
   const token = await linkFromCli(handle.workflowId, 'bob');
 
   const shown = await get(token);
   expect(shown.status).toBe(200);
+  expect(shown.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  expect(shown.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(shown.headers.get('referrer-policy')).toBe('no-referrer');
+  expect(shown.headers.get('cache-control')).toBe('no-store');
   const html = await shown.text();
   expect(html).toContain('Switch the service over');
   expect(html).toContain('Test runbook with a gate');
@@ -63,14 +73,16 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(html).toMatch(/<form method="post" action="\/approve">/);
   expect(html).toContain('value="approve"');
   expect(html).toContain('Requested by alice');
+  expect(html).toContain('This link works once, until');
   await expectNoSignal(handle, 0);
 
   const decided = await post(token, 'approve', 'looks good');
   expect(decided.status).toBe(200);
+  expect(decided.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
   expect(await decided.text()).toContain('Approvals: 1 of 1; the gate is approved');
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
   const p = await progressOf(handle);
-  expect(p.decisions).toEqual([expect.objectContaining({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'looks good' })]);
+  expect(p.decisions).toEqual([expect.objectContaining({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'looks good', linkId: expect.any(String) })]);
   expect(readJournal(journal).map((l) => l.action)).toContain('switch over');
 
   // The same link again, after the run ended: a clear page, nothing sent.
@@ -80,23 +92,23 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   await expectNoSignal(handle, 1);
 });
 
-test('a runbook builds the link with an activity and sends it on; the approver clicks it and the run resumes', async () => {
-  const { handle, journal } = await startGated(client, queue, { sendLinkTo: 'erin' });
-  await waitForGate(handle, 'cutover');
-  const [mail] = readFileSync(`${journal}.outbox`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  expect(mail.to).toBe('erin');
-  const link = new URL(/(http\S+)/.exec(mail.text)![1]);
-  expect(link.origin).toBe(gateway.url);
-  const page = await fetch(link);
-  expect(await page.text()).toContain('You are deciding as <strong>erin</strong>');
-  expect((await post(link.searchParams.get('t')!, 'approve')).status).toBe(200);
-  await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
+test('the CLI makes links only for an open gate, and never for longer than 7 days', async () => {
+  const { handle } = await startGated(client, queue, { slowTakeDownMs: 60_000 });
+  await waitForProgress(handle, 'takeDown running', (p) => p.currentStep === 'takeDown');
+  const early = await runCli(['link', handle.workflowId, '--gate', 'cutover', '--for', 'bob'], { APPROVAL_SECRET: secret });
+  expect(early.code).toBe(1);
+  expect(early.stderr).toContain('Gate "cutover" of');
+  expect(early.stderr).toContain('is not open');
+  const long = await runCli(['link', handle.workflowId, '--gate', 'cutover', '--for', 'bob', '--ttl', '8d'], { APPROVAL_SECRET: secret });
+  expect(long.code).toBe(2);
+  expect(long.stderr).toContain('--ttl is at most 7d');
+  await handle.terminate('test done');
 });
 
 test('a rejection through the link needs a reason, ends the run, and shows the reason', async () => {
   const { handle } = await startGated(client, queue, {});
   await waitForGate(handle, 'cutover');
-  const token = tokenFor(handle.workflowId, 'carol');
+  const token = await tokenFor(handle, 'carol');
   const noReason = await post(token, 'reject');
   expect(noReason.status).toBe(400);
   await expectNoSignal(handle, 0);
@@ -107,18 +119,20 @@ test('a rejection through the link needs a reason, ends the run, and shows the r
   expect((await progressOf(handle)).approvals[0]).toMatchObject({ state: 'rejected', rejectedBy: 'carol', reason: 'pharmacy is dispensing' });
 });
 
-test('forged, altered, wrongly signed and expired links get a 403 and send nothing', async () => {
+test('forged, altered, wrongly signed and expired links get a 403 and send nothing; an oversized form gets a 413', async () => {
   const { handle } = await startGated(client, queue, {});
   await waitForGate(handle, 'cutover');
-  const good = tokenFor(handle.workflowId, 'bob');
+  const good = await tokenFor(handle, 'bob');
   const [payload, mac] = good.split('.');
-  const otherPayload = Buffer.from(JSON.stringify([handle.workflowId, 'cutover', 'mallory', hour(), 'x'])).toString('base64url');
+  const claim = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  claim[5] = 'mallory';
+  const otherPayload = Buffer.from(JSON.stringify(claim)).toString('base64url');
   const flipped = mac.slice(0, -2) + (mac.endsWith('AA') ? 'BB' : 'AA');
   const cases = {
     forged: `${otherPayload}.${mac}`,
     flippedSignature: `${payload}.${flipped}`,
-    otherSecret: signApproval({ workflowId: handle.workflowId, gate: 'cutover', approver: 'bob', exp: hour() }, 'another-secret-another-secret-another'),
-    expired: tokenFor(handle.workflowId, 'bob', 'cutover', Math.floor(Date.now() / 1000) - 1),
+    otherSecret: signApproval({ workflowId: handle.workflowId, runId: 'x', gate: 'cutover', nonce: 'n', approver: 'bob', exp: hour() }, 'another-secret-another-secret-another'),
+    expired: await tokenFor(handle, 'bob', { exp: Math.floor(Date.now() / 1000) - 1 }),
     garbage: 'not-a-token',
     empty: '',
   };
@@ -129,52 +143,95 @@ test('forged, altered, wrongly signed and expired links get a 403 and send nothi
     }
   }
   expect(await (await post(cases.expired, 'approve')).text()).toContain('expired');
+
+  const huge = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: good, decision: 'approve', reason: 'x'.repeat(100_000) }) });
+  expect(huge.status).toBe(413);
   await expectNoSignal(handle, 0);
   expect((await progressOf(handle)).approvals[0].state).toBe('open');
   await handle.terminate('test done');
 });
 
-test('a link counts once: replayed while the gate is open, or after it is decided, it sends nothing', async () => {
-  const { handle } = await startGated(client, queue, { gate: { quorum: 2 } });
+test('a link is used once whatever its outcome: a replay, a double click, or a link whose decision was ignored sends nothing more', async () => {
+  const { handle } = await startGated(client, queue, { gate: { quorum: 2, approvers: ['bob', 'carol', 'dave'] } });
   await waitForGate(handle, 'cutover');
-  const bob = tokenFor(handle.workflowId, 'bob');
+  const bob = await tokenFor(handle, 'bob');
   expect((await post(bob, 'approve')).status).toBe(200);
   const replay = await post(bob, 'approve');
   expect(replay.status).toBe(409);
   expect(await replay.text()).toContain('already used');
   await expectNoSignal(handle, 1);
 
-  expect((await post(tokenFor(handle.workflowId, 'carol'), 'approve')).status).toBe(200);
+  // Not on the approvers list: recorded as ignored, and the link is spent all the same.
+  const mallory = await tokenFor(handle, 'mallory');
+  const ignored = await post(mallory, 'approve');
+  expect(ignored.status).toBe(409);
+  expect(await ignored.text()).toContain('mallory is not on the approvers list');
+  for (let i = 0; i < 3; i++) expect((await post(mallory, 'approve')).status).toBe(409);
+  await expectNoSignal(handle, 2);
+
+  // Two clicks at once: one signal.
+  const carol = await tokenFor(handle, 'carol');
+  const both = await Promise.all([post(carol, 'approve'), post(carol, 'approve')]);
+  expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
+  expect(await signalCount(handle)).toBe(3);
   expect((await progressOf(handle)).approvals[0].approvedBy).toEqual(['bob', 'carol']);
 });
 
-test('a gate that is not open yet, or already decided, gets a clear page and no signal', async () => {
+test('a link of an earlier run with the same workflow id is refused and sends nothing to the new run', async () => {
+  const workflowId = `reused-${queue}`;
+  const first = await startGated(client, queue, {}, workflowId);
+  await waitForGate(first.handle, 'cutover');
+  const oldLink = await tokenFor(first.handle, 'bob');
+  await first.handle.terminate('operator restarted the procedure');
+
+  const second = await startGated(client, queue, {}, workflowId);
+  await waitForGate(second.handle, 'cutover');
+  for (const res of [await get(oldLink), await post(oldLink, 'approve')]) {
+    expect(res.status).toBe(410);
+    expect(await res.text()).toContain('a later run with the same workflow id does not accept it');
+  }
+  await expectNoSignal(second.handle, 0);
+  expect((await progressOf(second.handle)).approvals[0]).toMatchObject({ state: 'open', approvedBy: [] });
+
+  // A link for the right run but another opening of the gate is refused too.
+  const otherOpening = await tokenFor(second.handle, 'bob', { nonce: 'an-earlier-nonce' });
+  const refused = await post(otherOpening, 'approve');
+  expect(refused.status).toBe(409);
+  expect(await refused.text()).toContain('another opening of the gate');
+  await expectNoSignal(second.handle, 0);
+  await second.handle.terminate('test done');
+});
+
+test('a gate that is not open, an unknown run, or a decided gate gets a clear page and no signal', async () => {
   const { handle } = await startGated(client, queue, { gate: { quorum: 1 } });
   await waitForGate(handle, 'cutover');
-  const notOpen = await get(tokenFor(handle.workflowId, 'bob', 'some-later-gate'));
+  const notOpen = await get(await tokenFor(handle, 'bob', { gate: 'some-later-gate', nonce: 'guessed' }));
   expect(notOpen.status).toBe(409);
-  expect(await notOpen.text()).toContain('is not open yet');
-  const missing = await get(tokenFor('no-such-run', 'bob'));
+  expect(await notOpen.text()).toContain('is not open');
+  const missing = await get(await tokenFor(handle, 'bob', { workflowId: 'no-such-run' }));
   expect(missing.status).toBe(404);
   await expectNoSignal(handle, 0);
   await handle.signal('approve', { gate: 'cutover', by: 'dave' });
   await handle.result();
-  const late = await get(tokenFor(handle.workflowId, 'bob'));
-  expect([409, 410]).toContain(late.status);
+  const late = await get(await tokenFor(handle, 'bob'));
+  expect(late.status).toBe(410);
 });
 
 test('the worker dies while the run waits at the gate; the approval is sent with no worker running; a new worker completes the run', async () => {
   const { handle, journal } = await startGated(client, queue, {});
   await waitForGate(handle, 'cutover');
+  const token = await tokenFor(handle, 'bob');
   await worker.kill('SIGKILL');
 
-  const token = tokenFor(handle.workflowId, 'bob');
   const page = await get(token);
   expect(page.status).toBe(200);
   expect(await page.text()).toContain('no worker is running');
-  const sent = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: token, decision: 'approve', reason: 'night shift' }) });
+  const sent = await post(token, 'approve', 'night shift');
   expect(sent.status).toBe(202);
+  expect(await signalCount(handle)).toBe(1);
+  // Used once, even while no worker can say so.
+  expect((await post(token, 'approve')).status).toBe(409);
   expect(await signalCount(handle)).toBe(1);
 
   worker = await startWorker(queue, workerEnv());

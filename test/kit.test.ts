@@ -105,14 +105,31 @@ test('quorum needs distinct approvers; the same approver twice counts once; four
   expect((await progressOf(handle)).approvals[0]).toMatchObject({ state: 'approved', approvedBy: ['bob', 'carol'] });
 });
 
-test('a decision sent before its gate opens is kept and counted when the gate opens', async () => {
-  const { handle } = await startGated(client, queue, { slowTakeDownMs: 2500 });
+test('a decision sent before its gate opens is ignored with the reason; the gate then waits for a decision of its own', async () => {
+  const { handle } = await startGated(client, queue, { slowTakeDownMs: 60_000 });
   await waitForProgress(handle, 'takeDown running', (p) => p.currentStep === 'takeDown');
   await handle.signal(approveSignal, { gate: 'cutover', by: 'erin', reason: 'pre-approved in CAB' });
   const early = await waitForProgress(handle, 'the early decision recorded', (p) => p.decisions.length === 1);
-  expect(early.decisions[0]).toMatchObject({ outcome: 'pending' });
+  expect(early.decisions[0]).toMatchObject({ by: 'erin', via: 'ui', outcome: 'ignored', note: expect.stringContaining('gate "cutover" is not open') });
+  // The CLI says so too, and exits non-zero.
+  const cli = await runCli(['approve', handle.workflowId, '--gate', 'cutover', '--by', 'frank'], { RUNBOOKS_TASK_QUEUE: queue });
+  expect(cli.code).toBe(1);
+  expect(cli.stdout).toContain('approve of gate "cutover" by frank: ignored (gate "cutover" is not open');
+  const recorded = await waitForProgress(handle, 'two decisions recorded', (p) => p.decisions.length === 2);
+  expect(recorded.decisions[1]).toMatchObject({ via: 'cli', origin: expect.stringMatching(/^.+@.+$/) });
+  await handle.terminate('test done');
+});
+
+test('a flood of ignored decisions is capped: progress stays small and a real approval still counts', async () => {
+  const { handle } = await startGated(client, queue, { gate: { approvers: ['bob'] } });
+  await waitForGate(handle, 'cutover');
+  for (let i = 0; i < 30; i++) await handle.signal(approveSignal, { gate: 'cutover', by: `stranger-${i}` });
+  await handle.signal(approveSignal, { gate: 'cutover', by: 'bob' });
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
-  expect((await progressOf(handle)).decisions[0]).toMatchObject({ by: 'erin', outcome: 'accepted' });
+  const p = await progressOf(handle);
+  expect(p.decisions.filter((d) => d.outcome === 'ignored')).toHaveLength(20);
+  expect(p.droppedDecisions).toBe(10);
+  expect(p.decisions.filter((d) => d.outcome === 'accepted').map((d) => d.by)).toEqual(['bob']);
 });
 
 test('on timeout the gate takes the declared path: roll back (safe path) or fail', async () => {

@@ -76,10 +76,11 @@ test('a worker killed with SIGKILL mid-activity: a new worker finishes the run a
   worker = await startWorker(queue);
   const journal = path.join(dir, 'journal.log');
   const handle = await client.workflow.start('journaledWorkflow', { taskQueue: queue, workflowId: `kill-${queue}`, args: [{ journal, slowMs: 4000 }] });
-  // Wait until the first activity is done and the slow one is running, then kill the worker.
+  // Wait until the first activity is done and the slow one is RUNNING on this worker (it has
+  // heartbeated: scheduled is not enough, a kill then would only delay its first attempt).
   await eventually(async () => {
     const d = await handle.describe();
-    return readJournal(journal).length === 1 && (d.raw.pendingActivities?.length ?? 0) > 0;
+    return readJournal(journal).length === 1 && d.raw.pendingActivities?.some((a) => a.activityType?.name === 'change' && a.lastHeartbeatTime);
   }, 'the slow activity to be running');
   const killedPid = worker.child.pid;
   await worker.kill('SIGKILL');

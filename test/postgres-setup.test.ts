@@ -188,7 +188,6 @@ test('the worker is killed during the base backup: the copy goes on, the new wor
 
   await eventually(async () => /running/.test(big.b.sh('for d in /var/lib/postgresql/.runbooks-jobs/*basebackup; do test -f $d/exit || (kill -0 $(cat $d/pid) && echo running); done').stdout), 'the base backup to be running', 60_000);
   await suite.killWorker();
-  await new Promise((r) => setTimeout(r, 1000));
   expect(big.b.sh('pgrep -f pg_basebackup').code).toBe(0); // the copy survives the worker
   await suite.startWorker();
   await expect(handle.result()).resolves.toMatchObject({ streaming: true });

@@ -1,4 +1,5 @@
 /** The approval gateway's HTML pages: small, escaped, no scripts. */
+import type { ApprovalClaim } from '../activities/lib/approval-token';
 import type { GateProgress, Progress } from '../workflows/kit/messages';
 import { formatProgress } from '../scripts/lib/format-progress';
 
@@ -18,6 +19,8 @@ export interface ApprovalView {
   token: string;
   workflowId: string;
   approver: string;
+  /** When the link expires, seconds since the epoch. */
+  expiresAt: number;
   gate: GateProgress;
   progress: Progress;
 }
@@ -28,7 +31,8 @@ export function approvalForm(v: ApprovalView): string {
 <p><strong>${esc(v.gate.summary)}</strong></p>
 <p>Runbook <code>${esc(v.progress.runbook)}</code>, run <code>${esc(v.workflowId)}</code>${step ? `, step <em>${esc(step.title)}</em>` : ''}.
 Requested by ${esc(v.progress.requestedBy ?? 'unknown')}. You are deciding as <strong>${esc(v.approver)}</strong>.
-Approvals so far: ${v.gate.approvedBy.length} of ${v.gate.quorum}${v.gate.approvedBy.length ? ` (${esc(v.gate.approvedBy.join(', '))})` : ''}; open until ${esc(v.gate.deadline)}.</p>
+Approvals so far: ${v.gate.approvedBy.length} of ${v.gate.quorum}${v.gate.approvedBy.length ? ` (${esc(v.gate.approvedBy.join(', '))})` : ''}; open until ${esc(v.gate.deadline)}.
+This link works once, until ${esc(new Date(v.expiresAt * 1000).toISOString())}.</p>
 ${decisionForm(v.token)}
 <h2>The run so far</h2><pre>${esc(formatProgress(v.progress))}</pre>`);
 }
@@ -41,9 +45,10 @@ const decisionForm = (token: string) => `<form method="post" action="/approve">
 </form>`;
 
 /** When no worker can answer the progress query: the link's own facts, and the same buttons. */
-export function blindApprovalForm(token: string, workflowId: string, gate: string, approver: string): string {
-  return page(`Approve ${gate}?`, `<p>Run <code>${esc(workflowId)}</code> is waiting, but its progress cannot be read right now
-(no worker is running). You can still decide as <strong>${esc(approver)}</strong>: the decision is kept and counted when the runbook resumes.</p>
+export function blindApprovalForm(token: string, claim: ApprovalClaim): string {
+  return page(`Approve ${claim.gate}?`, `<p>Run <code>${esc(claim.workflowId)}</code> is waiting, but its progress cannot be read right now
+(no worker is running). You can still decide as <strong>${esc(claim.approver)}</strong>: the decision is delivered to the run, and it counts
+only if the gate "${esc(claim.gate)}" is still open when the runbook resumes. The request you received says what the gate is for.</p>
 ${decisionForm(token)}`);
 }
 

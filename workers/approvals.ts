@@ -1,7 +1,9 @@
 /**
- * The approval gateway: turns signed approval links into `approve` / `reject` signals.
- * GET shows what is being approved (link scanners that follow GET links decide nothing);
- * only POST sends the signal. Forged, altered or expired links get a 403 and send nothing.
+ * The approval gateway: turns signed approval links into `approve` / `reject` signals to the ONE
+ * run the link was made for. GET shows what is being approved (link scanners that follow GET
+ * links decide nothing); only POST sends the signal. Forged, altered or expired links get a 403;
+ * a link of an ended run, of another opening of the gate, or already used gets a clear page;
+ * none of them sends anything.
  *
  * Env: APPROVAL_SECRET (or APPROVAL_SECRET_FILE), APPROVAL_BASE_URL, APPROVAL_PORT (8240),
  * APPROVAL_HOST (127.0.0.1), RUNBOOKS_ENV=production to refuse a generated secret.
@@ -11,8 +13,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { approvalSecret, verifyApproval, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
+import { approveSignal, progressQuery, rejectSignal, type Decision, type Progress } from '../workflows/kit/messages';
 import { approvalForm, blindApprovalForm, message } from './approval-pages';
 import { connectClient } from './connection';
 
@@ -32,9 +35,13 @@ export interface Gateway {
 }
 
 type RunView = { state: 'running'; progress?: Progress } | { state: 'ended'; status: string } | { state: 'missing' };
+type Page = { status: number; title: string; text: string };
 
-async function viewRun(client: Client, workflowId: string): Promise<RunView> {
-  const handle = client.workflow.getHandle(workflowId);
+/** The run the link was made for (never a later run with the same workflow id). */
+const runOf = (client: Client, claim: ApprovalClaim) => client.workflow.getHandle(claim.workflowId, claim.runId);
+
+async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
+  const handle = runOf(client, claim);
   try {
     const description = await handle.describe();
     if (description.status.name !== 'RUNNING') return { state: 'ended', status: description.status.name };
@@ -47,77 +54,130 @@ async function viewRun(client: Client, workflowId: string): Promise<RunView> {
   return { state: 'running', progress };
 }
 
+/** Whether the run's history already holds a decision sent with this link: a link is used once, whatever its outcome. */
+async function linkUsed(client: Client, claim: ApprovalClaim): Promise<boolean> {
+  const history = await runOf(client, claim).fetchHistory();
+  return (history.events ?? []).some((e) => {
+    const signaled = e.workflowExecutionSignaledEventAttributes;
+    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) return false;
+    try {
+      const decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload);
+      return decision?.linkId === claim.linkId;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Why a link cannot decide now, or undefined when it can. */
-function refusal(view: RunView, claim: ApprovalClaim): { status: number; title: string; text: string } | undefined {
-  if (view.state === 'missing') return { status: 404, title: 'No such run', text: `There is no run ${claim.workflowId}.` };
-  if (view.state === 'ended') return { status: 410, title: 'The run has ended', text: `Run ${claim.workflowId} has ended (${view.status}); there is nothing left to approve.` };
-  const p = view.progress;
-  if (!p) return undefined;
-  const gate = p.approvals.find((g) => g.gate === claim.gate);
-  if (!gate) return { status: 409, title: 'Gate not open', text: `The gate "${claim.gate}" of ${p.title} is not open yet; nothing was sent. Open the link again when the run reaches it.` };
+function refusal(view: RunView, claim: ApprovalClaim): Page | undefined {
+  if (view.state === 'missing') return { status: 404, title: 'No such run', text: `There is no run ${claim.runId} of ${claim.workflowId}. Nothing was sent.` };
+  if (view.state === 'ended') {
+    return { status: 410, title: 'The run has ended', text: `Run ${claim.runId} of ${claim.workflowId} has ended (${view.status}). ` +
+      'This link was made for that run only: a later run with the same workflow id does not accept it. Nothing was sent.' };
+  }
+  const gate = view.progress?.approvals.find((g) => g.gate === claim.gate);
+  if (!view.progress) return undefined;
+  if (!gate) return { status: 409, title: 'Gate not open', text: `The gate "${claim.gate}" of ${view.progress.title} is not open. Nothing was sent.` };
+  if (gate.nonce !== claim.nonce) {
+    return { status: 409, title: 'Link for another gate', text: `This link was made for another opening of the gate "${claim.gate}". Nothing was sent; ask for a new link.` };
+  }
   if (gate.state !== 'open') {
     const who = gate.state === 'approved' ? ` by ${gate.approvedBy.join(', ')}` : gate.state === 'rejected' ? ` by ${gate.rejectedBy}: ${gate.reason}` : '';
     return { status: 409, title: 'Already decided', text: `The gate "${claim.gate}" is already decided: ${gate.state}${who}. Nothing was sent.` };
   }
-  if (p.decisions.some((d) => d.linkId === claim.linkId && d.outcome !== 'ignored')) {
-    return { status: 409, title: 'Already decided', text: 'This link was already used; nothing was sent.' };
-  }
   return undefined;
 }
 
+class FormTooLarge extends Error {}
+const maxFormBytes = 16_384;
+
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  let body = '';
-  for await (const chunk of req) {
-    body += chunk;
-    if (body.length > 16_384) throw new Error('form too large');
+  if (Number(req.headers['content-length'] ?? 0) > maxFormBytes) throw new FormTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxFormBytes) throw new FormTooLarge();
+    chunks.push(chunk);
   }
-  return new URLSearchParams(body);
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
+
+const securityHeaders = {
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
 
 export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { client, secret } = opts;
-  const send = (res: ServerResponse, status: number, html: string) => {
-    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer' });
+  /** Links being decided right now: a double click does not send two signals. */
+  const inFlight = new Set<string>();
+  const send = (res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...securityHeaders, ...extra });
     res.end(html);
   };
+  const sendPage = (res: ServerResponse, p: Page) => send(res, p.status, message(p.title, p.text, 'bad'));
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway');
-    if (url.pathname === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok'); return; }
-    if (url.pathname !== '/approve') return send(res, 404, message('Not found', 'This address is not an approval link.', 'bad'));
-    if (req.method !== 'GET' && req.method !== 'POST') { res.setHeader('allow', 'GET, POST'); return send(res, 405, message('Method not allowed', 'Use the link, then the buttons.', 'bad')); }
-
-    const form = req.method === 'POST' ? await readForm(req) : undefined;
-    const token = (form ? form.get('t') : url.searchParams.get('t')) ?? '';
-    const verified = verifyApproval(token, secret);
-    if (!verified.ok) return send(res, 403, message('Link refused', `This approval link cannot be used: ${verified.reason}. Nothing was sent. Ask for a new link.`, 'bad'));
-    const { claim } = verified;
-
-    const view = await viewRun(client, claim.workflowId);
+  async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
+    const view = await viewRun(client, claim);
     const refused = refusal(view, claim);
-    if (refused) return send(res, refused.status, message(refused.title, refused.text, 'bad'));
+    if (refused) return sendPage(res, refused);
+    if (await linkUsed(client, claim)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
 
+    const progress = (view as { progress?: Progress }).progress;
     if (!form) {
-      const progress = (view as { progress?: Progress }).progress;
       const gate = progress?.approvals.find((g) => g.gate === claim.gate);
-      if (!progress || !gate) return send(res, 200, blindApprovalForm(token, claim.workflowId, claim.gate, claim.approver));
-      return send(res, 200, approvalForm({ token, workflowId: claim.workflowId, approver: claim.approver, gate, progress }));
+      if (!progress || !gate) return send(res, 200, blindApprovalForm(token, claim));
+      return send(res, 200, approvalForm({ token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate, progress }));
     }
 
     const decision = form.get('decision');
-    const reason = (form.get('reason') ?? '').trim() || undefined;
-    if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject.', 'bad'));
+    const reason = (form.get('reason') ?? '').trim().slice(0, 2000) || undefined;
+    if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
     if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
-    const handleWf = client.workflow.getHandle(claim.workflowId);
-    await handleWf.signal(decision === 'approve' ? approveSignal : rejectSignal, { gate: claim.gate, by: claim.approver, reason, linkId: claim.linkId, via: 'link' });
+    await runOf(client, claim).signal(decision === 'approve' ? approveSignal : rejectSignal, {
+      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin: `gateway, from ${req.socket.remoteAddress ?? 'unknown'}`,
+    });
     const recorded = await confirm(client, claim, opts.confirmTimeoutMs ?? 5_000);
-    if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook will count it when it resumes.`));
+    if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`));
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
     const gate = recorded.gate;
     return send(res, 200, message(decision === 'approve' ? 'Approved' : 'Rejected',
       decision === 'approve'
         ? `Thank you, ${claim.approver}. Approvals: ${gate?.approvedBy.length ?? '?'} of ${gate?.quorum ?? '?'}; the gate is ${gate?.state ?? 'open'}.`
         : `Rejected by ${claim.approver}: ${reason}. The runbook stops this step.`));
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    if (url.pathname === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain', ...securityHeaders }); res.end('ok'); return; }
+    if (url.pathname !== '/approve') return send(res, 404, message('Not found', 'This address is not an approval link.', 'bad'));
+    if (req.method !== 'GET' && req.method !== 'POST') return send(res, 405, message('Method not allowed', 'Use the link, then the buttons.', 'bad'), { allow: 'GET, POST' });
+
+    let form: URLSearchParams | undefined;
+    try {
+      form = req.method === 'POST' ? await readForm(req) : undefined;
+    } catch (err) {
+      if (!(err instanceof FormTooLarge)) throw err;
+      return send(res, 413, message('Too large', 'The form is larger than an approval can be. Nothing was sent.', 'bad'), { connection: 'close' });
+    }
+    const token = (form ? form.get('t') : url.searchParams.get('t')) ?? '';
+    const verified = verifyApproval(token, secret);
+    if (!verified.ok) return send(res, 403, message('Link refused', `This approval link cannot be used: ${verified.reason}. Nothing was sent. Ask for a new link.`, 'bad'));
+    const { claim } = verified;
+    if (form) {
+      if (inFlight.has(claim.linkId)) return sendPage(res, { status: 409, title: 'Already being decided', text: 'This link is being used right now; a link decides once. Nothing more was sent.' });
+      inFlight.add(claim.linkId);
+    }
+    try {
+      await decide(req, res, token, claim, form);
+    } finally {
+      if (form) inFlight.delete(claim.linkId);
+    }
   }
 
   const server = createServer((req, res) => {
@@ -136,11 +196,11 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
 }
 
 async function confirm(client: Client, claim: ApprovalClaim, timeoutMs: number) {
-  const handle = client.workflow.getHandle(claim.workflowId);
+  const handle = runOf(client, claim);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const p = await client.connection.withDeadline(Date.now() + 2_000, () => handle.query(progressQuery)).catch(() => undefined);
-    const d = p?.decisions.find((x) => x.linkId === claim.linkId && x.outcome !== 'pending');
+    const d = p?.decisions.find((x) => x.linkId === claim.linkId);
     if (d) return { outcome: d.outcome, note: d.note, gate: p?.approvals.find((g) => g.gate === claim.gate) };
     await new Promise((r) => setTimeout(r, 200));
   }

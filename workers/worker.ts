@@ -6,6 +6,7 @@
 import { DefaultLogger, Runtime, Worker, type LogEntry } from '@temporalio/worker';
 import type { Duration } from '@temporalio/common';
 import { createActivities } from '../activities';
+import { loadChannelConfig } from '../activities/approvals/channels';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue } from './connection';
 
 export interface RunWorkerOptions {
@@ -29,6 +30,9 @@ function installJsonLogger(): void {
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   installJsonLogger();
   const log = Runtime.instance().logger;
+  // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
+  const channels = loadChannelConfig();
+  log.info('Approval request channels', { email: Boolean(channels.email), webhooks: Object.keys(channels.webhooks) });
   const { connection, namespace, address } = await connectWorker();
 
   const client = await connectClient();

@@ -1,43 +1,55 @@
 /**
- * Signed approval links: HMAC-SHA256 over the workflow id, gate, approver, expiry and link id.
- * Verified in constant time; a link expires and binds exactly one gate and one approver.
+ * Signed approval links. A token binds ONE gate opening of ONE run: the workflow id, the run id,
+ * the gate, the nonce the gate drew when it opened, the approver, an expiry and a link id (so a
+ * link counts once). HMAC-SHA256, verified in constant time. The token is a credential: only the
+ * approval-request channels and the operator's `runbook -- link` ever see it, never a run's history.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 
 export interface ApprovalClaim {
   workflowId: string;
+  /** The run the gate belongs to: a later run with the same workflow id does not accept the link. */
+  runId: string;
   gate: string;
+  /** Drawn by the gate when it opened: the link is good for that opening only. */
+  nonce: string;
   approver: string;
   /** Expiry, seconds since the epoch. */
   exp: number;
-  /** Unique per link: the run counts a link once. */
+  /** Unique per link: the gateway and the run count a link once, whatever its outcome. */
   linkId: string;
 }
 
 export type Verification = { ok: true; claim: ApprovalClaim } | { ok: false; reason: string };
 
+/** No link lives longer than this, whatever a runbook or an operator asks. */
+export const maxLinkTtlSeconds = 7 * 24 * 3600;
+const version = 2;
+
 const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 const sign = (payload: string, secret: string) => createHmac('sha256', secret).update(payload).digest();
 
 export function signApproval(claim: Omit<ApprovalClaim, 'linkId'> & { linkId?: string }, secret: string): string {
-  const full: ApprovalClaim = { ...claim, linkId: claim.linkId ?? randomBytes(9).toString('base64url') };
-  const payload = b64(JSON.stringify([full.workflowId, full.gate, full.approver, full.exp, full.linkId]));
+  const c: ApprovalClaim = { ...claim, linkId: claim.linkId ?? randomBytes(9).toString('base64url') };
+  const payload = b64(JSON.stringify([version, c.workflowId, c.runId, c.gate, c.nonce, c.approver, c.exp, c.linkId]));
   return `${payload}.${b64(sign(payload, secret))}`;
 }
 
 export function verifyApproval(token: string, secret: string, nowSeconds = Date.now() / 1000): Verification {
+  const malformed: Verification = { ok: false, reason: 'the link is malformed' };
   const [payload, mac, extra] = String(token ?? '').split('.');
-  if (!payload || !mac || extra !== undefined) return { ok: false, reason: 'the link is malformed' };
+  if (!payload || !mac || extra !== undefined) return malformed;
   const expected = sign(payload, secret);
   const given = Buffer.from(mac, 'base64url');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'the link signature is not valid' };
   let fields: unknown;
-  try { fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')); } catch { return { ok: false, reason: 'the link is malformed' }; }
-  if (!Array.isArray(fields) || fields.length !== 5) return { ok: false, reason: 'the link is malformed' };
-  const [workflowId, gate, approver, exp, linkId] = fields as [string, string, string, number, string];
+  try { fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')); } catch { return malformed; }
+  if (!Array.isArray(fields) || fields.length !== 8 || fields[0] !== version) return malformed;
+  const [, workflowId, runId, gate, nonce, approver, exp, linkId] = fields as [number, ...string[]];
+  if (![workflowId, runId, gate, nonce, approver, linkId].every((f) => typeof f === 'string' && f)) return malformed;
   if (!(typeof exp === 'number' && exp > nowSeconds)) return { ok: false, reason: 'the link has expired' };
-  return { ok: true, claim: { workflowId, gate, approver, exp, linkId } };
+  return { ok: true, claim: { workflowId, runId, gate, nonce, approver, exp, linkId } };
 }
 
 /** The gateway's secret (APPROVAL_SECRET, or the file APPROVAL_SECRET_FILE), 32 characters at least. In development start.sh generates one under .temporal/. */
@@ -52,7 +64,12 @@ export function approvalBaseUrl(): string {
   return (process.env.APPROVAL_BASE_URL || 'http://127.0.0.1:8240').replace(/\/+$/, '');
 }
 
-export function approvalLink(claim: { workflowId: string; gate: string; approver: string; ttlSeconds: number }, secret: string): string {
-  const token = signApproval({ workflowId: claim.workflowId, gate: claim.gate, approver: claim.approver, exp: Math.floor(Date.now() / 1000) + claim.ttlSeconds }, secret);
-  return `${approvalBaseUrl()}/approve?t=${token}`;
+/** The expiry of a new link: `ttlSeconds` from now (at most 7 days), and never after `notAfter` (the gate's deadline). */
+export function linkExpiry(ttlSeconds: number, notAfterSeconds?: number, nowSeconds = Date.now() / 1000): number {
+  const ttl = Math.min(Math.max(1, Math.floor(ttlSeconds)), maxLinkTtlSeconds);
+  return Math.floor(Math.min(nowSeconds + ttl, notAfterSeconds ?? Infinity));
+}
+
+export function approvalUrl(claim: Omit<ApprovalClaim, 'linkId'> & { linkId?: string }, secret: string): string {
+  return `${approvalBaseUrl()}/approve?t=${signApproval(claim, secret)}`;
 }

@@ -12,8 +12,13 @@ export function formatProgress(p: Progress): string {
   for (const g of p.approvals) {
     lines.push(`  gate ${g.gate}: ${g.state} — ${g.summary} (${g.approvedBy.length}/${g.quorum}${g.approvers ? ` of ${g.approvers.join(', ')}` : ''}` +
       `${g.state === 'open' ? `, until ${g.deadline}` : ''})${g.reason ? ` — ${g.reason}` : ''}`);
+    for (const r of g.requests ?? []) lines.push(`        request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state} (link ${r.linkId})${r.error ? ` — ${r.error}` : ''}`);
   }
-  for (const d of p.decisions) lines.push(`  decision: ${d.decision} ${d.gate} by ${d.by} at ${d.receivedAt}: ${d.outcome}${d.note ? ` (${d.note})` : ''}`);
+  for (const d of p.decisions) {
+    const via = d.via === 'link' ? `link ${d.linkId}` : `${d.via}${d.origin ? ` ${d.origin}` : ''}`;
+    lines.push(`  decision: ${d.decision} ${d.gate} by ${d.by} via ${via} at ${d.receivedAt}: ${d.outcome}${d.note ? ` (${d.note})` : ''}`);
+  }
+  if (p.droppedDecisions) lines.push(`  ${p.droppedDecisions} further ignored decision(s) not recorded (replayed links or past the cap)`);
   for (const c of p.compensations) lines.push(`  undo "${c.title}" (${c.step}): ${c.state}${c.error ? ` — ${c.error}` : ''}`);
   if (p.error) lines.push(`  error: ${p.error}`);
   return lines.join('\n');

@@ -38,10 +38,6 @@ export function createFakeTargetActivities() {
     async breakDown(req: { what: string }): Promise<never> {
       throw ApplicationFailure.nonRetryable(`${req.what} failed (test failure)`, 'TestFailure');
     },
-    /** Stands in for an e-mail or a ticket: the message lands in <journal>.outbox. */
-    async notify(req: { journal: string; to: string; text: string }): Promise<void> {
-      appendFileSync(`${req.journal}.outbox`, `${JSON.stringify({ to: req.to, text: req.text })}\n`);
-    },
     async echo(message: string): Promise<string> {
       return `echo: ${message}`;
     },

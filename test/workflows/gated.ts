@@ -3,12 +3,9 @@ import { defineRunbook } from '../../workflows/kit/runbook';
 import { approvalFailure } from '../../workflows/kit/approval';
 import { runbookActivities } from '../../workflows/kit/activities';
 import type { FakeTargetActivities } from '../support/fake-target';
-import type { Activities } from '../../activities';
 import { gatedInput } from './schemas';
 
 const target = runbookActivities<FakeTargetActivities>({ startToCloseTimeout: '1m', heartbeatTimeout: '2s', retry: { initialInterval: '200ms', maximumAttempts: 3 } });
-
-const approvals = runbookActivities<Activities>({ startToCloseTimeout: '30s' });
 
 export const gatedRunbook = defineRunbook({
   name: 'gatedRunbook',
@@ -28,10 +25,6 @@ export const gatedRunbook = defineRunbook({
     return target.change({ journal, action: 'take down', dryRun, workMs: input.slowTakeDownMs });
   });
   const gate = await rb.step('cutover', async (step) => {
-    if (input.sendLinkTo) {
-      const link = await approvals.createApprovalLink({ gate: 'cutover', approver: input.sendLinkTo, ttlSeconds: 3600 });
-      await target.notify({ journal, to: input.sendLinkTo, text: `Please approve the switch-over: ${link}` });
-    }
     const result = await rb.approval('cutover', { summary: 'Switch the service over', ...input.gate });
     if (result.outcome === 'rejected') throw approvalFailure(result);
     if (result.outcome === 'approved') step.report(await target.change({ journal, action: 'switch over', dryRun }));

@@ -1,6 +1,6 @@
 /** Input schemas of the test runbooks (imported by the test catalog and the workflows). */
 import { z } from 'zod';
-import { duration, runbookInputFields } from '../../workflows/kit/input';
+import { approvalPolicyFields, approversCoverNotify, runbookInputFields } from '../../workflows/kit/input';
 
 export const echoInput = z.strictObject({ message: z.string().min(1) });
 
@@ -13,15 +13,11 @@ export const journaledInput = z.strictObject({
 export const gatedInput = z.strictObject({
   ...runbookInputFields,
   journal: z.string().min(1).describe('The fake target: a file where every change is recorded'),
-  gate: z.strictObject({
-    approvers: z.array(z.string().min(1)).optional(),
-    quorum: z.number().int().min(1).default(1),
-    fourEyes: z.boolean().default(false),
-    timeout: duration.default('1h'),
+  gate: approversCoverNotify(z.strictObject({
+    ...approvalPolicyFields,
+    timeout: approvalPolicyFields.timeout.removeDefault().default('1h'),
     onTimeout: z.enum(['fail', 'return']).default('fail'),
-  }).default({ quorum: 1, fourEyes: false, timeout: '1h', onTimeout: 'fail' }),
-  /** Send a signed approval link for the gate to this approver (through the fake target's outbox). */
-  sendLinkTo: z.string().min(1).optional(),
+  })).default({ quorum: 1, fourEyes: false, timeout: '1h', onTimeout: 'fail', notify: [] }),
   /** Make the step after the gate fail, to exercise compensation. */
   failAfterGate: z.boolean().default(false),
   /** Make the take-down step wait (heartbeating) this long, so a test can cancel the run during it. */

@@ -1,14 +1,21 @@
 /**
  * Approval gates: a run waits for `approve` / `reject` signals, as long as the gate's timeout.
- * Decisions that arrive before their gate opens wait in the inbox; every decision is recorded
- * with whether it counted and why not.
+ * A decision counts only for a gate that is open now: one sent earlier is recorded as ignored,
+ * and a link counts only for the opening (nonce) it was made for. When the gate opens it draws
+ * its nonce and sends the approval requests; the links are signed and delivered by an activity
+ * and never pass through here.
  */
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
-import { approveSignal, rejectSignal, signalDescriptions, type Decision, type DecisionRecord, type GateProgress } from './messages';
+import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities, setHandler, uuid4 } from '@temporalio/workflow';
+import type { ApprovalActivities } from '../../activities/approvals';
+import { durationSeconds, type ApprovalRecipient } from './input';
+import {
+  approveSignal, rejectSignal, signalDescriptions,
+  type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
+} from './messages';
 import { now, type RunState } from './run-state';
 
 export interface ApprovalOptions {
-  /** One line shown in the UI, the CLI and on the approval page: what is being approved. */
+  /** One line shown in the UI, the CLI, the request and the approval page: what is being approved. */
   summary: string;
   /** Who may decide; anyone when absent. */
   approvers?: string[];
@@ -20,6 +27,10 @@ export interface ApprovalOptions {
   timeout: string | number;
   /** On timeout: fail the run (default), or return `timedOut` so the runbook takes its safe path. */
   onTimeout?: 'fail' | 'return';
+  /** Send each of these a signed link when the gate opens. */
+  notify?: ApprovalRecipient[];
+  /** How long the links live: default until the gate times out; never more than 7 days. */
+  linkTtl?: string;
 }
 
 export type ApprovalResult =
@@ -34,10 +45,22 @@ export function approvalFailure(result: Exclude<ApprovalResult, { outcome: 'appr
     : ApplicationFailure.nonRetryable(`Gate "${result.gate}" timed out without approval`, 'ApprovalTimedOut');
 }
 
+/** Ignored decisions kept per gate name; past it they are only counted (progress.droppedDecisions). */
+export const maxIgnoredPerGate = 20;
+const maxLinkTtlSeconds = 7 * 86_400;
+
 const same = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
+const text = (v: unknown, max: number): string | undefined => (typeof v === 'string' && v.trim() ? v.trim().slice(0, max) : undefined);
+const vias: DecisionVia[] = ['link', 'cli', 'ui'];
+
+const requests = proxyActivities<ApprovalActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 6 },
+});
 
 export class ApprovalDesk {
-  private readonly inbox: DecisionRecord[] = [];
+  /** Every link id seen, recorded or not: a link counts once, and a replay does not grow the run. */
+  private readonly seenLinks = new Set<string>();
 
   constructor(private readonly state: RunState) {
     const receive = (decision: 'approve' | 'reject') => (d: Decision) => this.receive(decision, d);
@@ -56,26 +79,26 @@ export class ApprovalDesk {
     }
     const timeoutMs = toMs(opts.timeout);
     const record: GateProgress = {
-      gate, step, summary: opts.summary, state: 'open', approvers: opts.approvers, quorum: opts.quorum ?? 1,
+      gate, step, summary: opts.summary, state: 'open', nonce: uuid4(), approvers: opts.approvers, quorum: opts.quorum ?? 1,
       fourEyes: opts.fourEyes ?? false, approvedBy: [], openedAt: now(),
-      deadline: new Date(Date.now() + timeoutMs).toISOString(), onTimeout: opts.onTimeout ?? 'fail',
+      deadline: new Date(Date.now() + timeoutMs).toISOString(), onTimeout: opts.onTimeout ?? 'fail', requests: [],
     };
     progress.approvals.push(record);
     if (progress.dryRun) {
-      if (step) this.state.step(step).actions.push(`would wait for approval "${gate}": ${opts.summary} (${record.quorum} approval(s), up to ${opts.timeout})`);
-      record.state = 'approved';
-      record.reason = 'dry-run: the gate would wait here';
-      record.closedAt = now();
+      if (step) {
+        const actions = this.state.step(step).actions;
+        actions.push(`would wait for approval "${gate}": ${opts.summary} (${record.quorum} approval(s), up to ${opts.timeout})`);
+        for (const r of opts.notify ?? []) actions.push(`would send an approval request for ${r.approver} to ${[r.email, r.webhook && `webhook ${r.webhook}`].filter(Boolean).join(' and ')}`);
+      }
+      Object.assign(record, { state: 'approved', reason: 'dry-run: the gate would wait here', closedAt: now() });
       return { outcome: 'approved', gate, by: [] };
     }
 
     this.state.setStatus('waiting_for_approval');
-    for (const d of this.inbox.filter((d) => d.gate === gate && d.outcome === 'pending')) this.judge(d);
+    const sending = this.sendRequests(record, opts);
     const decided = await condition(() => record.state !== 'open', timeoutMs);
-    if (!decided) {
-      record.state = 'timedOut';
-      record.closedAt = now();
-    }
+    sending?.cancel(); // links to a closed gate are useless: stop any delivery still retrying
+    if (!decided) Object.assign(record, { state: 'timedOut', closedAt: now() });
     this.state.setStatus('running');
 
     if (record.state === 'approved') return { outcome: 'approved', gate, by: record.approvedBy };
@@ -88,27 +111,68 @@ export class ApprovalDesk {
     return { outcome: 'timedOut', gate };
   }
 
-  private receive(decision: 'approve' | 'reject', d: Decision): void {
+  /** Sends the gate's approval requests in the background; a delivery that fails for good is recorded, and the gate still waits. */
+  private sendRequests(record: GateProgress, opts: ApprovalOptions): CancellationScope | undefined {
+    const targets = (opts.notify ?? []).flatMap((r) => [
+      ...(r.email ? [{ approver: r.approver, channel: 'email' as const, to: r.email }] : []),
+      ...(r.webhook ? [{ approver: r.approver, channel: 'webhook' as const, to: r.webhook }] : []),
+    ]);
+    if (!targets.length) return undefined;
+    const deadlineSeconds = Date.parse(record.deadline) / 1000;
+    const ttl = Math.min(opts.linkTtl ? durationSeconds(opts.linkTtl) : Infinity, maxLinkTtlSeconds);
+    const expiresAt = Math.floor(Math.min(Date.now() / 1000 + ttl, deadlineSeconds));
+    const p = this.state.progress;
+    const scope = new CancellationScope();
+    void scope.run(() => Promise.all(targets.map(async (t) => {
+      const entry: ApprovalRequestProgress = { ...t, linkId: uuid4(), state: 'sending' };
+      record.requests.push(entry);
+      this.state.publish();
+      try {
+        await requests.sendApprovalRequest({
+          runbook: p.runbook, title: p.title, gate: record.gate, nonce: record.nonce, summary: record.summary, requestedBy: p.requestedBy,
+          deadline: record.deadline, expiresAt, channel: t.channel, to: t.to, links: [{ approver: t.approver, linkId: entry.linkId }],
+        });
+        Object.assign(entry, { state: 'sent', sentAt: now() });
+      } catch (err) {
+        Object.assign(entry, isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) });
+      }
+      this.state.publish();
+    })));
+    return scope;
+  }
+
+  private receive(decision: 'approve' | 'reject', raw: Decision): void {
+    const d = (typeof raw === 'object' && raw) ? raw : ({} as Decision);
+    const linkId = text(d.linkId, 100);
+    if (linkId) {
+      if (this.seenLinks.has(linkId)) return this.drop();
+      this.seenLinks.add(linkId);
+    }
     const entry: DecisionRecord = {
-      gate: String(d?.gate ?? ''), decision, by: String(d?.by ?? '').trim(), reason: d?.reason, via: d?.via, linkId: d?.linkId,
-      receivedAt: now(), outcome: 'pending',
+      gate: text(d.gate, 100) ?? '', decision, by: text(d.by, 200) ?? '', reason: text(d.reason, 2000),
+      via: vias.includes(d.via as DecisionVia) ? d.via as DecisionVia : 'ui', origin: text(d.origin, 200), linkId,
+      receivedAt: now(), outcome: 'ignored',
     };
+    this.judge(entry, text(d.nonce, 100));
+    const ignoredHere = this.state.progress.decisions.filter((o) => o.gate === entry.gate && o.outcome === 'ignored').length;
+    if (entry.outcome === 'ignored' && ignoredHere >= maxIgnoredPerGate) return this.drop();
     this.state.progress.decisions.push(entry);
-    this.inbox.push(entry);
-    this.judge(entry);
     this.state.publish();
   }
 
-  /** Counts a decision for its gate, or records why it did not count. Leaves it pending if the gate is not open yet. */
-  private judge(d: DecisionRecord): void {
+  private drop(): void {
+    this.state.progress.droppedDecisions += 1;
+  }
+
+  /** Counts a decision for its open gate, or says why it does not count. */
+  private judge(d: DecisionRecord, nonce: string | undefined): void {
     const ignore = (note: string) => { d.outcome = 'ignored'; d.note = note; };
     if (!d.gate || !d.by) return ignore('a decision needs "gate" and "by"');
     const gate = this.state.progress.approvals.find((g) => g.gate === d.gate);
-    if (!gate) return; // not open yet: kept until it opens
+    if (!gate) return ignore(`gate "${d.gate}" is not open: a decision counts only while its gate waits; send it again then`);
     if (gate.state !== 'open') return ignore(`gate already ${gate.state}`);
-    if (d.linkId && this.state.progress.decisions.some((o) => o !== d && o.linkId === d.linkId && o.outcome === 'accepted')) {
-      return ignore('this approval link was already used');
-    }
+    if (d.via === 'link' && !nonce) return ignore('a link decision must carry the nonce of its gate');
+    if (nonce && nonce !== gate.nonce) return ignore(`this link was made for another opening of gate "${d.gate}"`);
     if (gate.approvers && !gate.approvers.some((a) => same(a, d.by))) return ignore(`${d.by} is not on the approvers list`);
     if (d.decision === 'reject') {
       d.outcome = 'accepted';
@@ -125,11 +189,14 @@ export class ApprovalDesk {
   }
 }
 
-const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+function failureText(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string } };
+  return [e.message, e.cause?.message].filter(Boolean).join(': ');
+}
 
 export function toMs(timeout: string | number): number {
   if (typeof timeout === 'number') return timeout;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(timeout.trim());
-  if (!m) throw ApplicationFailure.nonRetryable(`Not a duration: "${timeout}" (use e.g. "30s", "15m", "24h", "7d")`, 'InvalidInput');
-  return Number(m[1]) * units[m[2]];
+  const seconds = durationSeconds(timeout);
+  if (Number.isNaN(seconds)) throw ApplicationFailure.nonRetryable(`Not a duration: "${timeout}" (use e.g. "30s", "15m", "24h", "7d")`, 'InvalidInput');
+  return seconds * 1000;
 }

@@ -4,15 +4,22 @@
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 
+/** How a decision reached the run: a signed link (through the gateway), the runbook CLI, or a plain signal (Temporal UI, `temporal workflow signal`). */
+export type DecisionVia = 'link' | 'cli' | 'ui';
+
 /** What an approver sends: which gate, who, and why. */
 export interface Decision {
   gate: string;
   by: string;
   reason?: string;
+  /** Where the decision came from; a signal without it is taken as `ui`. */
+  via?: DecisionVia;
   /** Set by the approval gateway: the id of the signed link, so a link counts once. */
   linkId?: string;
-  /** Where the decision came from: cli, ui, link. */
-  via?: string;
+  /** Set by the approval gateway: the nonce of the gate opening the link was made for. */
+  nonce?: string;
+  /** Who sent it, as the sender saw itself: the CLI sends `<OS user>@<host>`. */
+  origin?: string;
 }
 
 export const approveSignal = defineSignal<[Decision]>('approve');
@@ -29,6 +36,18 @@ export type RunStatus = 'running' | 'waiting_for_approval' | 'compensating' | 'c
 export type StepState = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'compensated';
 export type GateState = 'open' | 'approved' | 'rejected' | 'timedOut';
 export type CompensationState = 'registered' | 'running' | 'done' | 'failed' | 'released';
+export type RequestState = 'sending' | 'sent' | 'failed' | 'cancelled';
+
+/** An approval request the gate sent: to whom, through which channel, and the id of the link (never the link). */
+export interface ApprovalRequestProgress {
+  approver: string;
+  channel: 'email' | 'webhook';
+  to: string;
+  linkId: string;
+  state: RequestState;
+  sentAt?: string;
+  error?: string;
+}
 
 export interface StepProgress {
   name: string;
@@ -47,6 +66,8 @@ export interface GateProgress {
   step?: string;
   summary: string;
   state: GateState;
+  /** Drawn when the gate opened: links are bound to this opening, so no link can exist before it. */
+  nonce: string;
   approvers?: string[];
   quorum: number;
   fourEyes: boolean;
@@ -57,6 +78,8 @@ export interface GateProgress {
   deadline: string;
   closedAt?: string;
   onTimeout: 'fail' | 'return';
+  /** Approval requests sent when the gate opened. */
+  requests: ApprovalRequestProgress[];
 }
 
 export interface DecisionRecord {
@@ -64,11 +87,12 @@ export interface DecisionRecord {
   decision: 'approve' | 'reject';
   by: string;
   reason?: string;
-  via?: string;
+  via: DecisionVia;
+  origin?: string;
   linkId?: string;
   receivedAt: string;
-  /** accepted: counted; ignored: recorded but not counted (see note); pending: its gate is not open yet. */
-  outcome: 'accepted' | 'ignored' | 'pending';
+  /** accepted: counted; ignored: recorded but not counted (see note). */
+  outcome: 'accepted' | 'ignored';
   note?: string;
 }
 
@@ -92,6 +116,8 @@ export interface Progress {
   approvals: GateProgress[];
   decisions: DecisionRecord[];
   compensations: CompensationProgress[];
+  /** Ignored decisions past the per-gate cap: counted, not recorded, so a flood cannot grow the run. */
+  droppedDecisions: number;
   error?: string;
 }
 

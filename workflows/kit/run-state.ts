@@ -16,7 +16,7 @@ export class RunState {
     this.progress = {
       runbook, title, status: 'running', dryRun, requestedBy,
       steps: Object.entries(steps).map(([name, stepTitle]) => ({ name, title: stepTitle, state: 'pending', actions: [] })),
-      approvals: [], decisions: [], compensations: [],
+      approvals: [], decisions: [], compensations: [], droppedDecisions: 0,
     };
     upsertSearchAttributes([{ key: RunbookName, value: runbook }]);
     this.publish();
@@ -67,6 +67,9 @@ export function renderChecklist(p: Progress): string {
   ];
   for (const gate of p.approvals.filter((g) => g.state === 'open')) {
     lines.push('', `Waiting for approval \`${gate.gate}\`: ${gate.summary} (${gate.approvedBy.length}/${gate.quorum}, until ${gate.deadline})`);
+    for (const r of gate.requests) {
+      lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
+    }
   }
   const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
   if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));

@@ -1,6 +1,6 @@
 /** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
 import { z } from 'zod';
-import { duration, runbookInputFields, secretRef } from '../kit/input';
+import { approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
@@ -56,13 +56,6 @@ export const replicationSettings = z.strictObject({
     .describe('Throttle the base backup so it does not saturate the primary'),
 });
 
-const approvalPolicy = z.strictObject({
-  approvers: z.array(z.string().min(1)).optional(),
-  quorum: z.number().int().min(1).default(1),
-  fourEyes: z.boolean().default(false),
-  timeout: duration.default('24h'),
-});
-
 export const setupStandbyInput = z.strictObject({
   ...runbookInputFields,
   primary: pgHost,
@@ -76,7 +69,7 @@ export const setupStandbyInput = z.strictObject({
     includeSecrets: z.boolean().default(false),
     exclude: z.array(z.string().regex(/^[^/\0][^\0]*$/, 'a path relative to the application directory')).default([]),
   }).optional().describe('Copy the application directory from primary to standby (never data/ or backups/; secrets/ only when asked)'),
-  restartApproval: approvalPolicy.default({ quorum: 1, fourEyes: false, timeout: '24h' }),
+  restartApproval: approvalPolicy.default(defaultApprovalPolicy),
   verifyWithinSeconds: z.number().int().min(1).max(3600).default(60),
 }).refine((i) => i.primary.address !== i.standby.address || i.primary.postgres.port !== i.standby.postgres.port, {
   message: 'primary and standby are the same server', path: ['standby', 'address'],
@@ -91,10 +84,11 @@ export const promoteStandbyInput = z.strictObject({
   maxLagBytes: z.number().int().min(0).default(16 * 1024 * 1024).describe('Refuse to promote a standby with more WAL than this not yet replayed'),
   tryRestartFirst: z.boolean().default(false).describe('Failover: restart the old primary first and stop if it comes back healthy'),
   catchupWithinSeconds: z.number().int().min(1).max(3600).default(120),
-  promotionApproval: approvalPolicy.extend({
+  promotionApproval: approversCoverNotify(z.strictObject({
+    ...approvalPolicyFields,
     required: z.boolean().optional().describe('Default: on for failover, off for switchover'),
-  }).default({ quorum: 1, fourEyes: false, timeout: '24h' }),
-  fencingApproval: approvalPolicy.default({ quorum: 1, fourEyes: false, timeout: '24h' })
+  })).default(defaultApprovalPolicy),
+  fencingApproval: approvalPolicy.default(defaultApprovalPolicy)
     .describe('Who may confirm that an old primary which cannot be reached (or is still up) may be left behind'),
   rejoin: z.strictObject({ replication: replicationSettings }).optional()
     .describe('Turn the old primary into a standby of the new one (pg_rewind, else a fresh base backup)'),
