@@ -9,7 +9,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { startMailServer, startWebhookReceiver, type MailServer, type WebhookReceiver } from './support/inboxes';
-import { runCli, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 import { currentDetails, progressOf, startGated, tempDir, waitForProgress } from './support/runs';
 
 const secret = 'request-test-secret-that-is-long-enough-42';
@@ -181,4 +181,13 @@ test('a bad recipient or a link lifetime over 7 days is refused before the run s
   expect(r.stderr).toMatch(/gate\.notify\.1\.email: give "email", "webhook" or both/);
   expect(r.stderr).toMatch(/gate\.linkTtl: at most 7d/);
   expect(r.stderr).toContain('Nothing was started');
+});
+
+test('a worker with a bad channel configuration refuses to start and names every bad field', async () => {
+  const file = path.join(tempDir('bad-channels-'), 'channels.json');
+  writeFileSync(file, JSON.stringify({ email: { host: '', port: 99999, from: 'x' }, webhooks: { 'ops chat': { url: 'ftp://x' } } }));
+  const w = startProcess('test/support/worker-entry.ts', [], { RUNBOOKS_APPROVAL_CHANNELS: file, RUNBOOKS_TASK_QUEUE: uniqueQueue('bad') });
+  expect(await w.exited).toBe(1);
+  expect(w.output()).toContain(`RUNBOOKS_APPROVAL_CHANNELS=${file} is not a valid channel configuration`);
+  for (const field of ['email.host', 'email.port', 'email.from', 'webhooks.ops chat']) expect(w.output()).toContain(`${field}:`);
 });

@@ -4,7 +4,7 @@
  * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s).
  */
 import { DefaultLogger, Runtime, Worker, type LogEntry } from '@temporalio/worker';
-import type { Duration } from '@temporalio/common';
+import { ApplicationFailure, type Duration } from '@temporalio/common';
 import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue } from './connection';
@@ -60,7 +60,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
 
 if (require.main === module) {
   runWorker().catch((err) => {
-    process.stderr.write(`Worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    // A configuration error says what to fix; anything else gets its stack.
+    const text = err instanceof ApplicationFailure ? err.message : err instanceof Error ? err.stack : String(err);
+    process.stderr.write(`Worker failed: ${text}\n`);
     process.exit(1);
   });
 }
