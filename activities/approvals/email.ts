@@ -18,7 +18,7 @@ export function checkEmailRecipient(config: EmailChannel | undefined, to: string
 export async function sendEmail(config: EmailChannel, to: string, message: ApprovalMessage): Promise<void> {
   const transport = nodemailer.createTransport({
     host: config.host, port: config.port, secure: config.secure, requireTLS: config.requireTLS,
-    auth: config.user ? { user: config.user, pass: config.password ? resolveSecret(config.password.secret) : undefined } : undefined,
+    auth: config.user ? { user: config.user, pass: config.password ? resolveSecret(config.password.secret, { host: config.host, purpose: 'smtp-password' }) : undefined } : undefined,
     tls: config.caFile ? { ca: readFileSync(config.caFile) } : undefined,
     connectionTimeout: 15_000, greetingTimeout: 15_000, socketTimeout: 30_000,
     logger: false, debug: false,

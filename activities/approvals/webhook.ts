@@ -26,7 +26,8 @@ function body(hook: WebhookChannel, message: ApprovalMessage, req: ApprovalReque
 }
 
 export async function postWebhook(name: string, hook: WebhookChannel, message: ApprovalMessage, req: ApprovalRequest, workflowId: string): Promise<void> {
-  const url = typeof hook.url === 'string' ? hook.url : resolveSecret(hook.url.secret);
+  // The input names the webhook, never its URL: the scope's "host" of a webhook URL is the webhook's name.
+  const url = typeof hook.url === 'string' ? hook.url : resolveSecret(hook.url.secret, { host: name, purpose: 'webhook-url' });
   // The URL may carry the webhook's credential: errors name the webhook, never its URL.
   const fail = (text: string, retry: boolean) =>
     (retry ? ApplicationFailure.retryable : ApplicationFailure.nonRetryable)(`Webhook "${name}" ${text}`, 'WebhookFailed');

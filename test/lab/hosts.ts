@@ -170,6 +170,8 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
       name, ns, address, dir: hostDir, appDir, pgData, hostKey: fingerprint, sh,
       async sql(text, params, database = 'postgres') {
         const client = new PgClient({ host: address, port: 5432, user: 'postgres', password: adminPassword, database, connectionTimeoutMillis: 5000 });
+        // A server that dies mid-query also emits 'error' on the client: the query's rejection reports it.
+        client.on('error', () => undefined);
         await client.connect();
         try { return (await client.query(text, params)).rows; } finally { await client.end(); }
       },
