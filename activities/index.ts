@@ -3,11 +3,13 @@
  * types (`import type { Activities } from '../activities'`).
  */
 import { createApprovalActivities } from './approvals';
+import { createLockActivities } from './locks';
 import { createPostgresActivities } from './postgres';
 
 export function createActivities() {
   return {
     ...createApprovalActivities(),
+    ...createLockActivities(),
     ...createPostgresActivities(),
   };
 }

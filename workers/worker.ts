@@ -7,6 +7,8 @@ import { DefaultLogger, Runtime, Worker, type LogEntry } from '@temporalio/worke
 import { ApplicationFailure, type Duration } from '@temporalio/common';
 import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
+import { sshPool } from '../activities/lib/ssh-pool';
+import { loadSecretScopes } from '../activities/lib/secrets';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue } from './connection';
 
 export interface RunWorkerOptions {
@@ -32,6 +34,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   const log = Runtime.instance().logger;
   // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
   const channels = loadChannelConfig();
+  const scopes = loadSecretScopes();
+  if (!scopes) log.warn('RUNBOOKS_SECRET_SCOPES is not set: any secret may be sent to any host a run names (development only)');
   log.info('Approval request channels', { email: Boolean(channels.email), webhooks: Object.keys(channels.webhooks) });
   const { connection, namespace, address } = await connectWorker();
 
@@ -53,6 +57,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   try {
     await worker.run();
   } finally {
+    sshPool.closeAll();
     await connection.close();
     log.info('Worker stopped', { pid: process.pid });
   }

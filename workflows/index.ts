@@ -4,3 +4,5 @@
  */
 export { setupPostgresStandby } from './postgres/setup-standby';
 export { promotePostgresStandby } from './postgres/promote-standby';
+/** The kit's lock: one run at a time per target (started by the runbooks themselves, not by people). */
+export { runbookLock } from './kit/lock';

@@ -1,29 +1,44 @@
 /**
- * Long commands (a base backup) run detached on the host, so a worker that dies does not kill
- * them: a retry of the same activity re-attaches to the running job instead of starting another.
- * Each job has a directory under ~/.runbooks-jobs/<jobId> holding its pid, exit code and log.
+ * Long commands (a base backup, pg_rewind) run detached on the host, so a worker that dies does
+ * not kill them: a retry of the same activity re-attaches to the running job instead of starting
+ * another. Each job has a directory under ~/.runbooks-jobs/<jobId> holding its pid (the leader of
+ * its own session), exit code and log.
+ *
+ * Cancellation and timeouts reach the host: when the activity is cancelled (or its attempt times
+ * out while the worker lives), the job's whole process group is killed and waited for before the
+ * activity gives up, so a compensation never races a job that is still writing.
  */
 import { Context } from '@temporalio/activity';
 import { cmd, shq } from './shell';
 import type { SshSession } from './ssh';
 
-export type JobState = { state: 'none' } | { state: 'running' } | { state: 'exited'; code: number; log: string } | { state: 'lost'; log: string };
+export type JobState =
+  | { state: 'none' } | { state: 'running' } | { state: 'stopping' }
+  | { state: 'exited'; code: number; log: string } | { state: 'lost'; log: string };
 
 const jobDir = (jobId: string) => `"$HOME"/.runbooks-jobs/${shq(jobId)}`;
 
 export async function jobState(s: SshSession, jobId: string): Promise<JobState> {
   const d = jobDir(jobId);
   const out = await s.run(`if [ ! -d ${d} ]; then echo none; elif [ -f ${d}/exit ]; then echo "exited $(cat ${d}/exit)"; ` +
-    `elif kill -0 "$(cat ${d}/pid 2>/dev/null)" 2>/dev/null; then echo running; else echo lost; fi; echo ---; tail -c 4000 ${d}/log 2>/dev/null || true`, { what: 'job status' });
+    `elif kill -0 -- "-$(cat ${d}/pid 2>/dev/null)" 2>/dev/null; then if [ -f ${d}/killing ]; then echo stopping; else echo running; fi; ` +
+    `else echo lost; fi; echo ---; tail -c 4000 ${d}/log 2>/dev/null || true`, { what: 'job status' });
   const [head, log = ''] = out.split('\n---\n');
   const [state, code] = head.trim().split(' ');
-  if (state === 'none' || state === 'running') return { state };
+  if (state === 'none' || state === 'running' || state === 'stopping') return { state };
   if (state === 'exited') return { state, code: Number(code), log };
   return { state: 'lost', log };
 }
 
+export interface DetachedOptions {
+  pollMs?: number;
+  /** Also run on cancellation, after the process group is gone (e.g. `docker rm -f` of the job's container). */
+  onKill?: string;
+}
+
 /** Starts the job (unless it exists) and waits for it, heartbeating. Returns its exit code and log tail. */
-export async function runDetached(s: SshSession, jobId: string, command: string, pollMs = 1000): Promise<{ code: number; log: string; attached: boolean }> {
+export async function runDetached(s: SshSession, jobId: string, command: string, opts: DetachedOptions = {}): Promise<{ code: number; log: string; attached: boolean }> {
+  const context = Context.current();
   const d = jobDir(jobId);
   let state = await jobState(s, jobId);
   const attached = state.state === 'running' || state.state === 'exited';
@@ -35,9 +50,24 @@ export async function runDetached(s: SshSession, jobId: string, command: string,
     state = await jobState(s, jobId);
     if (state.state === 'exited') return { code: state.code, log: state.log, attached };
     if (state.state === 'lost') return { code: -1, log: `${state.log}\n(the job's process is gone without an exit code)`, attached };
-    Context.current().heartbeat({ jobId });
-    await new Promise((r) => setTimeout(r, pollMs));
+    context.heartbeat({ jobId });
+    try {
+      await context.sleep(opts.pollMs ?? 1000);
+    } catch (err) {
+      // Cancelled, or this attempt timed out: stop the remote work before giving up.
+      await killJob(s, jobId, opts.onKill);
+      throw err;
+    }
   }
+}
+
+/** Kills the job's process group (TERM, then KILL after 10 s) and waits until every process of it is gone. */
+export async function killJob(s: SshSession, jobId: string, onKill?: string): Promise<void> {
+  const d = jobDir(jobId);
+  await s.run(`[ -d ${d} ] || exit 0; [ -f ${d}/exit ] && exit 0; touch ${d}/killing; pid=$(cat ${d}/pid 2>/dev/null); [ -n "$pid" ] || exit 0; ` +
+    `kill -TERM -- "-$pid" 2>/dev/null; i=0; while kill -0 -- "-$pid" 2>/dev/null; do i=$((i+1)); ` +
+    `if [ "$i" -eq 100 ]; then kill -KILL -- "-$pid" 2>/dev/null; fi; [ "$i" -le 300 ] || exit 1; sleep 0.1; done; ` +
+    `${onKill ? `{ ${onKill}; } >/dev/null 2>&1; ` : ''}echo 137 > ${d}/exit`, { what: `stopping the job ${jobId}`, timeoutMs: 60_000 });
 }
 
 export async function forgetJob(s: SshSession, jobId: string): Promise<void> {

@@ -16,10 +16,14 @@ export function scramVerifier(password: string, iterations = 4096, salt = random
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
 
+/** More iterations than this are not checked (PostgreSQL's default is 4096): the role's verifier is then set anew. */
+export const maxIterations = 1_000_000;
+
 /** Whether a stored verifier was made from this password. */
 export function scramMatches(verifier: string | null | undefined, password: string): boolean {
   const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier ?? '');
-  if (!m) return false;
+  // The iteration count comes from the server: a huge one would keep the worker busy for hours.
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > maxIterations) return false;
   const { storedKey, serverKey } = keys(password, Buffer.from(m[2], 'base64'), Number(m[1]));
   const a = Buffer.concat([storedKey, serverKey]);
   const b = Buffer.concat([Buffer.from(m[3], 'base64'), Buffer.from(m[4], 'base64')]);

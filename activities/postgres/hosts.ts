@@ -1,13 +1,14 @@
 /**
- * How the PostgreSQL activities reach a host: SSH (pinned key), SQL through the SSH connection,
- * and the host profile that says how services are stopped, started and fenced on that layout.
+ * How the PostgreSQL activities reach a host: SSH (pinned key, one pooled connection per host),
+ * and SQL through that connection. The layout's commands are in profile.ts.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { Client as PgClient } from 'pg';
-import { cmd, shq } from '../lib/shell';
-import { withSsh, type SshSession, type SshTarget } from '../lib/ssh';
+import type { SshSession, SshTarget } from '../lib/ssh';
+import { withSsh } from '../lib/ssh-pool';
 import { resolveSecret } from '../lib/secrets';
+export { profileOf, writeFileCommand, type HostProfile } from './profile';
 import type { PgHost } from '../../workflows/postgres/schema';
 
 export function sshTarget(host: PgHost): SshTarget {
@@ -28,8 +29,15 @@ export async function onHost<T>(host: PgHost, fn: (s: SshSession) => Promise<T>)
   }
 }
 
+export interface SqlOptions {
+  /** How long to wait for the server to accept the connection: a hung server must not hang the activity. */
+  connectTimeoutMs?: number;
+  /** How long one statement may take before the client gives up on it. */
+  queryTimeoutMs?: number;
+}
+
 /** SQL on the host's cluster, carried by the SSH connection (Unix socket with peer auth, or TCP on the host). */
-export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgClient) => Promise<T>): Promise<T> {
+export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgClient) => Promise<T>, opts: SqlOptions = {}): Promise<T> {
   const pg = host.postgres;
   const channel = pg.socketDir
     ? await session.openSocket(path.posix.join(pg.socketDir, `.s.PGSQL.${pg.port}`))
@@ -37,85 +45,28 @@ export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgC
   // pg drives a net.Socket; the SSH channel is already connected.
   Object.assign(channel, { setNoDelay: () => channel, setKeepAlive: () => channel, connect: () => { process.nextTick(() => channel.emit('connect')); return channel; } });
   const db = new PgClient({
-    user: pg.user, database: pg.database, password: pg.password ? resolveSecret(pg.password.secret) : undefined,
-    stream: () => channel as never, connectionTimeoutMillis: 15_000, application_name: 'runbooks',
+    user: pg.user, database: pg.database,
+    password: pg.password ? resolveSecret(pg.password.secret, { host: host.address, purpose: 'db-password' }) : undefined,
+    stream: () => channel as never, connectionTimeoutMillis: opts.connectTimeoutMs ?? 15_000, application_name: 'runbooks',
+    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
   });
-  await db.connect();
+  // A server that goes away mid-session also emits 'error' on the client; the pending query reports it.
+  db.on('error', () => undefined);
+  try {
+    await db.connect();
+  } catch (err) {
+    channel.destroy();
+    throw err;
+  }
   try {
     return await fn(db);
   } finally {
-    await db.end().catch(() => undefined);
+    await Promise.race([db.end().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+    channel.destroy();
   }
 }
 
-/** The commands one installation layout needs. Every command is a ready shell string. */
-export interface HostProfile {
-  /** Exit 0 when the database server runs. */
-  dbRunning: string;
-  stopDb(mode: 'fast' | 'immediate'): string;
-  startDb: string;
-  stopApp?: string;
-  startApp?: string;
-  /** Stop everything and make sure nothing restarts it on its own. */
-  fence: string;
-  /** Undo `fence` for the database only (the application stays down on a standby). */
-  unfenceDb: string;
-  /** True when the host is fenced (restart disabled). */
-  isFenced: string;
-  /** A PostgreSQL client tool (pg_basebackup, pg_rewind, pg_controldata), run where it sees the data directory. */
-  tool(name: string, args: string[], env?: Record<string, string>): string;
-  /** The data directory: on the host (for moves), and as the database and its tools see it. */
-  dataDir: string;
-  dataDirForDb: string;
-  /** The replication passfile: on the host, and as the database sees it (primary_conninfo). */
-  passfile: string;
-  passfileForDb: string;
-  /** Prefix for host file commands (sudo for the docker layout). */
-  asAdmin(command: string): string;
-}
-
-const FENCE_MARK = 'runbooks.fenced';
-
-export function profileOf(host: PgHost): HostProfile {
-  const p = host.profile;
-  if (p.kind === 'pg_ctl') {
-    const pgCtl = (...args: string[]) => cmd(path.posix.join(p.binDir, 'pg_ctl'), '-D', p.dataDir, ...args);
-    const mark = path.posix.join(path.posix.dirname(p.dataDir), `${path.posix.basename(p.dataDir)}.${FENCE_MARK}`);
-    const passfile = path.posix.join(path.posix.dirname(p.dataDir), '.runbooks-replication.pgpass');
-    return {
-      dbRunning: pgCtl('status'),
-      stopDb: (mode) => pgCtl('stop', '-m', mode, '-w', '-t', '300'),
-      startDb: `test ! -e ${shq(mark)} || { echo ${shq(`fenced by runbooks: ${mark}`)} >&2; exit 3; }; ${pgCtl('start', '-w', '-t', '300', '-l', p.logFile ?? `${p.dataDir}.log`)}`,
-      stopApp: p.appStop, startApp: p.appStart,
-      fence: [p.appStop, `{ ${pgCtl('status')} >/dev/null && ${pgCtl('stop', '-m', 'fast', '-w', '-t', '300')} || true; }`, cmd('touch', mark)].filter(Boolean).join(' && '),
-      unfenceDb: cmd('rm', '-f', mark),
-      isFenced: cmd('test', '-e', mark),
-      tool: (name, args, env = {}) => [...Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`), cmd(path.posix.join(p.binDir, name), ...args)].join(' '),
-      dataDir: p.dataDir, dataDirForDb: p.dataDir, passfile, passfileForDb: passfile,
-      asAdmin: (c) => c,
-    };
-  }
-  const sudo = p.sudo ? 'sudo -n ' : '';
-  const docker = (...args: string[]) => `${sudo}${cmd('docker', ...args)}`;
-  const db = 'openelisglobal-database';
-  const app = ['openelisglobal-webapp', 'external-fhir-api', 'openelisglobal-proxy', 'openelisglobal-frontend'];
-  const all = [db, ...app, 'autoheal-oe'];
-  const mounts = ['-v', `${p.dataDir}:${p.containerDataDir}`, '-v', `${p.backupsDir}:${p.containerBackupsDir}`];
-  return {
-    dbRunning: `test "$(${docker('inspect', '-f', '{{.State.Running}}', db)})" = true`,
-    stopDb: (mode) => (mode === 'fast' ? docker('stop', '-t', '300', db) : docker('kill', db)),
-    startDb: `test "$(${docker('inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}', db)})" != no || { echo "fenced: restart policy of ${db} is no" >&2; exit 3; }; ${docker('start', db)}`,
-    // autoheal first, or it restarts what we stop.
-    stopApp: docker('stop', 'autoheal-oe', ...app),
-    startApp: docker('start', ...app, 'autoheal-oe'),
-    fence: `${docker('update', '--restart=no', ...all)} && ${docker('stop', '-t', '300', 'autoheal-oe', ...app, db)}`,
-    unfenceDb: docker('update', '--restart=always', db),
-    isFenced: `test "$(${docker('inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}', db)})" = no`,
-    tool: (name, args, env = {}) => docker('run', '--rm', '--network', 'host', '-u', 'postgres', ...mounts,
-      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), p.image, name, ...args),
-    dataDir: p.dataDir, dataDirForDb: p.containerDataDir,
-    passfile: path.posix.join(p.backupsDir, '.runbooks-replication.pgpass'),
-    passfileForDb: path.posix.join(p.containerBackupsDir, '.runbooks-replication.pgpass'),
-    asAdmin: (c) => (p.sudo ? `sudo -n sh -c ${shq(c)}` : c),
-  };
-}
+/** A libpq connection string value, quoted: paths and names with spaces or quotes cannot break it. */
+export const conninfoValue = (v: string | number): string => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+export const conninfo = (fields: Record<string, string | number>): string =>
+  Object.entries(fields).map(([k, v]) => `${k}=${conninfoValue(v)}`).join(' ');

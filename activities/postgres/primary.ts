@@ -2,12 +2,15 @@
  * Preparing a primary for a streaming standby. Each activity looks first, acts only if needed,
  * and in a dry-run says what it would do.
  */
-import path from 'node:path';
+import { isIP } from 'node:net';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client as PgClient } from 'pg';
 import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { PgHost } from '../../workflows/postgres/schema';
 import { resolveSecret } from '../lib/secrets';
 import { scramMatches, scramVerifier } from '../lib/scram';
-import { shq } from '../lib/shell';
+import { cmd, shq } from '../lib/shell';
+import type { SshSession } from '../lib/ssh';
 import { onHost, profileOf, withSql } from './hosts';
 
 export interface RoleRequest { host: PgHost; user: string; password: { secret: string }; dryRun: boolean; rewind?: boolean }
@@ -25,7 +28,7 @@ const report = (changed: boolean, actions: string[]): ChangeReport => ({ changed
 
 /** A LOGIN REPLICATION role whose SCRAM verifier matches the named secret. The password never appears in SQL. */
 export async function ensureReplicationRole(req: RoleRequest): Promise<ChangeReport> {
-  const password = resolveSecret(req.password.secret);
+  const password = resolveSecret(req.password.secret, { host: req.host.address, purpose: 'replication-password' });
   return onHost(req.host, (s) => withSql(req.host, s, async (db) => {
     const row = (await db.query('SELECT rolreplication, rolcanlogin, rolpassword FROM pg_authid WHERE rolname = $1', [req.user])).rows[0];
     const actions: string[] = [];
@@ -46,28 +49,85 @@ export async function ensureReplicationRole(req: RoleRequest): Promise<ChangeRep
   }));
 }
 
-/** `host replication <user> <standby>/32 scram-sha-256` in pg_hba.conf, for the standby's address only. */
+/**
+ * `host replication <user> <address>/32 scram-sha-256` in pg_hba.conf, for the standby only. A host
+ * name is resolved on the primary and written as its addresses. The file is the input's (never a
+ * path the database reports), written as its owner through a temporary file; it is checked with
+ * pg_hba_file_rules BEFORE the reload and put back as it was if PostgreSQL finds an error.
+ */
 export async function ensureReplicationHba(req: HbaRequest): Promise<ChangeReport> {
-  const cidr = req.standbyAddress.includes(':') ? `${req.standbyAddress}/128` : `${req.standbyAddress}/32`;
   const profile = profileOf(req.host);
-  return onHost(req.host, (s) => withSql(req.host, s, async (db) => {
-    const missing: string[] = [];
-    for (const database of req.rewind ? ['replication', 'postgres'] : ['replication']) {
-      const present = (await db.query(`SELECT 1 FROM pg_hba_file_rules WHERE type = 'host' AND database = ARRAY[$3::text]
-        AND user_name = ARRAY[$1::text] AND address = $2 AND auth_method = 'scram-sha-256' AND error IS NULL`, [req.user, req.standbyAddress, database])).rowCount;
-      if (!present) missing.push(`host ${database} ${req.user} ${cidr} scram-sha-256`);
-    }
-    if (!missing.length) return report(false, []);
-    if (req.dryRun) return report(false, missing.map((l) => `would add "${l}" to pg_hba.conf and reload`));
-    const hbaFile = (await db.query('SHOW hba_file')).rows[0].hba_file as string;
-    // The database reports its own path; on the docker layout map it back to the host.
-    const onHostPath = hbaFile.startsWith(profile.dataDirForDb) ? path.posix.join(profile.dataDir, path.posix.relative(profile.dataDirForDb, hbaFile)) : hbaFile;
-    await s.run(profile.asAdmin(`cp -p ${shq(onHostPath)} ${shq(`${onHostPath}.before-runbooks`)} && printf '%s\\n' ${shq(`# added by runbooks for the standby at ${req.standbyAddress}`)} ${missing.map(shq).join(' ')} >> ${shq(onHostPath)}`), { what: 'adding the pg_hba line' });
-    await db.query('SELECT pg_reload_conf()');
-    const errors = (await db.query('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL')).rows;
-    if (errors.length) throw new Error(`pg_hba.conf on ${req.host.name} has errors after the change: ${JSON.stringify(errors)}; the previous file is ${onHostPath}.before-runbooks`);
-    return report(true, missing.map((l) => `added "${l}" to ${onHostPath} and reloaded`));
-  }));
+  return onHost(req.host, async (s) => {
+    const sources = await standbySources(s, req.host, req.standbyAddress);
+    return withSql(req.host, s, async (db) => {
+      const reported = (await db.query('SHOW hba_file')).rows[0].hba_file as string;
+      if (reported !== profile.hbaFileForDb) {
+        throw ApplicationFailure.nonRetryable(`${req.host.name} reads its pg_hba.conf from ${reported}, not ${profile.hbaFileForDb} as the input says: ` +
+          'set "hbaFile" in the host\'s profile. Nothing was changed.', 'HbaFileMismatch');
+      }
+      const missing: string[] = [];
+      for (const database of req.rewind ? ['replication', 'postgres'] : ['replication']) {
+        for (const address of sources.addresses) {
+          if (!(await hbaLinePresent(db, req.user, database, address))) missing.push(hbaLine(database, req.user, address));
+        }
+      }
+      const notes = sources.note ? [sources.note] : [];
+      if (!missing.length) {
+        // Present in the file but written after the last reload (a retry after a crash): apply it.
+        const stale = (await db.query(`SELECT (pg_stat_file(current_setting('hba_file'))).modification > pg_conf_load_time() AS stale`)).rows[0].stale;
+        if (!stale) return report(false, []);
+        if (req.dryRun) return report(false, ['would reload the configuration to apply pg_hba.conf']);
+        await db.query('SELECT pg_reload_conf()');
+        return report(true, [...notes, `reloaded ${req.host.name} to apply pg_hba.conf`]);
+      }
+      if (req.dryRun) return report(false, [...notes, ...missing.map((l) => `would add "${l}" to ${profile.hbaFile} and reload`)]);
+
+      const file = profile.hbaFile;
+      const before = await s.run(profile.asDbOwner(`test ! -L ${shq(file)} && cat ${shq(file)}`), { what: `reading ${file}` });
+      // The first backup is kept: a later run never overwrites it with a file it changed itself.
+      await s.run(profile.asDbOwner(`test -e ${shq(`${file}.before-runbooks`)} || cp -p ${shq(file)} ${shq(`${file}.before-runbooks`)}`), { what: 'keeping a copy of pg_hba.conf' });
+      const write = (content: string) => s.run(profile.writeForDb(file, `"$(stat -c %a ${shq(file)})"`), { stdin: content, what: `writing ${file}` });
+      const added = `${before.replace(/\n?$/, '\n')}# added by runbooks for the standby at ${req.standbyAddress}\n${missing.join('\n')}\n`;
+      await write(added);
+      const errors = (await db.query('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL')).rows;
+      if (errors.length) {
+        await write(before);
+        throw ApplicationFailure.nonRetryable(`PostgreSQL on ${req.host.name} finds errors in pg_hba.conf with the new lines (${errors.map((e) => `line ${e.line_number}: ${e.error}`).join('; ')}); ` +
+          `the file was put back as it was and not reloaded. Nothing was changed.`, 'HbaInvalid');
+      }
+      await db.query('SELECT pg_reload_conf()');
+      return report(true, [...notes, ...missing.map((l) => `added "${l}" to ${file} and reloaded`)]);
+    });
+  });
+}
+
+/** The standby's addresses, canonical, as its connections will come from. */
+async function standbySources(s: SshSession, primary: PgHost, address: string): Promise<{ addresses: string[]; note?: string }> {
+  if (isIP(address)) return { addresses: [canonicalAddress(address)] };
+  const r = await s.exec(cmd('getent', 'ahosts', address));
+  const addresses = [...new Set(r.stdout.split('\n').map((l) => l.split(/\s+/)[0]).filter((a) => isIP(a)).map(canonicalAddress))];
+  if (r.code !== 0 || !addresses.length) {
+    throw ApplicationFailure.nonRetryable(`The standby's address ${address} does not resolve on the primary ${primary.name}: give its IP address, or fix name resolution there. Nothing was changed.`, 'StandbyUnresolved');
+  }
+  return { addresses, note: `${address} resolves to ${addresses.join(', ')} on ${primary.name}; pg_hba.conf names the address${addresses.length > 1 ? 'es' : ''}` };
+}
+
+/** An IP address as PostgreSQL prints it: IPv6 compressed and in lower case. */
+export function canonicalAddress(address: string): string {
+  return isIP(address) === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}
+
+export const hbaLine = (database: string, user: string, address: string): string =>
+  `host ${database} ${user} ${address}/${isIP(address) === 6 ? 128 : 32} scram-sha-256`;
+
+async function hbaLinePresent(db: PgClient, user: string, database: string, address: string): Promise<boolean> {
+  const mask = isIP(address) === 6 ? 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff' : '255.255.255.255';
+  // Compared as inet values, so any spelling of the same address counts (casts only on rows that hold an address).
+  const r = await db.query(`SELECT 1 FROM pg_hba_file_rules WHERE type = 'host' AND database = ARRAY[$3::text]
+    AND user_name = ARRAY[$1::text] AND auth_method = 'scram-sha-256' AND error IS NULL
+    AND CASE WHEN address ~ '^[0-9A-Fa-f.:]+$' AND netmask IS NOT NULL THEN address::inet = $2::inet AND netmask::inet = $4::inet ELSE false END`,
+  [user, address, database, mask]);
+  return (r.rowCount ?? 0) > 0;
 }
 
 /** wal_level, max_wal_senders, wal_log_hints (for pg_rewind), hot_standby. Says whether a restart is needed. */

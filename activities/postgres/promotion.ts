@@ -6,20 +6,37 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { PgHost } from '../../workflows/postgres/schema';
+import type { SshSession } from '../lib/ssh';
 import { onHost, profileOf, withSql } from './hosts';
 import { inspectOn, lsnToBigInt, type ServerState } from './inspect';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Stops the database for good: a fast shutdown, then an immediate one, then SIGKILL of the
+ * postmaster, until the process is gone. Returns what it had to do.
+ */
+export async function stopEscalating(s: SshSession, host: PgHost, fastSeconds: number): Promise<string[]> {
+  const profile = profileOf(host);
+  const running = async () => (await s.exec(profile.dbRunning)).code === 0;
+  if (!(await running())) return [];
+  await s.exec(profile.stopDb('fast', fastSeconds));
+  if (!(await running())) return [`stopped the database on ${host.name} (fast shutdown)`];
+  await s.exec(profile.stopDb('immediate', 15));
+  if (!(await running())) return [`the fast shutdown of ${host.name} did not finish in ${fastSeconds}s; stopped it with an immediate shutdown`];
+  await s.exec(profile.killDb);
+  if (await running()) throw new Error(`The database on ${host.name} is still running after a fast shutdown, an immediate one and SIGKILL of its postmaster`);
+  return [`neither a fast (${fastSeconds}s) nor an immediate shutdown stopped ${host.name}: killed its postmaster (SIGKILL); it will run crash recovery when started`];
+}
+
 /** Failover's first try (the documented one): restart the old primary, and say whether it came back healthy. */
-export async function restartOldPrimary(req: { host: PgHost; dryRun: boolean }): Promise<ServerState & { restarted: boolean }> {
+export async function restartOldPrimary(req: { host: PgHost; dryRun: boolean; stopSeconds?: number }): Promise<ServerState & { restarted: boolean }> {
   const profile = profileOf(req.host);
   return onHost(req.host, async (s) => {
     if (req.dryRun) return { ...(await inspectOn(s, req.host)), restarted: false };
-    if ((await s.exec(profile.dbRunning)).code === 0) await s.exec(profile.stopDb('fast'));
+    await stopEscalating(s, req.host, req.stopSeconds ?? 60);
     const started = await s.exec(profile.startDb);
-    const state = started.code === 0 ? await inspectOn(s, req.host).catch(() => undefined) : undefined;
-    return { ...(state ?? (await inspectOn(s, req.host))), restarted: started.code === 0 };
+    return { ...(await inspectOn(s, req.host)), restarted: started.code === 0 };
   });
 }
 
@@ -63,27 +80,38 @@ export async function waitForCatchup(req: { standby: PgHost; lsn: string; within
   }));
 }
 
-/** Stops the database and the application and disables every automatic restart; verifies it. */
-export async function fenceHost(req: { host: PgHost; dryRun: boolean }): Promise<ChangeReport> {
+/**
+ * Fences a host: the application stopped, every automatic restart disabled, the database stopped
+ * (escalating until its process is gone), and its data directory made to start read-only in
+ * recovery whatever starts it. Verified before it returns.
+ */
+export async function fenceHost(req: { host: PgHost; dryRun: boolean; stopSeconds?: number }): Promise<ChangeReport> {
   const profile = profileOf(req.host);
   return onHost(req.host, async (s) => {
-    const fenced = (await s.exec(profile.isFenced)).code === 0;
-    const running = (await s.exec(profile.dbRunning)).code === 0;
-    if (fenced && !running) return { changed: false, actions: [`${req.host.name} is already fenced`] };
-    if (req.dryRun) return { changed: false, actions: [`would fence ${req.host.name}: stop the database and the application and disable their automatic restart`] };
-    await s.run(profile.fence, { what: 'fencing' });
-    if ((await s.exec(profile.dbRunning)).code === 0 || (await s.exec(profile.isFenced)).code !== 0) {
-      throw new Error(`Fencing ${req.host.name} did not hold: the database still runs or can restart on its own`);
+    const state = await inspectOn(s, req.host);
+    if (state.fenced && !state.running) return { changed: false, actions: [`${req.host.name} is already fenced`] };
+    if (req.dryRun) {
+      return { changed: false, actions: [`would fence ${req.host.name}: stop the application, disable every automatic restart, stop the database (fast, then immediate, then SIGKILL) and write standby.signal into its data directory`] };
     }
-    return { changed: true, actions: [`fenced ${req.host.name}: database and application stopped, automatic restart disabled`] };
+    const actions: string[] = [];
+    if (profile.stopApp) { await s.run(profile.stopApp, { what: 'stopping the application' }); actions.push(`stopped the application on ${req.host.name}`); }
+    await s.run(profile.disableRestart, { what: 'disabling automatic restarts' });
+    actions.push(`disabled every automatic restart of ${req.host.name}`);
+    actions.push(...await stopEscalating(s, req.host, req.stopSeconds ?? 60));
+    await s.run(profile.asDbOwner(profile.fenceDataDir), { what: 'fencing the data directory' });
+    actions.push(`wrote standby.signal (and no upstream) into ${profile.dataDir}: started by anything, it comes up read-only`);
+    const after = await inspectOn(s, req.host);
+    if (after.running || !after.fenced) throw new Error(`Fencing ${req.host.name} did not hold: the database ${after.running ? 'still runs' : 'could start writable or restart on its own'}`);
+    return { changed: true, actions };
   });
 }
 
-/** Compensation for a fence in a switchover that did not go through: the old primary serves again. */
+/** Compensation for a fence when the promotion did not happen: the old primary serves again. */
 export async function unfenceAndStart(req: { host: PgHost }): Promise<ChangeReport> {
   const profile = profileOf(req.host);
   return onHost(req.host, async (s) => {
-    await s.run(profile.unfenceDb, { what: 'lifting the fence' });
+    await s.run(profile.enableRestart, { what: 'lifting the fence' });
+    await s.run(profile.asDbOwner(profile.liftDataDirFence), { what: 'lifting the fence of the data directory' });
     if ((await s.exec(profile.dbRunning)).code !== 0) await s.run(profile.startDb, { what: 'starting the database' });
     if (profile.startApp) await s.run(profile.startApp, { what: 'starting the application' });
     return { changed: true, actions: [`lifted the fence of ${req.host.name} and started it again`] };
@@ -151,7 +179,10 @@ export async function verifyWritable(req: { host: PgHost; canaryId: string; time
 export async function startApplication(req: { host: PgHost; dryRun: boolean }): Promise<ChangeReport> {
   const profile = profileOf(req.host);
   if (!profile.startApp) return { changed: false, actions: [] };
-  if (req.dryRun) return { changed: false, actions: [`would start the application on ${req.host.name}`] };
-  await onHost(req.host, (s) => s.run(profile.startApp!, { what: 'starting the application' }));
-  return { changed: true, actions: [`started the application on ${req.host.name}`] };
+  return onHost(req.host, async (s) => {
+    if (profile.appRunning && (await s.exec(profile.appRunning)).code === 0) return { changed: false, actions: [] };
+    if (req.dryRun) return { changed: false, actions: [`would start the application on ${req.host.name}`] };
+    await s.run(profile.startApp!, { what: 'starting the application' });
+    return { changed: true, actions: [`started the application on ${req.host.name}`] };
+  });
 }

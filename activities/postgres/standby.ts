@@ -9,7 +9,8 @@ import type { PgHost } from '../../workflows/postgres/schema';
 import { forgetJob, jobState, runDetached } from '../lib/remote-job';
 import { resolveSecret } from '../lib/secrets';
 import { cmd, shq } from '../lib/shell';
-import { onHost, profileOf, withSql } from './hosts';
+import type { SshSession } from '../lib/ssh';
+import { conninfo, onHost, profileOf, withSql } from './hosts';
 import { dataDirState } from './inspect';
 
 const report = (changed: boolean, actions: string[]): ChangeReport => ({ changed, actions });
@@ -44,10 +45,14 @@ export async function startDatabase(req: { host: PgHost; dryRun: boolean; unfenc
   const profile = profileOf(req.host);
   return onHost(req.host, async (s) => {
     const actions: string[] = [];
-    const fenced = (await s.exec(profile.isFenced)).code === 0;
+    const fenced = (await s.exec(profile.restartDisabled)).code === 0;
     if (fenced && req.unfence) {
       if (req.dryRun) actions.push(`would lift the fence of the database on ${req.host.name} (it is a standby now)`);
-      else { await s.run(profile.unfenceDb, { what: 'lifting the fence' }); actions.push(`lifted the fence of the database on ${req.host.name}`); }
+      else {
+        await s.run(profile.enableRestart, { what: 'lifting the fence' });
+        await s.run(profile.asDbOwner(profile.forgetDataDirFence), { what: 'lifting the fence' });
+        actions.push(`lifted the fence of the database on ${req.host.name}`);
+      }
     }
     if ((await s.exec(profile.dbRunning)).code === 0) return report(actions.length > 0, actions);
     if (req.dryRun) return report(false, [...actions, `would start the database on ${req.host.name}`]);
@@ -87,27 +92,38 @@ export interface BaseBackupRequest {
   dryRun: boolean;
 }
 
-/** Writes the replication passfile (0600) from stdin: the password is never on a command line. */
-async function writePassfile(req: BaseBackupRequest, s: Parameters<Parameters<typeof onHost>[1]>[0]): Promise<void> {
+/**
+ * Writes the replication passfile (0600) from stdin, as the owner of the data directory (never as
+ * root), through a temporary file and a rename: the password is never on a command line, and a
+ * symlink planted at the path is refused, not followed.
+ */
+async function writePassfile(req: BaseBackupRequest, s: SshSession): Promise<void> {
   const profile = profileOf(req.standby);
-  const line = ['*', String(req.primary.postgres.port), '*', req.user, resolveSecret(req.password.secret)]
+  const password = resolveSecret(req.password.secret, { host: req.standby.address, purpose: 'replication-password' });
+  const line = ['*', String(req.primary.postgres.port), '*', req.user, password]
     .map((f) => f.replace(/\\/g, '\\\\').replace(/:/g, '\\:')).join(':');
-  const owner = shq(profile.dataDir);
-  await s.run(profile.asAdmin(`umask 077 && cat > ${shq(profile.passfile)} && chown --reference=${owner} ${shq(profile.passfile)} && chmod 600 ${shq(profile.passfile)}`),
-    { stdin: `${line}\n`, what: 'writing the replication passfile' });
+  await s.run(profile.writeForDb(profile.passfile, '600'), { stdin: `${line}\n`, what: 'writing the replication passfile' });
 }
 
-/** pg_basebackup -X stream -R from the slot, into the empty data directory. A retry re-attaches to a copy already running. */
+const jobIdOf = (what: string) => {
+  const run = Context.current().info.workflowExecution;
+  return `${run?.workflowId}-${run?.runId}-${what}`.replace(/[^A-Za-z0-9_.-]/g, '_');
+};
+
+/** How the standby reaches the primary: every value quoted, so a path or a name cannot break the string. */
+const sourceConninfo = (req: BaseBackupRequest, dbname?: string) => conninfo({
+  host: req.primary.address, port: req.primary.postgres.port, user: req.user, ...(dbname ? { dbname } : {}),
+  application_name: req.standby.name, passfile: profileOf(req.standby).passfileForDb,
+});
+
+/** pg_basebackup -X stream -R from the slot, into the empty data directory. A retry re-attaches to a copy already running; cancellation kills it. */
 export async function baseBackup(req: BaseBackupRequest): Promise<ChangeReport> {
   const profile = profileOf(req.standby);
-  const run = Context.current().info.workflowExecution;
-  const jobId = `${run?.workflowId}-${run?.runId}-basebackup`.replace(/[^A-Za-z0-9_.-]/g, '_');
+  const jobId = jobIdOf('basebackup');
   const tool = profile.tool('pg_basebackup', [
-    '-D', profile.dataDirForDb, '-X', 'stream', '-R', '-S', req.slot, '-c', 'fast', '-w',
-    '-h', req.primary.address, '-p', String(req.primary.postgres.port), '-U', req.user,
-    '-d', `application_name=${req.standby.name} passfile=${profile.passfileForDb}`,
+    '-D', profile.dataDirForDb, '-X', 'stream', '-R', '-S', req.slot, '-c', 'fast', '-w', '-d', sourceConninfo(req),
     ...(req.maxRate ? ['--max-rate', req.maxRate] : []),
-  ]);
+  ], {}, jobId);
   if (req.dryRun) return report(false, [`would write the replication passfile ${profile.passfile} (0600) and run: ${tool}`]);
   return onHost(req.standby, async (s) => {
     if ((await jobState(s, jobId)).state === 'none') {
@@ -117,7 +133,7 @@ export async function baseBackup(req: BaseBackupRequest): Promise<ChangeReport> 
       }
       await writePassfile(req, s);
     }
-    const result = await runDetached(s, jobId, tool);
+    const result = await runDetached(s, jobId, tool, { onKill: profile.stopTool?.(jobId) });
     if (result.code === 0) {
       return report(true, [`base backup of ${req.primary.name} into ${profile.dataDir} through slot ${req.slot}${result.attached ? ' (re-attached to the copy already running)' : ''}`]);
     }
@@ -130,23 +146,28 @@ export async function baseBackup(req: BaseBackupRequest): Promise<ChangeReport> 
 
 /**
  * Rejoining an old primary: pg_rewind its data directory onto the new primary's timeline (it runs
- * crash recovery first if the server was killed). Says why when it cannot, so the runbook falls
- * back to a fresh base backup.
+ * crash recovery first if the server was killed), detached and killed on cancellation like a base
+ * backup. Says why when it cannot, so the runbook falls back to a fresh base backup.
  */
 export async function rewindDataDir(req: BaseBackupRequest): Promise<ChangeReport & { rewound: boolean; reason?: string }> {
   const profile = profileOf(req.standby);
-  const source = `host=${req.primary.address} port=${req.primary.postgres.port} user=${req.user} dbname=postgres ` +
-    `application_name=${req.standby.name} passfile=${profile.passfileForDb}`;
-  const tool = profile.tool('pg_rewind', ['-D', profile.dataDirForDb, `--source-server=${source}`, '-R'], { LC_ALL: 'C' });
+  const jobId = jobIdOf('rewind');
+  const tool = profile.tool('pg_rewind', ['-D', profile.dataDirForDb, `--source-server=${sourceConninfo(req, 'postgres')}`, '-R'], { LC_ALL: 'C' }, jobId);
   if (req.dryRun) return { changed: false, rewound: false, actions: [`would try: ${tool} (a fresh base backup if it fails)`] };
   return onHost(req.standby, async (s) => {
-    const { dataDir } = await dataDirState(s, req.standby);
-    if (dataDir !== 'cluster') return { changed: false, rewound: false, reason: `no cluster in ${profile.dataDir}`, actions: [] };
-    if ((await s.exec(profile.dbRunning)).code === 0) throw new Error(`The database on ${req.standby.name} still runs; stop it before pg_rewind`);
-    await writePassfile(req, s);
-    const r = await s.exec(tool, { timeoutMs: 30 * 60_000 });
-    if (r.code !== 0) return { changed: false, rewound: false, reason: (r.stderr || r.stdout).trim().slice(-1500), actions: [`pg_rewind failed; falling back to a fresh base backup`] };
-    await s.run(profile.asAdmin(`printf '%s\\n' ${shq(`primary_slot_name = '${req.slot}'`)} >> ${shq(`${profile.dataDir}/postgresql.auto.conf`)}`), { what: 'setting the replication slot' });
+    if ((await jobState(s, jobId)).state === 'none') {
+      const { dataDir } = await dataDirState(s, req.standby);
+      if (dataDir !== 'cluster') return { changed: false, rewound: false, reason: `no cluster in ${profile.dataDir}`, actions: [] };
+      if ((await s.exec(profile.dbRunning)).code === 0) throw new Error(`The database on ${req.standby.name} still runs; stop it before pg_rewind`);
+      await writePassfile(req, s);
+    }
+    const r = await runDetached(s, jobId, tool, { onKill: profile.stopTool?.(jobId) });
+    if (r.code !== 0) {
+      await forgetJob(s, jobId);
+      return { changed: false, rewound: false, reason: r.log.trim().slice(-1500), actions: [`pg_rewind failed; falling back to a fresh base backup`] };
+    }
+    const auto = `${profile.dataDir}/postgresql.auto.conf`;
+    await s.run(profile.asDbOwner(`test ! -L ${shq(auto)} && printf '%s\\n' ${shq(`primary_slot_name = '${req.slot}'`)} >> ${shq(auto)}`), { what: 'setting the replication slot' });
     return { changed: true, rewound: true, actions: [`rewound ${profile.dataDir} onto ${req.primary.name}'s timeline with pg_rewind; it follows slot ${req.slot}`] };
   });
 }

@@ -11,6 +11,8 @@ export const runbookInputFields = {
     .describe('Run the preflight checks for real, then report the planned actions instead of acting'),
   requestedBy: z.string().trim().min(1).max(200).optional()
     .describe('Who started the run; with four-eyes gates this person may not approve'),
+  waitForLock: z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'a duration such as "30s", "15m", "24h" or "7d"').optional()
+    .describe('When another run is working on the same target: wait this long for it (default: refuse at once, naming it)'),
 };
 
 /** A reference to a secret the worker resolves from its environment or secret files; never the secret itself. */

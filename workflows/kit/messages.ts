@@ -32,7 +32,7 @@ export const signalDescriptions = {
   progress: 'The run: current step, every step with its state and times, approvals, decisions, compensations',
 } as const;
 
-export type RunStatus = 'running' | 'waiting_for_approval' | 'compensating' | 'completed' | 'rolled_back' | 'failed' | 'cancelled' | 'planned';
+export type RunStatus = 'running' | 'waiting_for_lock' | 'waiting_for_approval' | 'compensating' | 'completed' | 'rolled_back' | 'failed' | 'cancelled' | 'planned';
 export type StepState = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'compensated';
 export type GateState = 'open' | 'approved' | 'rejected' | 'timedOut';
 export type CompensationState = 'registered' | 'running' | 'done' | 'failed' | 'released';
@@ -116,6 +116,10 @@ export interface Progress {
   approvals: GateProgress[];
   decisions: DecisionRecord[];
   compensations: CompensationProgress[];
+  /** The targets this run holds (one run at a time per target). */
+  locks?: string[];
+  /** Set while another run holds a target this run needs. */
+  waitingForLock?: { key: string; heldBy: string };
   /** Ignored decisions past the per-gate cap: counted, not recorded, so a flood cannot grow the run. */
   droppedDecisions: number;
   error?: string;

@@ -14,7 +14,8 @@ import {
   CancellationScope, TemporalFailure, isCancellation, setHandler,
 } from '@temporalio/workflow';
 import type { z } from 'zod';
-import { ApprovalDesk, approvalFailure, type ApprovalOptions, type ApprovalResult } from './approval';
+import { ApprovalDesk, approvalFailure, toMs, type ApprovalOptions, type ApprovalResult } from './approval';
+import { Locks } from './lock';
 import { parseRunbookInput } from './input';
 import { progressQuery, signalDescriptions, type CompensationProgress, type RunbookPlan } from './messages';
 import { RunState, now } from './run-state';
@@ -26,6 +27,8 @@ export interface RunbookDefinition<S extends z.ZodType> {
   schema: S;
   /** Every step, by stable name, with the text operators see. Order is the procedure's order. */
   steps: Record<string, string>;
+  /** The targets a run changes (e.g. "postgres:10.0.0.5:5432"): one run at a time per target. Not taken in a dry-run. */
+  lockKeys?: (input: z.output<S>) => string[];
 }
 
 /** What activities that change something return: whether they did, and what (or, in a dry-run, what they would do). */
@@ -175,14 +178,16 @@ export class Runbook {
  * Makes a workflow function out of a runbook: validates the input first (a bad input fails at
  * once, non-retryable), runs the body, and on failure or cancellation runs the compensations.
  */
-export function defineRunbook<S extends z.ZodType<{ dryRun: boolean; requestedBy?: string }>, R>(
+export function defineRunbook<S extends z.ZodType<{ dryRun: boolean; requestedBy?: string; waitForLock?: string }>, R>(
   definition: RunbookDefinition<S>,
   body: (rb: Runbook, input: z.output<S>) => Promise<R>,
 ): (input: z.input<S>) => Promise<R | RunbookPlan> {
   const workflow = async (raw: z.input<S>): Promise<R | RunbookPlan> => {
     const input = parseRunbookInput(definition.name, definition.schema, raw);
-    const rb = new Runbook(definition, input.dryRun, input.requestedBy);
+    const rb = new Runbook(definition as RunbookDefinition<z.ZodType>, input.dryRun, input.requestedBy);
+    const locks = new Locks(rb.state);
     try {
+      if (definition.lockKeys && !input.dryRun) await locks.take(definition.lockKeys(input), input.waitForLock ? toMs(input.waitForLock) : 0);
       const result = await CancellationScope.cancellable(() => body(rb, input));
       for (const s of rb.state.progress.steps) if (s.state === 'pending') Object.assign(s, { state: 'skipped', note: 'not needed in this run' });
       rb.state.progress.currentStep = undefined;
@@ -196,6 +201,8 @@ export function defineRunbook<S extends z.ZodType<{ dryRun: boolean; requestedBy
       await rb.compensate();
       rb.state.setStatus(isCancellation(err) ? 'cancelled' : 'failed');
       throw err;
+    } finally {
+      await locks.releaseAll();
     }
   };
   Object.defineProperty(workflow, 'name', { value: definition.name });

@@ -7,7 +7,7 @@ import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { approvalFailure } from '../kit/approval';
 import { defineRunbook, type Runbook } from '../kit/runbook';
-import { promoteStandbyInput, type PromoteStandbyInput } from './schema';
+import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from './schema';
 import { setupPostgresStandby } from './setup-standby';
 
 const look = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 3 } });
@@ -19,7 +19,7 @@ const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} 
 /** Fences the old primary, or, when it cannot be reached, asks a human to confirm it is gone. */
 async function fenceOldPrimary(rb: Runbook, input: PromoteStandbyInput, reachable: boolean, why?: string) {
   const { oldPrimary, dryRun } = input;
-  if (reachable) return act.fenceHost({ host: oldPrimary, dryRun });
+  if (reachable) return act.fenceHost({ host: oldPrimary, dryRun, stopSeconds: input.fenceStopSeconds });
   const decision = await rb.approval('unfenced-old-primary', {
     summary: `The old primary ${oldPrimary.name} cannot be reached (${why ?? 'no answer'}): fencing it CANNOT BE VERIFIED. ` +
       'If it comes back it may accept writes (split brain). Approve only if you know it is down for good (powered off or isolated).',
@@ -45,24 +45,33 @@ export const promotePostgresStandby = defineRunbook({
     startApp: 'Start the application on the new primary',
     rejoin: 'Make the old primary a standby of the new one',
   },
+  lockKeys: (input) => serverLocks(input.oldPrimary, input.standby),
 }, async (rb, input) => {
   const { oldPrimary, standby, mode, dryRun } = input;
   const { old, sb } = await rb.step('assess', async () => {
+    await look.checkSecretScopes(secretUses([oldPrimary, standby], input.rejoin && { password: input.rejoin.replication.password, between: [standby, oldPrimary] }));
     const [o, s] = await Promise.all([look.inspectServer(oldPrimary), look.inspectServer(standby)]);
     if (!s.reachable) throw refuse(`Cannot reach the standby ${standby.name}: ${s.unreachableReason}.`);
     if (!s.running) throw refuse(`The database on the standby ${standby.name} is not running.`);
-    const oldIsPrimary = o.reachable && o.running && o.inRecovery === false;
+    if (!s.answering) throw refuse(`The standby ${standby.name}: ${s.notAnsweringReason}.`);
+    const oldIsPrimary = o.reachable && o.answering && o.inRecovery === false;
     if (s.inRecovery === false && oldIsPrimary) {
       throw refuse(`Both ${oldPrimary.name} and ${standby.name} are primaries (split brain). Decide by hand which one keeps the data, fence the other, then run again.`);
     }
-    if (s.inRecovery && o.reachable && o.running && o.inRecovery) throw refuse(`${oldPrimary.name} and ${standby.name} are both standbys: there is no primary to replace.`);
+    if (s.inRecovery && o.answering && o.inRecovery) throw refuse(`${oldPrimary.name} and ${standby.name} are both standbys: there is no primary to replace.`);
     if (mode === 'switchover' && s.inRecovery && !oldIsPrimary) {
-      throw refuse(`Switchover needs the old primary ${oldPrimary.name} running as primary (${o.reachable ? 'its database is down' : o.unreachableReason}). Use failover mode.`);
+      const why = !o.reachable ? o.unreachableReason : o.running ? o.notAnsweringReason : 'its database is down';
+      throw refuse(`Switchover needs the old primary ${oldPrimary.name} running as primary (${why}). Use failover mode.`);
     }
     return { old: o, sb: s };
   });
   const alreadyPromoted = sb.inRecovery === false;
-  const oldIsPrimary = old.reachable && old.running && old.inRecovery === false;
+  const oldIsPrimary = old.reachable && old.answering && old.inRecovery === false;
+  // Up but not answering SQL (hung, too many clients, starting up): exactly what failover is for; it is fenced.
+  const oldHung = old.reachable && old.running && !old.answering;
+  // A run after a finished promotion and rejoin: the old primary already follows the new one. Change nothing.
+  const oldFollowsNew = alreadyPromoted && old.answering && old.inRecovery === true;
+  const rejoinedAlready = oldFollowsNew && old.walReceiver?.senderHost === standby.address;
 
   if (alreadyPromoted) {
     // A run after a successful one, or after a crash right after pg_promote: finish, do not promote again.
@@ -102,13 +111,18 @@ export const promotePostgresStandby = defineRunbook({
     }
   }
 
-  await rb.step('fence', async (step) => {
-    // Fencing a live primary takes the service down: if the promotion does not happen, bring it back.
-    if (oldIsPrimary && mode === 'failover' && !alreadyPromoted) {
-      step.undo(`Lift the fence and start ${oldPrimary.name} again as the primary`, () => act.unfenceAndStart({ host: oldPrimary }));
-    }
-    return fenceOldPrimary(rb, input, old.reachable, old.unreachableReason);
-  });
+  if (oldFollowsNew) {
+    rb.skip('fence', `${oldPrimary.name} is already a standby${rejoinedAlready ? ` of ${standby.name}` : ''}: it cannot take writes`);
+  } else {
+    await rb.step('fence', async (step) => {
+      // Fencing a live (or hung) primary takes the service down: if the promotion does not happen, bring it back.
+      if ((oldIsPrimary || oldHung) && mode === 'failover' && !alreadyPromoted) {
+        step.undo(`Lift the fence and start ${oldPrimary.name} again as the primary`, () => act.unfenceAndStart({ host: oldPrimary }));
+      }
+      if (oldHung) step.record(`${oldPrimary.name} ${old.notAnsweringReason}`);
+      return fenceOldPrimary(rb, input, old.reachable, old.unreachableReason);
+    });
+  }
 
   let timelineBefore = old.timeline ?? 0;
   if (alreadyPromoted) {
@@ -133,11 +147,16 @@ export const promotePostgresStandby = defineRunbook({
     });
   }
 
-  const verified = await rb.step('verify', () => act.verifyWritable({ host: standby, canaryId: `promote:${workflowInfo().workflowId}`, timelineBefore, dryRun }));
+  const verified = rejoinedAlready
+    ? (rb.skip('verify', `${standby.name} was verified when it was promoted; ${oldPrimary.name} already streams from it`), { timeline: sb.timeline })
+    : await rb.step('verify', () => act.verifyWritable({ host: standby, canaryId: `promote:${workflowInfo().workflowId}`, timelineBefore, dryRun }));
   await rb.step('startApp', () => act.startApplication({ host: standby, dryRun }));
 
   let rejoined = false;
-  if (input.rejoin && old.reachable) {
+  if (rejoinedAlready) {
+    rb.skip('rejoin', `${oldPrimary.name} already streams from ${standby.name}`);
+    rejoined = true;
+  } else if (input.rejoin && old.reachable) {
     const rejoin = input.rejoin;
     await rb.step('rejoin', () => executeChild(setupPostgresStandby, {
       workflowId: `${workflowInfo().workflowId}-rejoin`,

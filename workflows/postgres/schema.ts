@@ -10,9 +10,14 @@ const pgCtlProfile = z.strictObject({
   dataDir: absolutePath.describe('The cluster data directory'),
   binDir: absolutePath.default('/usr/lib/postgresql/15/bin'),
   logFile: absolutePath.optional().describe('pg_ctl start -l; defaults to <dataDir>.log'),
+  hbaFile: absolutePath.optional().describe('pg_hba.conf on the host; defaults to <dataDir>/pg_hba.conf (Debian: /etc/postgresql/<v>/<cluster>/pg_hba.conf)'),
   /** Commands that stop / start the application using the database (e.g. "systemctl stop openelis"). */
-  appStop: z.string().optional(),
-  appStart: z.string().optional(),
+  appStop: z.string().max(2000).optional(),
+  appStart: z.string().max(2000).optional(),
+  systemd: z.strictObject({
+    unit: z.string().regex(/^[A-Za-z0-9@._-]+$/, 'a systemd unit name, e.g. postgresql@15-main.service'),
+    sudo: z.boolean().default(true),
+  }).optional().describe('The cluster is a systemd unit: it is started through it, and a fence masks it (undone by the undo)'),
 }).describe('A plain cluster driven with pg_ctl as the SSH user');
 
 const openelisDockerProfile = z.strictObject({
@@ -84,6 +89,8 @@ export const promoteStandbyInput = z.strictObject({
   maxLagBytes: z.number().int().min(0).default(16 * 1024 * 1024).describe('Refuse to promote a standby with more WAL than this not yet replayed'),
   tryRestartFirst: z.boolean().default(false).describe('Failover: restart the old primary first and stop if it comes back healthy'),
   catchupWithinSeconds: z.number().int().min(1).max(3600).default(120),
+  fenceStopSeconds: z.number().int().min(1).max(3600).default(60)
+    .describe('Fencing: how long a fast shutdown may take before an immediate one, then the postmaster is killed'),
   promotionApproval: approversCoverNotify(z.strictObject({
     ...approvalPolicyFields,
     required: z.boolean().optional().describe('Default: on for failover, off for switchover'),
@@ -94,3 +101,17 @@ export const promoteStandbyInput = z.strictObject({
     .describe('Turn the old primary into a standby of the new one (pg_rewind, else a fresh base backup)'),
 });
 export type PromoteStandbyInput = z.infer<typeof promoteStandbyInput>;
+
+/** Every secret a run's input would send, where, and why: checked against the worker's scopes before anything connects. */
+export function secretUses(hosts: PgHost[], replication?: { password: { secret: string }; between: PgHost[] }) {
+  return [
+    ...hosts.flatMap((h) => [
+      { secret: h.ssh.privateKey.secret, host: h.address, purpose: 'ssh-key' as const },
+      ...(h.postgres.password ? [{ secret: h.postgres.password.secret, host: h.address, purpose: 'db-password' as const }] : []),
+    ]),
+    ...(replication ? replication.between.map((h) => ({ secret: replication.password.secret, host: h.address, purpose: 'replication-password' as const })) : []),
+  ];
+}
+
+/** The lock keys of a run on these hosts: one run at a time per PostgreSQL server. */
+export const serverLocks = (...hosts: PgHost[]) => hosts.map((h) => `postgres:${h.address}:${h.postgres.port}`);

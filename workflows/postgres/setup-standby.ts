@@ -6,7 +6,7 @@ import { workflowInfo } from '@temporalio/workflow';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
-import { setupStandbyInput } from './schema';
+import { secretUses, serverLocks, setupStandbyInput } from './schema';
 
 const check = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 5 } });
@@ -33,14 +33,16 @@ export const setupPostgresStandby = defineRunbook({
     copyAppDir: 'Copy the application directory',
     verify: 'Verify streaming with a canary row',
   },
+  lockKeys: (input) => serverLocks(input.primary, input.standby),
 }, async (rb, input) => {
   const { primary, standby, replication: repl, dryRun } = input;
   const stamp = stampOf(workflowInfo().startTime.toISOString());
   const backup = { primary, standby, user: repl.user, password: repl.password, slot: repl.slot, maxRate: repl.baseBackupMaxRate, dryRun };
 
-  const found = await rb.step('preflight', () => check.preflightStandbySetup({
-    primary, standby, slot: repl.slot, replaceStandbyData: input.replaceStandbyData, rewind: input.rewind,
-  }));
+  const found = await rb.step('preflight', async () => {
+    await check.checkSecretScopes(secretUses([primary, standby], { password: repl.password, between: [primary, standby] }));
+    return check.preflightStandbySetup({ primary, standby, slot: repl.slot, replaceStandbyData: input.replaceStandbyData, rewind: input.rewind });
+  });
 
   await rb.step('replicationRole', () => act.ensureReplicationRole({ host: primary, user: repl.user, password: repl.password, dryRun, rewind: input.rewind }));
   await rb.step('allowStandby', () => act.ensureReplicationHba({ host: primary, user: repl.user, standbyAddress: standby.address, dryRun, rewind: input.rewind }));

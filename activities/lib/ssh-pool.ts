@@ -1,0 +1,82 @@
+/**
+ * One SSH connection per host per worker, shared by every activity that acts on that host.
+ * A new connection checks the pinned host key (connectSsh); one that dies is replaced on next
+ * use; one unused for a while is closed; all are closed when the worker stops.
+ */
+import { checkSecretUse } from './secrets';
+import { connectSsh, type SshSession, type SshTarget } from './ssh';
+
+interface Entry {
+  session?: SshSession;
+  connecting?: Promise<SshSession>;
+  users: number;
+  lastUsed: number;
+}
+
+export class SshPool {
+  private readonly entries = new Map<string, Entry>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(private readonly idleMs = 60_000) {}
+
+  /** Runs `fn` with the host's shared connection (made, or made again, as needed). */
+  async use<T>(target: SshTarget, fn: (s: SshSession) => Promise<T>): Promise<T> {
+    checkSecretUse(target.privateKey.secret, { host: target.host, purpose: 'ssh-key' });
+    const key = [target.host, target.port, target.user, target.hostKey, target.privateKey.secret].join('\0');
+    const entry = this.entries.get(key) ?? { users: 0, lastUsed: Date.now() };
+    this.entries.set(key, entry);
+    entry.users += 1;
+    try {
+      const session = await this.sessionOf(key, entry, target);
+      return await fn(session);
+    } finally {
+      entry.users -= 1;
+      entry.lastUsed = Date.now();
+      this.scheduleSweep();
+    }
+  }
+
+  private async sessionOf(key: string, entry: Entry, target: SshTarget): Promise<SshSession> {
+    if (entry.session?.usable) return entry.session;
+    entry.session = undefined;
+    entry.connecting ??= connectSsh(target).then(
+      (session) => { entry.session = session; entry.connecting = undefined; return session; },
+      (err) => { entry.connecting = undefined; if (!entry.users) this.entries.delete(key); throw err; },
+    );
+    return entry.connecting;
+  }
+
+  private scheduleSweep(): void {
+    if (this.sweeper) return;
+    this.sweeper = setTimeout(() => {
+      this.sweeper = undefined;
+      const now = Date.now();
+      for (const [key, entry] of this.entries) {
+        if (entry.users === 0 && !entry.connecting && now - entry.lastUsed >= this.idleMs) {
+          entry.session?.close();
+          this.entries.delete(key);
+        }
+      }
+      if (this.entries.size) this.scheduleSweep();
+    }, Math.min(this.idleMs, 10_000));
+    this.sweeper.unref();
+  }
+
+  /** How many connections are open now (for tests and the benchmark). */
+  get size(): number {
+    return [...this.entries.values()].filter((e) => e.session?.usable).length;
+  }
+
+  closeAll(): void {
+    for (const entry of this.entries.values()) entry.session?.close();
+    this.entries.clear();
+    if (this.sweeper) clearTimeout(this.sweeper);
+    this.sweeper = undefined;
+  }
+}
+
+export const sshPool = new SshPool(Number(process.env.RUNBOOKS_SSH_IDLE_MS || 60_000));
+
+export function withSsh<T>(target: SshTarget, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  return sshPool.use(target, fn);
+}
