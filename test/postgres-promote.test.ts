@@ -59,6 +59,10 @@ test('failover after SIGKILL of the primary: committed rows that reached the sta
   lab.a.simulateDaemonRestart();
   expect(lab.a.isUp()).toBe(false);
   expect(lab.a.sh('docker ps').stdout).toBe('');
+  // Started by hand all the same, it comes up in recovery with no upstream: it refuses writes.
+  expect(lab.a.sh('docker start openelisglobal-database').code).toBe(0);
+  expect(await inRecovery(lab, 'a')).toBe(true);
+  await expect(lab.a.sql(`INSERT INTO lab_orders (test) VALUES ('split brain?')`)).rejects.toThrow(/read-only transaction/);
 }, 240_000);
 
 test('failover is refused while the old primary is up and primary, unless fencing it is approved', async () => {

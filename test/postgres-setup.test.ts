@@ -69,7 +69,7 @@ test('set-up from scratch: asks before restarting the primary, streams, replicat
   expect(sent).toEqual([
     'docker stop autoheal-oe openelisglobal-webapp external-fhir-api openelisglobal-proxy openelisglobal-frontend',
     'docker stop -t 300 openelisglobal-database',
-    `docker run --rm --network host -u postgres -v /var/lib/openelis-global/data:/var/lib/openelis-global/data -v /var/lib/openelis-global/backups:/var/lib/openelis-global/backups postgres:15 pg_basebackup -D /var/lib/openelis-global/data -X stream -R -S standby_b -c fast -w -h ${lab.a.address} -p 5432 -U replicator -d application_name=lab-b passfile=/var/lib/openelis-global/backups/.runbooks-replication.pgpass`,
+    expect.stringMatching(new RegExp(`^docker run --rm --name runbooks-[\\w.-]+-basebackup --network host -u postgres -v /var/lib/openelis-global/data:/var/lib/openelis-global/data -v /var/lib/openelis-global/backups:/var/lib/openelis-global/backups postgres:15 pg_basebackup -D /var/lib/openelis-global/data -X stream -R -S standby_b -c fast -w -d host='${lab.a.address.replace(/\./g, '\\.')}' port='5432' user='replicator' application_name='lab-b' passfile='/var/lib/openelis-global/backups/\\.runbooks-replication\\.pgpass'$`)),
     'docker start openelisglobal-database',
   ]);
   expect(changing(lab.a.dockerCommands())).toEqual(['docker stop -t 300 openelisglobal-database', 'docker start openelisglobal-database']);
@@ -188,7 +188,7 @@ test('the worker is killed during the base backup: the copy goes on, the new wor
 
   await eventually(async () => /running/.test(big.b.sh('for d in /var/lib/postgresql/.runbooks-jobs/*basebackup; do test -f $d/exit || (kill -0 $(cat $d/pid) && echo running); done').stdout), 'the base backup to be running', 60_000);
   await suite.killWorker();
-  expect(big.b.sh('pgrep -f pg_basebackup').code).toBe(0); // the copy survives the worker
+  expect(big.b.sh('pgrep -x pg_basebackup').code).toBe(0); // the copy survives the worker
   await suite.startWorker();
   await expect(handle.result()).resolves.toMatchObject({ streaming: true });
   watching = false;

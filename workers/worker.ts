@@ -3,7 +3,7 @@
  * `runbooks` task queue (RUNBOOKS_TASK_QUEUE). On SIGINT/SIGTERM it stops polling and lets
  * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s).
  */
-import { DefaultLogger, Runtime, Worker, type LogEntry } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry } from '@temporalio/worker';
 import { ApplicationFailure, type Duration } from '@temporalio/common';
 import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
@@ -17,6 +17,8 @@ export interface RunWorkerOptions {
   /** A bundle prepared by bundleWorkflowCode (RUNBOOKS_WORKFLOW_BUNDLE), to skip bundling at start. */
   workflowBundlePath?: string;
   activities?: object;
+  /** Activity interceptors (the tests' crash injection). */
+  activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
 function installJsonLogger(): void {
@@ -51,6 +53,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     taskQueue: taskQueue(),
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
     activities: options.activities ?? createActivities(),
+    interceptors: { activity: options.activityInterceptors ?? [] },
     shutdownGraceTime: (process.env.RUNBOOKS_SHUTDOWN_GRACE || '30s') as Duration,
   });
   log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid });

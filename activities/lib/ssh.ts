@@ -180,7 +180,11 @@ export async function connectSsh(target: SshTarget): Promise<SshSession> {
       pinnedKeyType.set(where, result.type);
       return result.session;
     }
-    if ('error' in result) throw connectionFailure(target, result.error);
+    // Asked for a key type the server does not have, it ends the handshake: that type is simply not offered.
+    if ('error' in result) {
+      if (expanded) continue;
+      throw connectionFailure(target, result.error);
+    }
     offers.push(result.offered);
     if (!expanded) {
       expanded = true;

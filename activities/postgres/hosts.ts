@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import type { SshSession, SshTarget } from '../lib/ssh';
 import { withSsh } from '../lib/ssh-pool';
@@ -70,3 +71,10 @@ export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgC
 export const conninfoValue = (v: string | number): string => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 export const conninfo = (fields: Record<string, string | number>): string =>
   Object.entries(fields).map(([k, v]) => `${k}=${conninfoValue(v)}`).join(' ');
+
+/** Runs a file write built by writeFileCommand: its refusal (exit 4: a symlink, a foreign directory) is final, not retried. */
+export async function writeChecked(s: SshSession, command: string, opts: { stdin: string; what: string }): Promise<void> {
+  const r = await s.exec(command, { stdin: opts.stdin });
+  if (r.code === 4) throw ApplicationFailure.nonRetryable(`${opts.what} on ${s.target.label}: ${r.stderr.trim()}. Nothing was written.`, 'UnsafePath');
+  if (r.code !== 0) throw new Error(`${opts.what} failed on ${s.target.label} (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 2000)}`);
+}

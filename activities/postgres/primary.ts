@@ -11,7 +11,7 @@ import { resolveSecret } from '../lib/secrets';
 import { scramMatches, scramVerifier } from '../lib/scram';
 import { cmd, shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
-import { onHost, profileOf, withSql } from './hosts';
+import { onHost, profileOf, withSql, writeChecked } from './hosts';
 
 export interface RoleRequest { host: PgHost; user: string; password: { secret: string }; dryRun: boolean; rewind?: boolean }
 export interface HbaRequest { host: PgHost; user: string; standbyAddress: string; dryRun: boolean; rewind?: boolean }
@@ -86,7 +86,7 @@ export async function ensureReplicationHba(req: HbaRequest): Promise<ChangeRepor
       const before = await s.run(profile.asDbOwner(`test ! -L ${shq(file)} && cat ${shq(file)}`), { what: `reading ${file}` });
       // The first backup is kept: a later run never overwrites it with a file it changed itself.
       await s.run(profile.asDbOwner(`test -e ${shq(`${file}.before-runbooks`)} || cp -p ${shq(file)} ${shq(`${file}.before-runbooks`)}`), { what: 'keeping a copy of pg_hba.conf' });
-      const write = (content: string) => s.run(profile.writeForDb(file, `"$(stat -c %a ${shq(file)})"`), { stdin: content, what: `writing ${file}` });
+      const write = (content: string) => writeChecked(s, profile.writeForDb(file, `"$(stat -c %a ${shq(file)})"`), { stdin: content, what: `writing ${file}` });
       const added = `${before.replace(/\n?$/, '\n')}# added by runbooks for the standby at ${req.standbyAddress}\n${missing.join('\n')}\n`;
       await write(added);
       const errors = (await db.query('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL')).rows;

@@ -10,7 +10,7 @@ import { forgetJob, jobState, runDetached } from '../lib/remote-job';
 import { resolveSecret } from '../lib/secrets';
 import { cmd, shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
-import { conninfo, onHost, profileOf, withSql } from './hosts';
+import { conninfo, onHost, profileOf, withSql, writeChecked } from './hosts';
 import { dataDirState } from './inspect';
 
 const report = (changed: boolean, actions: string[]): ChangeReport => ({ changed, actions });
@@ -102,7 +102,7 @@ async function writePassfile(req: BaseBackupRequest, s: SshSession): Promise<voi
   const password = resolveSecret(req.password.secret, { host: req.standby.address, purpose: 'replication-password' });
   const line = ['*', String(req.primary.postgres.port), '*', req.user, password]
     .map((f) => f.replace(/\\/g, '\\\\').replace(/:/g, '\\:')).join(':');
-  await s.run(profile.writeForDb(profile.passfile, '600'), { stdin: `${line}\n`, what: 'writing the replication passfile' });
+  await writeChecked(s, profile.writeForDb(profile.passfile, '600'), { stdin: `${line}\n`, what: 'writing the replication passfile' });
 }
 
 const jobIdOf = (what: string) => {

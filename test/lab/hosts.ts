@@ -35,6 +35,8 @@ export interface LabHost {
   appDir: string;
   pgData: string;
   hostKey: string;
+  /** The host's RSA key (sshd prefers the ed25519 one). */
+  rsaHostKey: string;
   /** Runs a shell command as `postgres` inside the host (not through SSH). */
   sh(cmd: string): ShResult;
   /** SQL from the test (outside the host) as the superuser, over the lab network. */
@@ -60,8 +62,24 @@ export interface Lab {
 const run = (cmd: string, args: string[], input?: string) => execFileSync(cmd, args, { encoding: 'utf8', input, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
 const tryRun = (cmd: string, args: string[]) => { try { run(cmd, args); } catch { /* already gone */ } };
 
+const HOSTS_FILE = '/etc/hosts';
+const hostsTag = (pid: number) => `# runbooks-lab ${pid}`;
+
+/**
+ * A host name for a lab address, resolvable by the worker and by the lab hosts alike (they share
+ * /etc/hosts). Tagged with the test process's pid, removed by the returned function, and by
+ * cleanStaleLabs if that process died.
+ */
+export function addHostName(name: string, address: string): () => void {
+  writeFileSync(HOSTS_FILE, `${readFileSync(HOSTS_FILE, 'utf8').replace(/\n?$/, '\n')}${address} ${name} ${hostsTag(process.pid)}\n`);
+  return () => writeFileSync(HOSTS_FILE, readFileSync(HOSTS_FILE, 'utf8').split('\n').filter((l) => !(l.includes(` ${name} `) && l.endsWith(hostsTag(process.pid)))).join('\n'));
+}
+
 /** Removes namespaces and bridges left by a lab whose test process died. */
 export function cleanStaleLabs(): void {
+  const hosts = readFileSync(HOSTS_FILE, 'utf8').split('\n');
+  const kept = hosts.filter((l) => { const m = /# runbooks-lab (\d+)$/.exec(l); return !m || existsSync(`/proc/${m[1]}`); });
+  if (kept.length !== hosts.length) writeFileSync(HOSTS_FILE, kept.join('\n'));
   const namespaces = run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]);
   for (const ns of namespaces) {
     const m = /^rbl(\d+)x(\d+)[ab]$/.exec(ns);
@@ -112,6 +130,7 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
   run('ip', ['link', 'set', bridge, 'up']);
 
   const sshds: ChildProcess[] = [];
+  const sshdLogs = new Map<string, () => string>();
   const makeHost = (name: 'a' | 'b', octet: number): LabHost => {
     const ns = `rbl${id}${name}`;
     const address = `${subnet}.${octet}`;
@@ -139,11 +158,14 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
 
     // sshd with a pinned host key; sessions get the docker stand-in first on PATH.
     const hostKeyFile = path.join(hostDir, 'ssh_host_ed25519_key');
+    const rsaKeyFile = path.join(hostDir, 'ssh_host_rsa_key');
     run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKeyFile]);
+    run('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', rsaKeyFile]);
     const fingerprint = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${hostKeyFile}.pub`]).split(' ')[1];
+    const rsaFingerprint = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${rsaKeyFile}.pub`]).split(' ')[1];
     const sshdConfig = path.join(hostDir, 'sshd_config');
     writeFileSync(sshdConfig, [
-      `ListenAddress ${address}`, 'Port 22', `HostKey ${hostKeyFile}`, `PidFile ${path.join(hostDir, 'sshd.pid')}`,
+      `ListenAddress ${address}`, 'Port 22', `HostKey ${hostKeyFile}`, `HostKey ${rsaKeyFile}`, `PidFile ${path.join(hostDir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`, 'StrictModes no', 'PasswordAuthentication no',
       'KbdInteractiveAuthentication no', 'UsePAM yes', 'PermitRootLogin no', 'AllowUsers postgres', 'AllowStreamLocalForwarding yes',
       'AllowTcpForwarding yes', 'MaxSessions 50', 'MaxStartups 50:30:100',
@@ -153,6 +175,9 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
     const binds = mounts.map(([outside, inside]) => `mount --bind ${outside} ${inside}`).join(' && ');
     const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${binds} && exec /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     sshds.push(sshd);
+    let sshdLog = '';
+    sshd.stderr!.on('data', (d: Buffer) => { if (sshdLog.length < 20_000) sshdLog += d; });
+    sshdLogs.set(name, () => sshdLog);
 
     const pgData = path.join(appDir, 'data');
     const sh = (cmd: string): ShResult => {
@@ -167,9 +192,9 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
       }
     };
     return {
-      name, ns, address, dir: hostDir, appDir, pgData, hostKey: fingerprint, sh,
+      name, ns, address, dir: hostDir, appDir, pgData, hostKey: fingerprint, rsaHostKey: rsaFingerprint, sh,
       async sql(text, params, database = 'postgres') {
-        const client = new PgClient({ host: address, port: 5432, user: 'postgres', password: adminPassword, database, connectionTimeoutMillis: 5000 });
+        const client = new PgClient({ host: address, port: 5432, user: 'postgres', password: adminPassword, database, connectionTimeoutMillis: 20_000 });
         // A server that dies mid-query also emits 'error' on the client: the query's rejection reports it.
         client.on('error', () => undefined);
         await client.connect();
@@ -203,7 +228,7 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
     if (started.code !== 0) throw new Error(`starting ${h.name} failed: ${started.stderr}`);
     h.sh(`rm -f ${path.join(h.dir, 'docker-state', 'commands.log')}`);
   };
-  await waitForSsh([a, b]);
+  await waitForSsh([a, b], (h) => sshdLogs.get(h)?.() ?? '');
   initCluster(a);
   if ((opts.standby ?? 'initialized') === 'initialized') initCluster(b);
 
@@ -221,17 +246,17 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
   return lab;
 }
 
-async function waitForSsh(hosts: LabHost[]): Promise<void> {
+async function waitForSsh(hosts: LabHost[], logOf: (host: string) => string): Promise<void> {
   const { connect } = await import('node:net');
   for (const h of hosts) {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     for (;;) {
       const ok = await new Promise<boolean>((resolve) => {
         const s = connect(22, h.address, () => { s.destroy(); resolve(true); });
         s.on('error', () => resolve(false));
       });
       if (ok) break;
-      if (Date.now() > deadline) throw new Error(`sshd on lab host ${h.name} (${h.address}) did not start`);
+      if (Date.now() > deadline) throw new Error(`sshd on lab host ${h.name} (${h.address}) did not start: ${logOf(h.name).trim().slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -30,6 +30,7 @@ export function useLabs(prefix: string) {
 
   return {
     queue,
+    secretsDir,
     get client(): Client { return client!; },
     async newLab(): Promise<Lab> {
       const lab = await startLab({ secretsDir });
@@ -38,6 +39,8 @@ export function useLabs(prefix: string) {
     },
     /** SIGKILL of the worker, as a crash would do it; `startWorker` brings a new one. */
     killWorker: async () => { await worker?.kill('SIGKILL'); },
-    startWorker: async () => { worker = await startWorker(queue, workerEnv); },
+    startWorker: async (extra: Record<string, string> = {}) => { worker = await startWorker(queue, { ...workerEnv, ...extra }); },
+    /** The worker process now serving the file's runs (to show it survived). */
+    get worker(): Proc { return worker!; },
   };
 }

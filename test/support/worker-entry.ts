@@ -1,11 +1,13 @@
 /** The worker the tests start as a separate process (so they can SIGKILL it): real runbooks + test subjects. */
 import { createActivities } from '../../activities';
 import { runWorker } from '../../workers/worker';
+import { crashInterceptors } from './crash-injection';
 import { createFakeTargetActivities } from './fake-target';
 
 runWorker({
   workflowsPath: require.resolve('../workflows'),
   activities: { ...createActivities(), ...createFakeTargetActivities() },
+  activityInterceptors: crashInterceptors(),
 }).catch((err) => {
   process.stderr.write(`Test worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);

@@ -10,8 +10,8 @@ import { defineRunbook, type Runbook } from '../kit/runbook';
 import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from './schema';
 import { setupPostgresStandby } from './setup-standby';
 
-const look = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 5 } });
+const look = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
+const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
 const wait = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
 
 const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');

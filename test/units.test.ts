@@ -1,0 +1,41 @@
+/**
+ * Small pieces that guard against hostile values, checked directly: a SCRAM verifier with an
+ * absurd iteration count, libpq connection strings with quotes and spaces, IPv6 spellings in
+ * pg_hba.conf, and the approval-link expiry bound.
+ */
+import { linkExpiry, maxLinkTtlSeconds, signApproval, verifyApproval } from '../activities/lib/approval-token';
+import { scramMatches, scramVerifier } from '../activities/lib/scram';
+import { conninfo } from '../activities/postgres/hosts';
+import { canonicalAddress, hbaLine } from '../activities/postgres/primary';
+
+test('a SCRAM verifier from the server with a huge iteration count is not computed (it would take hours): it simply does not match', () => {
+  const good = scramVerifier('s3cret');
+  expect(scramMatches(good, 's3cret')).toBe(true);
+  expect(scramMatches(good, 'other')).toBe(false);
+  const hostile = good.replace(/^SCRAM-SHA-256\$4096:/, 'SCRAM-SHA-256$2000000000:');
+  expect(scramMatches(hostile, 's3cret')).toBe(false);
+  expect(scramMatches('SCRAM-SHA-256$0:AAAA$AAAA:AAAA', 's3cret')).toBe(false);
+});
+
+test('connection strings quote every value: a path with a space or a quote cannot add a parameter', () => {
+  expect(conninfo({ host: '10.0.0.5', passfile: "/var/lib/it's here/pgpass", application_name: 'lab-b' }))
+    .toBe("host='10.0.0.5' passfile='/var/lib/it\\'s here/pgpass' application_name='lab-b'");
+  expect(conninfo({ passfile: "/x' sslmode='disable" })).toBe("passfile='/x\\' sslmode=\\'disable'");
+  expect(conninfo({ passfile: 'C:\\odd\\path' })).toBe("passfile='C:\\\\odd\\\\path'");
+});
+
+test('pg_hba lines name canonical addresses with the right mask', () => {
+  expect(canonicalAddress('2001:0DB8:0000:0000:0000:0000:0000:0001')).toBe('2001:db8::1');
+  expect(hbaLine('replication', 'replicator', canonicalAddress('2001:DB8::1'))).toBe('host replication replicator 2001:db8::1/128 scram-sha-256');
+  expect(hbaLine('replication', 'replicator', '10.0.0.7')).toBe('host replication replicator 10.0.0.7/32 scram-sha-256');
+});
+
+test('approval links live 7 days at most and never past the gate deadline; the expiry is checked', () => {
+  const now = 1_800_000_000;
+  expect(linkExpiry(30 * 86_400, undefined, now)).toBe(now + maxLinkTtlSeconds);
+  expect(linkExpiry(3600, now + 600, now)).toBe(now + 600);
+  const secret = 'unit-test-secret-unit-test-secret-0000';
+  const token = signApproval({ workflowId: 'w', runId: 'r', gate: 'g', nonce: 'n', approver: 'bob', exp: now + 60 }, secret);
+  expect(verifyApproval(token, secret, now)).toMatchObject({ ok: true, claim: { runId: 'r', nonce: 'n' } });
+  expect(verifyApproval(token, secret, now + 61)).toEqual({ ok: false, reason: 'the link has expired' });
+});
