@@ -99,6 +99,8 @@ test('an old primary that hangs (postmaster stopped with SIGSTOP) is reported as
     const host = hostInput(h, 'pg_ctl') as Record<string, any>;
     // A trailing comment must not swallow what the fence runs after it.
     host.profile.appStop = `echo app stopped >> ${appLog} # stop OpenELIS`;
+    // A systemd-managed cluster: the fence masks its unit too.
+    host.profile.systemd = { unit: 'postgresql@15-lab.service', sudo: false };
     return host;
   };
   const pid = lab.a.sh(`head -1 ${IN_HOST.pgData}/postmaster.pid`).stdout.trim();
@@ -116,6 +118,10 @@ test('an old primary that hangs (postmaster stopped with SIGSTOP) is reported as
   expect(lab.a.sh(`cat ${appLog}`).stdout).toBe('app stopped\n');
   expect(await inRecovery(lab, 'b')).toBe(false);
 
+  // systemd will not start it: the unit is masked.
+  expect(lab.a.sh('systemctl is-enabled postgresql@15-lab.service').stdout.trim()).toBe('masked');
+  expect(lab.a.sh('systemctl start postgresql@15-lab.service').code).not.toBe(0);
+  expect(lab.a.isUp()).toBe(false);
   // Whoever starts it with the plain tool, the old primary comes up in recovery and refuses writes.
   expect(lab.a.sh(`pg_ctl -D ${IN_HOST.pgData} -l ${IN_HOST.logFile} start -w -t 60`).code).toBe(0);
   expect(await inRecovery(lab, 'a')).toBe(true);
