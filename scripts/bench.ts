@@ -86,6 +86,18 @@ async function runbookPromotion(client: Client, queue: string, secretsDir: strin
     const first = events[0];
     const toMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
     const promoteOffset = toMs(started?.eventTime) - toMs(first.eventTime);
+    if (process.env.BENCH_TIMELINE) {
+      // Where the time goes: every activity's schedule -> start -> close, from the run's start.
+      const names = new Map<string, string>();
+      for (const e of events) {
+        const at = (toMs(e.eventTime) - toMs(first.eventTime)).toFixed(0).padStart(5);
+        const sch = e.activityTaskScheduledEventAttributes;
+        if (sch) names.set(String(e.eventId), sch.activityType?.name ?? '?');
+        const id = e.activityTaskStartedEventAttributes?.scheduledEventId ?? e.activityTaskCompletedEventAttributes?.scheduledEventId;
+        const kind = String(e.eventType).replace('EVENT_TYPE_', '').toLowerCase();
+        console.log(`  ${at} ms  ${kind}${sch ? ` ${sch.activityType?.name}` : id ? ` ${names.get(String(id))}` : ''}`);
+      }
+    }
     const total = done - t0;
     return { total, fromPromote: total - promoteOffset };
   } finally {
@@ -115,6 +127,10 @@ async function promotion(runs: number): Promise<void> {
     console.log(`  bare pg_promote() -> writable          ${ms(median(bare))}`);
     console.log(`  runbook: promote call -> writable      ${ms(median(fromPromote))}   (${(median(fromPromote) / median(bare)).toFixed(2)}x bare)`);
     console.log(`  runbook: run start -> writable         ${ms(median(total))}   (${(median(total) / median(bare)).toFixed(2)}x bare)`);
+    const ratio = median(fromPromote) / median(bare);
+    console.log('\ntargets');
+    console.log(`  promote call -> writable within 1.5x bare:      ${ratio <= 1.5 ? 'met' : 'MISSED'} (${ratio.toFixed(2)}x)`);
+    console.log(`  run start -> writable under 1 s (no gate):      ${median(total) < 1000 ? 'met' : 'MISSED'} (${ms(median(total))})`);
   } finally {
     await worker.kill('SIGTERM');
     await client.connection.close();

@@ -11,6 +11,7 @@ source scripts/lib/npm-deps.sh
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+[[ -x /usr/bin/tini ]] || missing+=(tini)   # reaps the lab hosts' orphans, as init does on a real host
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)

@@ -35,10 +35,63 @@ export interface SqlOptions {
   connectTimeoutMs?: number;
   /** How long one statement may take before the client gives up on it. */
   queryTimeoutMs?: number;
+  /**
+   * Keep the session open for the next activity on this host (inspection, promotion, verification):
+   * a promotion then costs one statement, not a new connection. A session the server ends is dropped.
+   */
+  keep?: boolean;
 }
+
+interface KeptClient { db: PgClient; alive: boolean; idle?: NodeJS.Timeout }
+/** Kept sessions, per pooled SSH connection (they live inside it) and per role and database. */
+const keptClients = new WeakMap<SshSession, Map<string, KeptClient>>();
+const keepIdleMs = 30_000;
 
 /** SQL on the host's cluster, carried by the SSH connection (Unix socket with peer auth, or TCP on the host). */
 export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgClient) => Promise<T>, opts: SqlOptions = {}): Promise<T> {
+  if (!opts.keep) return withNewSql(host, session, fn, opts);
+  const pg = host.postgres;
+  const key = [pg.user, pg.database, pg.socketDir ?? '', pg.port].join('\0');
+  const clients = keptClients.get(session) ?? new Map<string, KeptClient>();
+  keptClients.set(session, clients);
+  let kept = clients.get(key);
+  if (!kept?.alive) {
+    const db = await connectSql(host, session, opts);
+    const entry: KeptClient = { db, alive: true };
+    const drop = () => { entry.alive = false; if (clients.get(key) === entry) clients.delete(key); };
+    db.on('end', drop);
+    db.on('error', drop);
+    clients.set(key, entry);
+    kept = entry;
+  }
+  const entry = kept;
+  if (entry.idle) clearTimeout(entry.idle);
+  try {
+    return await fn(entry.db);
+  } catch (err) {
+    // After a failed statement the session's state is unknown: do not hand it on.
+    entry.alive = false;
+    clients.delete(key);
+    await entry.db.end().catch(() => undefined);
+    throw err;
+  } finally {
+    if (entry.alive) {
+      entry.idle = setTimeout(() => { entry.alive = false; clients.delete(key); entry.db.end().catch(() => undefined); }, keepIdleMs);
+      entry.idle.unref();
+    }
+  }
+}
+
+async function withNewSql<T>(host: PgHost, session: SshSession, fn: (db: PgClient) => Promise<T>, opts: SqlOptions): Promise<T> {
+  const db = await connectSql(host, session, opts);
+  try {
+    return await fn(db);
+  } finally {
+    await Promise.race([db.end().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+  }
+}
+
+async function connectSql(host: PgHost, session: SshSession, opts: SqlOptions): Promise<PgClient> {
   const pg = host.postgres;
   const channel = pg.socketDir
     ? await session.openSocket(path.posix.join(pg.socketDir, `.s.PGSQL.${pg.port}`))
@@ -49,22 +102,19 @@ export async function withSql<T>(host: PgHost, session: SshSession, fn: (db: PgC
     user: pg.user, database: pg.database,
     password: pg.password ? resolveSecret(pg.password.secret, { host: host.address, purpose: 'db-password' }) : undefined,
     stream: () => channel as never, connectionTimeoutMillis: opts.connectTimeoutMs ?? 15_000, application_name: 'runbooks',
-    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
+    // A kept session serves other activities: their statements set their own time limits.
+    ...(opts.queryTimeoutMs && !opts.keep ? { query_timeout: opts.queryTimeoutMs } : {}),
   });
   // A server that goes away mid-session also emits 'error' on the client; the pending query reports it.
   db.on('error', () => undefined);
+  db.on('end', () => channel.destroy());
   try {
     await db.connect();
   } catch (err) {
     channel.destroy();
     throw err;
   }
-  try {
-    return await fn(db);
-  } finally {
-    await Promise.race([db.end().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
-    channel.destroy();
-  }
+  return db;
 }
 
 /** A libpq connection string value, quoted: paths and names with spaces or quotes cannot break it. */

@@ -41,7 +41,9 @@ export async function dataDirState(s: SshSession, host: PgHost): Promise<Pick<Se
 }
 
 /** How long inspection waits for SQL: a database that does not answer by then is reported as such, not waited for. */
-const inspectSql = { connectTimeoutMs: 5_000, queryTimeoutMs: 10_000 };
+const inspectSql = { connectTimeoutMs: 5_000, keep: true };
+/** Each inspection statement gives up after this: a server that stops answering mid-inspection is reported, not waited for. */
+const inspectQueryMs = 10_000;
 
 export async function inspectOn(s: SshSession, host: PgHost): Promise<ServerState> {
   const profile = profileOf(host);
@@ -63,19 +65,20 @@ export async function inspectOn(s: SshSession, host: PgHost): Promise<ServerStat
 }
 
 async function readServer(db: PgClient, state: ServerState): Promise<void> {
-  const r = (await db.query(`SELECT pg_is_in_recovery() AS rec, current_setting('server_version_num')::int AS ver,
+  const q = (text: string) => db.query({ text, query_timeout: inspectQueryMs } as never) as unknown as Promise<{ rows: Record<string, any>[] }>;
+  const r = (await q(`SELECT pg_is_in_recovery() AS rec, current_setting('server_version_num')::int AS ver,
     (SELECT timeline_id FROM pg_control_checkpoint()) AS tli,
     (SELECT sum(pg_database_size(oid))::bigint FROM pg_database) AS size`)).rows[0];
   Object.assign(state, { inRecovery: r.rec, versionNum: r.ver, timeline: r.tli, databaseBytes: Number(r.size) });
   if (!r.rec) {
-    state.lsn = (await db.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    state.lsn = (await q('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
     // The timeline in pg_control_checkpoint lags until the first checkpoint after promotion.
-    state.timeline = Number.parseInt((await db.query('SELECT pg_walfile_name(pg_current_wal_lsn()) AS f')).rows[0].f.slice(0, 8), 16);
+    state.timeline = Number.parseInt((await q('SELECT pg_walfile_name(pg_current_wal_lsn()) AS f')).rows[0].f.slice(0, 8), 16);
     return;
   }
-  const st = (await db.query(`SELECT pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay,
+  const st = (await q(`SELECT pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay,
     pg_get_wal_replay_pause_state() <> 'not paused' AS paused, pg_last_xact_replay_timestamp() AS at`)).rows[0];
-  const wr = (await db.query('SELECT status, slot_name, sender_host FROM pg_stat_wal_receiver')).rows[0];
+  const wr = (await q('SELECT status, slot_name, sender_host FROM pg_stat_wal_receiver')).rows[0];
   Object.assign(state, {
     receiveLsn: st.recv ?? undefined, replayLsn: st.replay ?? undefined, lsn: st.replay ?? undefined, replayPaused: st.paused,
     lastReplayAt: st.at ? new Date(st.at).toISOString() : undefined,

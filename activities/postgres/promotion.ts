@@ -154,11 +154,15 @@ export async function checkStandby(req: { standby: PgHost; maxLagBytes: number; 
 export async function promoteStandby(req: { standby: PgHost; dryRun: boolean }): Promise<ChangeReport> {
   if (req.dryRun) return { changed: false, actions: [`would promote ${req.standby.name} with pg_promote(wait => true)`] };
   return onHost(req.standby, (s) => withSql(req.standby, s, async (db) => {
-    if (!(await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r) return { changed: false, actions: [`${req.standby.name} is already a primary`] };
-    const ok = (await db.query('SELECT pg_promote(true, 120) AS ok')).rows[0].ok;
-    if (!ok) throw new Error(`pg_promote on ${req.standby.name} did not finish within 120s`);
+    // One statement on the session checkStandby kept: pg_promote refuses (55000) a server not in recovery.
+    const promoted = await db.query('SELECT pg_promote(true, 120) AS ok').then((r) => r.rows[0].ok as boolean, (err) => {
+      if ((err as { code?: string }).code === '55000') return 'already' as const;
+      throw err;
+    });
+    if (promoted === 'already') return { changed: false, actions: [`${req.standby.name} is already a primary`] };
+    if (!promoted) throw new Error(`pg_promote on ${req.standby.name} did not finish within 120s`);
     return { changed: true, actions: [`promoted ${req.standby.name}`] };
-  }));
+  }, { keep: true }));
 }
 
 /** Not in recovery, not read-only, a real write, a new timeline, then CHECKPOINT. */
@@ -173,7 +177,7 @@ export async function verifyWritable(req: { host: PgHost; canaryId: string; time
     await db.query(`INSERT INTO runbooks_canary (id, written_at) VALUES ($1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at`, [req.canaryId]);
     await db.query('CHECKPOINT');
     return { changed: true, actions: [`${req.host.name} takes writes on timeline ${r.tli}; checkpoint done`], timeline: r.tli };
-  }));
+  }, { keep: true }));
 }
 
 export async function startApplication(req: { host: PgHost; dryRun: boolean }): Promise<ChangeReport> {

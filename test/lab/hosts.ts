@@ -173,7 +173,9 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
     ].join('\n') + '\n');
     // Its own mount namespace too: the same paths as a real OpenELIS host, different files behind them.
     const binds = mounts.map(([outside, inside]) => `mount --bind ${outside} ${inside}`).join(' && ');
-    const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${binds} && exec /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // tini as a subreaper, as init is on a real host: a killed postmaster is reaped at once, not left a zombie.
+    const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+      `${binds} && exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     sshds.push(sshd);
     let sshdLog = '';
     sshd.stderr!.on('data', (d: Buffer) => { if (sshdLog.length < 20_000) sshdLog += d; });
