@@ -118,3 +118,15 @@ async function runOnce<W>(client: Client, scenario: CrashScenario<W>, label: str
     await world?.cleanup();
   }
 }
+
+/** The whole matrix as one assertion: the reference run schedules `expected`, and every crash point passes. */
+export async function expectCrashMatrixPasses<W>(client: Client, scenario: CrashScenario<W>, expected: string[]): Promise<void> {
+  const boundaries = await learnBoundaries(client, scenario);
+  if (!expected.every((t) => boundaries.some((b) => b.activityType === t))) {
+    throw new Error(`the reference run of ${scenario.name} did not schedule ${expected.join(', ')}: ${boundaries.map((b) => b.activityType).join(', ')}`);
+  }
+  const outcomes = await runCrashMatrix(client, scenario, boundaries);
+  const failed = outcomes.filter((o) => !o.ok).map((o) => o.error);
+  if (failed.length) throw new Error(`${failed.length} of ${outcomes.length} crash points failed:\n${failed.join('\n')}`);
+  if (!process.env.CRASH_MATRIX_ONLY && outcomes.length !== boundaries.length * 2) throw new Error(`ran ${outcomes.length} crash points of ${boundaries.length * 2}`);
+}
