@@ -140,7 +140,8 @@ describe('refusals: nothing is changed', () => {
     input.primary.ssh.hostKey = fresh.b.hostKey;
     const cause = await failureOf(input);
     expect(cause).toMatchObject({ type: 'HostKeyMismatch', nonRetryable: true });
-    expect(cause.message).toContain(`is ${fresh.a.hostKey}, not the pinned ${fresh.b.hostKey}`);
+    expect(cause.message).toContain(`is ${fresh.a.hostKey} (ssh-ed25519), `);
+    expect(cause.message).toContain(`not the pinned ${fresh.b.hostKey}: another machine answers at this address`);
     await untouched();
   });
 

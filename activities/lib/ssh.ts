@@ -193,7 +193,7 @@ export async function connectSsh(target: SshTarget): Promise<SshSession> {
     }
   }
   throw ApplicationFailure.nonRetryable(
-    `Host key of ${target.label} (${where}) is ${offers.map((o) => `${o.fingerprint} (${o.type})`).join(', ')}, not the pinned ${target.hostKey}: ` +
+    `Host key of ${target.label}, port ${target.port}, is ${offers.map((o) => `${o.fingerprint} (${o.type})`).join(', ')}, not the pinned ${target.hostKey}: ` +
     'another machine answers at this address, or its key was changed. Check the host, then update "hostKey" in the input. Nothing was changed.',
     'HostKeyMismatch');
 }
