@@ -6,6 +6,9 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { maxLinkTtlSeconds } from '../../workflows/kit/input';
+
+export { maxLinkTtlSeconds };
 
 export interface ApprovalClaim {
   workflowId: string;
@@ -23,8 +26,6 @@ export interface ApprovalClaim {
 
 export type Verification = { ok: true; claim: ApprovalClaim } | { ok: false; reason: string };
 
-/** No link lives longer than this, whatever a runbook or an operator asks. */
-export const maxLinkTtlSeconds = 7 * 24 * 3600;
 const version = 2;
 
 const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64url');

@@ -7,7 +7,7 @@
  */
 import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities, setHandler, uuid4 } from '@temporalio/workflow';
 import type { ApprovalActivities } from '../../activities/approvals';
-import { durationSeconds, type ApprovalRecipient } from './input';
+import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from './input';
 import {
   approveSignal, rejectSignal, signalDescriptions,
   type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
@@ -47,7 +47,6 @@ export function approvalFailure(result: Exclude<ApprovalResult, { outcome: 'appr
 
 /** Ignored decisions kept per gate name; past it they are only counted (progress.droppedDecisions). */
 export const maxIgnoredPerGate = 20;
-const maxLinkTtlSeconds = 7 * 86_400;
 
 const same = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
 const text = (v: unknown, max: number): string | undefined => (typeof v === 'string' && v.trim() ? v.trim().slice(0, max) : undefined);

@@ -33,8 +33,11 @@ export const approvalRecipient = z.strictObject({
 }).refine((r) => r.email || r.webhook, { message: 'give "email", "webhook" or both', path: ['email'] });
 export type ApprovalRecipient = z.infer<typeof approvalRecipient>;
 
+/** No approval link lives longer than this, whatever a runbook or an operator asks. */
+export const maxLinkTtlSeconds = 7 * 86_400;
+
 /** A duration of at most 7 days (the longest an approval link lives). */
-const linkTtl = duration.refine((d) => durationSeconds(d) <= 7 * 86_400, 'at most 7d: approval links live 7 days at most');
+const linkTtl = duration.refine((d) => durationSeconds(d) <= maxLinkTtlSeconds, 'at most 7d: approval links live 7 days at most');
 
 /** Who decides a gate and how: the approval settings every runbook input offers for its gates. */
 export const approvalPolicyFields = {
