@@ -3,12 +3,14 @@
  * types (`import type { Activities } from '../activities'`).
  */
 import { createApprovalActivities } from './approvals';
+import { createDhis2Activities } from './dhis2';
 import { createLockActivities } from './locks';
 import { createPostgresActivities } from './postgres';
 
 export function createActivities() {
   return {
     ...createApprovalActivities(),
+    ...createDhis2Activities(),
     ...createLockActivities(),
     ...createPostgresActivities(),
   };

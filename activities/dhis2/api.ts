@@ -1,0 +1,146 @@
+/**
+ * A small DHIS2 Web API client (undici): auth from a secret reference, bounded bodies and
+ * timeouts, and errors that say which server failed and whether a retry can help.
+ * A peer's answer is data: nothing it sends can throw anything but an ApplicationFailure.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { Agent, request } from 'undici';
+import { resolveSecret } from '../lib/secrets';
+import type { ApiAuth } from './config';
+
+export interface Dhis2Server {
+  /** The name used in messages: "source" or the target's name. */
+  name: string;
+  baseUrl: string;
+  auth: ApiAuth;
+  /** Requests in flight at most. */
+  concurrency?: number;
+}
+
+export interface Dhis2Response<T = unknown> { status: number; body: T; text: string }
+
+const maxBody = 32 * 1024 * 1024;
+const agents = new Map<string, Agent>();
+
+function agentFor(server: Dhis2Server): Agent {
+  const key = `${server.baseUrl}|${server.concurrency ?? 8}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({ connections: server.concurrency ?? 8, keepAliveTimeout: 30_000, connectTimeout: 10_000 });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** Closes the kept-alive connections (worker shutdown, tests). */
+export async function closeDhis2Agents(): Promise<void> {
+  await Promise.all([...agents.values()].map((a) => a.close().catch(() => undefined)));
+  agents.clear();
+}
+
+function authorization(server: Dhis2Server): string {
+  const host = new URL(server.baseUrl).hostname;
+  if ('token' in server.auth) return `ApiToken ${resolveSecret(server.auth.token.secret, { host, purpose: 'api-token' })}`;
+  const password = resolveSecret(server.auth.basic.password.secret, { host, purpose: 'api-password' });
+  return `Basic ${Buffer.from(`${server.auth.basic.username}:${password}`).toString('base64')}`;
+}
+
+/** Thrown for answers a retry can fix (the server down, 5xx, 429); the activity's retry policy backs off. */
+export function unavailable(server: Dhis2Server, what: string): ApplicationFailure {
+  return ApplicationFailure.retryable(`DHIS2 ${server.name} (${server.baseUrl}) ${what}`, 'Dhis2Unavailable');
+}
+
+/** Thrown for answers no retry fixes: the message says what to do. */
+export function refused(server: Dhis2Server, what: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ message: `DHIS2 ${server.name} (${server.baseUrl}) ${what}`, type: 'Dhis2Refused', nonRetryable: true, details: details === undefined ? [] : [details] });
+}
+
+export interface CallOptions {
+  query?: Record<string, string>;
+  json?: unknown;
+  text?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * One call. Network failures, 5xx and 429 throw `unavailable`; 401/403 throw `refused`;
+ * any other status is returned for the caller to judge (404 and 409 mean things in DHIS2).
+ */
+export async function call<T = unknown>(server: Dhis2Server, method: 'GET' | 'POST' | 'PUT' | 'DELETE', apiPath: string, opts: CallOptions = {}): Promise<Dhis2Response<T>> {
+  const url = new URL(`${server.baseUrl}/api/${apiPath}`);
+  for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+  const headers: Record<string, string> = { authorization: authorization(server), accept: 'application/json' };
+  let body: string | undefined;
+  if (opts.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(opts.json); }
+  if (opts.text !== undefined) { headers['content-type'] = 'text/plain; charset=utf-8'; body = opts.text; }
+  let status: number;
+  let text: string;
+  try {
+    const res = await request(url, {
+      method, headers, body, dispatcher: agentFor(server),
+      headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
+    });
+    status = res.statusCode;
+    const declared = Number(res.headers['content-length'] ?? 0);
+    if (declared > maxBody) {
+      await res.body.dump({ limit: 0 }).catch(() => undefined);
+      throw refused(server, `answered ${method} /api/${apiPath} with ${declared} bytes, more than the ${maxBody} accepted`);
+    }
+    text = await readLimited(res.body, maxBody);
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    const e = err as { code?: string; name?: string; message?: string };
+    throw unavailable(server, `could not be reached for ${method} /api/${apiPath}: ${e.code ?? e.name ?? 'error'}${e.message ? ` (${e.message})` : ''}`);
+  }
+  if (status >= 500 || status === 429 || status === 408) throw unavailable(server, `answered ${method} /api/${apiPath} with HTTP ${status}: ${snippet(text)}`);
+  if (status === 401 || status === 403) {
+    throw refused(server, `refused our credentials (HTTP ${status}) for ${method} /api/${apiPath}: check the ${'token' in server.auth ? 'token' : 'user and password'} secret in the sync configuration`);
+  }
+  let parsed: unknown = text;
+  if (text && /^\s*[[{]/.test(text)) {
+    try { parsed = JSON.parse(text); } catch { /* keep the text: callers check the shape */ }
+  }
+  return { status, body: parsed as T, text };
+}
+
+async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) throw new Error(`answer larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export const snippet = (text: string, max = 300): string => (text.length > max ? `${text.slice(0, max)}…` : text).replace(/\s+/g, ' ');
+
+/** The import report's errors, flattened: [{ code, message, uid, property }]. */
+export interface ImportError { code: string; message: string; uid?: string; property?: string; properties?: string[] }
+
+export function importErrors(report: unknown): ImportError[] {
+  const out: ImportError[] = [];
+  const response = (report as { response?: { typeReports?: unknown[]; errorReports?: unknown[] } })?.response;
+  const reports = Array.isArray(response?.typeReports) ? response!.typeReports : [];
+  for (const tr of reports) {
+    const objectReports = (tr as { objectReports?: unknown[] })?.objectReports;
+    for (const or of Array.isArray(objectReports) ? objectReports : []) {
+      const o = or as { uid?: unknown; errorReports?: unknown[] };
+      for (const er of Array.isArray(o.errorReports) ? o.errorReports : []) out.push(errorOf(er, typeof o.uid === 'string' ? o.uid : undefined));
+    }
+  }
+  for (const er of Array.isArray(response?.errorReports) ? response!.errorReports : []) out.push(errorOf(er));
+  return out;
+}
+
+function errorOf(er: unknown, uid?: string): ImportError {
+  const e = er as { errorCode?: unknown; message?: unknown; errorProperty?: unknown; errorProperties?: unknown };
+  return {
+    code: typeof e.errorCode === 'string' ? e.errorCode : 'unknown',
+    message: typeof e.message === 'string' ? e.message.slice(0, 500) : 'no message',
+    uid,
+    property: typeof e.errorProperty === 'string' ? e.errorProperty : undefined,
+    properties: Array.isArray(e.errorProperties) ? e.errorProperties.filter((p): p is string => typeof p === 'string') : undefined,
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * The org-unit sync configuration (ORGUNIT_SYNC_CONFIG, a JSON file): the source DHIS2 and its
+ * database, and the targets. Read by the worker and by the change listener; checked at their
+ * start so a bad file stops them naming every bad field. Credentials are secret references only.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
+import { describeIssues, duration, secretRef } from '../../workflows/kit/input';
+import { parseFieldName, resourceTypes, uidPattern } from '../../workflows/dhis2/resources';
+
+export const syncConfigEnv = 'ORGUNIT_SYNC_CONFIG';
+
+/** Slot and publication names go into replication commands that cannot take parameters: plain identifiers only. */
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case identifier: letters, digits, _ (at most 63)');
+
+const apiUrl = z.url({ protocol: /^https?$/, error: 'an http(s) URL of the DHIS2 server, e.g. "https://dhis2.example.org"' })
+  .transform((u) => u.replace(/\/+$/, '').replace(/\/api$/, ''))
+  .describe('The DHIS2 server\'s base URL (without /api)');
+
+const apiAuth = z.union([
+  z.strictObject({ token: secretRef.describe('A personal access token (d2pat_...), sent as "Authorization: ApiToken"') }),
+  z.strictObject({ basic: z.strictObject({ username: z.string().min(1).max(200), password: secretRef }) }),
+], { error: 'give {"token": {"secret": ...}} or {"basic": {"username": ..., "password": {"secret": ...}}}' });
+export type ApiAuth = z.infer<typeof apiAuth>;
+
+const approvalField = z.string().refine((f) => parseFieldName(f) !== undefined, {
+  error: 'a field as "organisationunit.shortname" (table.column) or "organisationUnit.shortName" (type.field) of a synced resource',
+});
+
+const target = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'lower-case letters, digits and -, at most 31 (it is part of workflow ids)'),
+  baseUrl: apiUrl,
+  auth: apiAuth,
+  operations: z.array(z.enum(['create', 'update', 'delete'])).min(1).default(['create', 'update', 'delete'])
+    .describe('Which changes this target takes'),
+  resources: z.array(z.enum(resourceTypes)).min(1).default([...resourceTypes]).describe('Which resource types this target takes'),
+  fieldsRequireApproval: z.array(approvalField).default([])
+    .describe('Changes to these fields wait for a human approval; a create or delete counts as changing every field'),
+  transform: z.string().min(1).optional()
+    .describe('A TypeScript or JavaScript module (path relative to this file) whose default export maps a source resource for this target'),
+  notify: z.strictObject({
+    users: z.array(z.string().regex(uidPattern, 'a DHIS2 user uid')).default([]),
+    userGroups: z.array(z.string().regex(uidPattern, 'a DHIS2 user group uid')).default([]),
+    on: z.array(z.enum(['success', 'failure'])).default(['success', 'failure']),
+  }).default({ users: [], userGroups: [], on: ['success', 'failure'] })
+    .describe('Who hears about each sync through the target\'s messaging (/api/messageConversations)'),
+  retry: z.strictObject({
+    giveUpAfter: duration.default('24h').describe('How long a change keeps retrying while the target is down or failing'),
+    maximumInterval: duration.default('5m'),
+  }).default({ giveUpAfter: '24h', maximumInterval: '5m' }),
+  concurrency: z.number().int().min(1).max(64).default(8).describe('Requests in flight to this target at most'),
+});
+export type SyncTarget = z.infer<typeof target>;
+
+export const syncConfigSchema = z.strictObject({
+  source: z.strictObject({
+    baseUrl: apiUrl,
+    auth: apiAuth,
+    database: z.strictObject({
+      host: z.string().min(1).max(253),
+      port: z.number().int().min(1).max(65535).default(5432),
+      database: z.string().min(1).max(63),
+      user: z.string().min(1).max(63).describe('A role with REPLICATION (orgUnitSyncSetup creates it)'),
+      password: secretRef,
+      ssl: z.enum(['disable', 'require', 'verify-full']).default('disable'),
+      slot: identifier.default('runbooks_orgunit_sync'),
+      publication: identifier.default('runbooks_orgunit_sync'),
+    }),
+  }),
+  targets: z.array(target).min(1),
+  listener: z.strictObject({
+    statusPort: z.number().int().min(0).max(65535).default(7240).describe('Loopback port of the listener\'s status (lag) endpoint; 0 for any'),
+    lagLogEvery: duration.default('30s'),
+  }).default({ statusPort: 7240, lagLogEvery: '30s' }),
+  idleAfter: duration.default('10m').describe('A resource\'s sync workflow ends after this long without changes'),
+}).superRefine((c, ctx) => {
+  const seen = new Set<string>();
+  c.targets.forEach((t, i) => {
+    if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `"${t.name}" is used by two targets` });
+    seen.add(t.name);
+    if (t.baseUrl === c.source.baseUrl) ctx.addIssue({ code: 'custom', path: ['targets', i, 'baseUrl'], message: 'is the source itself' });
+  });
+});
+export type SyncConfig = z.infer<typeof syncConfigSchema> & { file: string };
+
+let cached: { file: string; mtimeMs: number; config: SyncConfig } | undefined;
+
+/** The configuration, checked; throws (non-retryable) naming every bad field. */
+export function loadSyncConfig(file = process.env[syncConfigEnv]): SyncConfig {
+  if (!file) throw ApplicationFailure.nonRetryable(`${syncConfigEnv} is not set: the worker has no org-unit sync configuration`, 'SyncConfig');
+  const abs = path.resolve(file);
+  let text: string;
+  try { text = readFileSync(abs, 'utf8'); } catch (err) {
+    throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} cannot be read: ${(err as Error).message}`, 'SyncConfig');
+  }
+  let raw: unknown;
+  try { raw = JSON.parse(text); } catch (err) {
+    throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} is not JSON: ${(err as Error).message}`, 'SyncConfig');
+  }
+  const parsed = syncConfigSchema.safeParse(raw);
+  const problems = parsed.success ? [] : describeIssues(parsed.error);
+  if (parsed.success) {
+    parsed.data.targets.forEach((t, i) => {
+      if (t.transform && !existsSync(path.resolve(path.dirname(abs), t.transform))) problems.push(`targets.${i}.transform: ${t.transform} does not exist (relative to ${path.dirname(abs)})`);
+    });
+  }
+  if (problems.length) {
+    throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, 'SyncConfig');
+  }
+  return { ...parsed.data!, file: abs };
+}
+
+/** The configuration, re-read when the file changes (activities call this on every use). */
+export function currentSyncConfig(): SyncConfig {
+  const file = process.env[syncConfigEnv];
+  if (!file) return loadSyncConfig(file);
+  const abs = path.resolve(file);
+  let mtimeMs = -1;
+  try { mtimeMs = statSync(abs).mtimeMs; } catch { /* loadSyncConfig names the problem */ }
+  if (cached && cached.file === abs && cached.mtimeMs === mtimeMs) return cached.config;
+  const config = loadSyncConfig(file);
+  cached = { file: abs, mtimeMs, config };
+  return config;
+}
+
+export function targetNamed(config: SyncConfig, name: string): SyncTarget {
+  const t = config.targets.find((x) => x.name === name);
+  if (!t) {
+    throw ApplicationFailure.nonRetryable(
+      `Target "${name}" is not in ${config.file} (targets: ${config.targets.map((x) => x.name).join(', ')}): was it removed? Nothing was sent.`, 'SyncConfig');
+  }
+  return t;
+}

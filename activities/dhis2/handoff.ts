@@ -1,0 +1,27 @@
+/**
+ * Handing a change to the resource's sync workflow: signal-with-start on its deterministic id,
+ * so a duplicate hand-over is one more harmless signal and a finished sync simply starts again.
+ * Used by the change listener, by syncs that wait for a reference, and by the snapshot.
+ */
+import type { Client } from '@temporalio/client';
+import { sourceChangedSignal, syncWorkflowType, type SourceChange, type SyncArgs, type SyncSettings } from '../../workflows/dhis2/messages';
+import { syncWorkflowId, type ResourceType } from '../../workflows/dhis2/resources';
+import type { SyncConfig, SyncTarget } from './config';
+
+export const syncSettings = (config: SyncConfig, target: SyncTarget): SyncSettings => ({
+  idleAfter: config.idleAfter, giveUpAfter: target.retry.giveUpAfter, maximumInterval: target.retry.maximumInterval,
+});
+
+export interface Handoff { target: string; type: ResourceType; uid: string; settings: SyncSettings; change: SourceChange }
+
+/** Resolves once Temporal has durably recorded the signal (or the start with it). */
+export async function handOver(client: Client, taskQueue: string, h: Handoff): Promise<void> {
+  const args: SyncArgs = { target: h.target, type: h.type, uid: h.uid, settings: h.settings };
+  await client.workflow.signalWithStart(syncWorkflowType, {
+    workflowId: syncWorkflowId(h.target, h.type, h.uid),
+    taskQueue,
+    args: [args],
+    signal: sourceChangedSignal,
+    signalArgs: [h.change],
+  });
+}

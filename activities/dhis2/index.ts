@@ -1,0 +1,39 @@
+/**
+ * DHIS2 org-unit sync activities. The per-resource ones (syncResource, notifySyncFailure) run
+ * on each target's own task queue; the others on the worker's.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { SyncSettings } from '../../workflows/dhis2/messages';
+import type { ResourceType } from '../../workflows/dhis2/resources';
+import { currentSyncConfig, targetNamed } from './config';
+import { handOver } from './handoff';
+import { checkRequest, notifyTarget, syncResource } from './sync';
+
+export function createDhis2Activities() {
+  return {
+    syncResource,
+
+    /** Asks each referenced resource's sync to run, and to signal `waiter` once the target has it. */
+    async requestSync(req: { target: string; refs: Array<{ type: ResourceType; uid: string }>; waiter: string; taskQueue: string; settings: SyncSettings }): Promise<void> {
+      for (const ref of req.refs) checkRequest({ target: req.target, ...ref });
+      const client = Context.current().client;
+      await Promise.all(req.refs.map((ref) => handOver(client, req.taskQueue, { target: req.target, ...ref, settings: req.settings, change: { waiter: req.waiter } })));
+    },
+
+    /** Tells the target's recipients that a change could not be applied, and why. */
+    async notifySyncFailure(req: { target: string; type: ResourceType; uid: string; error: string }): Promise<void> {
+      const config = currentSyncConfig();
+      const target = targetNamed(config, req.target);
+      if (!target.notify.on.includes('failure')) return;
+      try {
+        await notifyTarget(config, target, `[Runbooks org-unit sync] FAILED to sync ${req.type} ${req.uid}`,
+          `The change to ${req.type} ${req.uid} could not be applied on ${target.name}:\n\n${req.error}\n\nIt is kept (workflow ${Context.current().info.workflowExecution?.workflowId ?? 'unknown'}) and applied with the next source change.`);
+      } catch (err) {
+        throw ApplicationFailure.retryable(`Could not notify ${target.name} of the failure: ${(err as Error).message}`);
+      }
+    },
+  };
+}
+
+export type Dhis2Activities = ReturnType<typeof createDhis2Activities>;

@@ -1,0 +1,67 @@
+/**
+ * The messages of the per-resource sync workflows, defined once for the workflows, the change
+ * listener, the CLI and the tests.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ResourceType } from './resources';
+
+/** The workflow type that keeps one resource in step on one target. */
+export const syncWorkflowType = 'orgUnitSync';
+
+/** How long a change may keep retrying against a target, and when an idle sync ends: from the target's config. */
+export interface SyncSettings {
+  idleAfter: string;
+  giveUpAfter: string;
+  maximumInterval: string;
+}
+
+export interface SyncArgs {
+  target: string;
+  type: ResourceType;
+  uid: string;
+  settings: SyncSettings;
+  /** What a previous run of this workflow handed over when it continued as new. */
+  carried?: CarriedState;
+}
+
+/** "Something about this resource changed on the source": the workflow reads the source itself, so the signal carries no data. */
+export interface SourceChange {
+  /** The source commit's WAL position and time, when it came from change capture. */
+  lsn?: string;
+  committedAt?: string;
+  /** A workflow waiting for this resource to exist on the target: signalled once it does. */
+  waiter?: string;
+}
+export const sourceChangedSignal = defineSignal<[SourceChange]>('sourceChanged');
+
+export type SyncStatus = 'syncing' | 'waiting_for_reference' | 'failed' | 'idle' | 'completed';
+
+export interface SyncRecord {
+  at: string;
+  action: string;
+  changes?: string[];
+  error?: string;
+  note?: string;
+}
+
+export interface SyncProgress {
+  target: string;
+  type: ResourceType;
+  uid: string;
+  status: SyncStatus;
+  /** Change signals received, and passes made (a pass covers every change before it started). */
+  changesSeen: number;
+  passes: number;
+  lastCommittedAt?: string;
+  waitingFor?: Array<{ type: ResourceType; uid: string }>;
+  error?: string;
+  /** The last passes, newest last. */
+  recent: SyncRecord[];
+}
+export const syncProgressQuery = defineQuery<SyncProgress>('progress');
+
+export interface CarriedState {
+  pending: boolean;
+  waiters: string[];
+  progress: SyncProgress;
+}

@@ -1,0 +1,157 @@
+/**
+ * orgUnitSync: keeps ONE resource in step on ONE target (workflow id
+ * orgunit-sync:<target>:<type>:<uid>). The change listener signals it for every source change;
+ * each pass reads the source as it is then, so changes that arrive while a pass runs become one
+ * more pass, applied in order. Waits for what the resource points at, retries a target that is
+ * down, continues as new before its history grows large, and ends when idle.
+ */
+import {
+  ActivityFailure, ApplicationFailure, condition, continueAsNew, getExternalWorkflowHandle, proxyActivities,
+  setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo,
+} from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Dhis2Activities } from '../../activities/dhis2';
+import type { SyncOutcome } from '../../activities/dhis2/sync';
+import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
+import {
+  sourceChangedSignal, syncProgressQuery, syncWorkflowType,
+  type SyncArgs, type SyncProgress, type SyncRecord, type SyncStatus,
+} from './messages';
+import { syncActivityQueue, type ResourceType } from './resources';
+
+/** Passes kept in progress; history past that is in Temporal's event history. */
+const keptRecords = 10;
+/** Continue as new past this many events, well before Temporal's limits make replays slow. */
+const maxHistoryEvents = 2_000;
+
+export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
+  const { target, type, uid, settings } = args;
+  const idleAfter = settings.idleAfter as Duration;
+  const progress: SyncProgress = args.carried?.progress ?? { target, type, uid, status: 'syncing', changesSeen: 0, passes: 0, recent: [] };
+  let pending = args.carried?.pending ?? false;
+  const waiters = new Set(args.carried?.waiters ?? []);
+
+  setHandler(sourceChangedSignal, (change) => {
+    pending = true;
+    progress.changesSeen += 1;
+    if (typeof change?.committedAt === 'string') progress.lastCommittedAt = change.committedAt;
+    if (typeof change?.waiter === 'string' && change.waiter !== workflowInfo().workflowId) waiters.add(change.waiter);
+  });
+  setHandler(syncProgressQuery, () => progress);
+  upsertSearchAttributes([
+    { key: RunbookName, value: syncWorkflowType },
+    { key: RunbookTarget, value: target },
+    { key: RunbookResource, value: `${type}:${uid}` },
+  ]);
+
+  // Its own task queue per target: a slow or failing target takes only its own activity slots.
+  const onTarget = proxyActivities<Dhis2Activities>({
+    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target),
+    startToCloseTimeout: '3 minutes',
+    scheduleToCloseTimeout: settings.giveUpAfter as Duration,
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: settings.maximumInterval as Duration },
+  });
+  const temporal = proxyActivities<Dhis2Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '30s' } });
+
+  const show = (status: SyncStatus) => {
+    progress.status = status;
+    upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
+    setCurrentDetails(renderSync(progress));
+  };
+  const record = (r: Omit<SyncRecord, 'at'>) => {
+    progress.recent.push({ at: new Date().toISOString(), ...r });
+    progress.recent.splice(0, Math.max(0, progress.recent.length - keptRecords));
+  };
+
+  let referenceWaits = 0;
+  show(pending ? 'syncing' : progress.status === 'completed' ? 'idle' : progress.status);
+  for (;;) {
+    if (!pending && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxHistoryEvents)) {
+      await continueAsNew<typeof orgUnitSync>({ target, type, uid, settings, carried: { pending, waiters: [...waiters], progress } });
+    }
+    if (!pending) {
+      const status = progress.status;
+      const changed = await condition(() => pending, status === 'waiting_for_reference' ? backoff(referenceWaits) : idleAfter);
+      if (!changed) {
+        // A failed change is not dropped: it stays failed, visible, until the source changes again.
+        if (status === 'failed') continue;
+        if (status !== 'waiting_for_reference') break;
+        // After waiting for a reference long enough, try again even without news.
+        pending = true;
+      }
+    }
+    pending = false;
+    progress.passes += 1;
+    show('syncing');
+
+    let outcome: SyncOutcome;
+    try {
+      outcome = await onTarget.syncResource({ target, type, uid });
+    } catch (err) {
+      // Retried for as long as the target's config allows: now it counts as failed for good.
+      outcome = { action: 'failed', error: failureText(err), errors: [] };
+    }
+
+    if (outcome.action === 'waitingForReferences') {
+      const missing = outcome.missing.filter((m) => !(m.type === type && m.uid === uid));
+      progress.waitingFor = missing.map(({ type: t, uid: u }) => ({ type: t, uid: u }));
+      record({ action: 'waiting', note: `the target lacks ${missing.map((m) => `${m.type} ${m.uid}${m.property ? ` (${m.property})` : ''}`).join(', ')}` });
+      // Ask each missing resource's sync to run and to wake this one when the target has it.
+      await temporal.requestSync({ target, refs: missing, waiter: workflowInfo().workflowId, taskQueue: workflowInfo().taskQueue, settings });
+      referenceWaits += 1;
+      show('waiting_for_reference');
+      continue;
+    }
+    referenceWaits = 0;
+    progress.waitingFor = undefined;
+
+    if (outcome.action === 'failed') {
+      progress.error = outcome.error;
+      record({ action: 'failed', error: outcome.error });
+      show('failed');
+      await temporal.notifySyncFailure({ target, type, uid, error: outcome.error }).catch(() => undefined);
+      // Waits for the next source change (a fix on the source side), or ends when idle.
+      continue;
+    }
+    progress.error = undefined;
+    if (outcome.action === 'skipped') record({ action: 'skipped', note: outcome.reason });
+    else if (outcome.action === 'unchanged') record({ action: 'unchanged' });
+    else record({ action: outcome.action, changes: outcome.changes.map((c) => c.field), note: outcome.notifyError && `notification failed: ${outcome.notifyError}` });
+
+    // The target holds this resource now (or never will): wake whoever waited for it.
+    if (outcome.action !== 'skipped' && outcome.action !== 'deleted') await wakeWaiters(waiters);
+    show(pending ? 'syncing' : 'idle');
+  }
+  show('completed');
+  return progress;
+}
+
+async function wakeWaiters(waiters: Set<string>): Promise<void> {
+  const ids = [...waiters];
+  waiters.clear();
+  await Promise.all(ids.map((id) => getExternalWorkflowHandle(id).signal(sourceChangedSignal, {}).catch(() => undefined)));
+}
+
+/** 30s, 1m, 2m ... 30m between tries while a reference is missing and nothing wakes us. */
+const backoff = (n: number): number => Math.min(30 * 60_000, 30_000 * 2 ** Math.max(0, n - 1));
+
+function failureText(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return failureText(err.cause);
+  if (err instanceof ApplicationFailure || err instanceof Error) return err.message;
+  return String(err);
+}
+
+const typeLabel: Record<ResourceType, string> = { organisationUnit: 'Org unit', organisationUnitGroup: 'Org unit group', organisationUnitGroupSet: 'Org unit group set' };
+
+/** What the Temporal UI shows as the workflow's current details. */
+export function renderSync(p: SyncProgress): string {
+  const lines = [
+    `**${typeLabel[p.type]} ${p.uid} → ${p.target}** — ${p.status.replace(/_/g, ' ')}`,
+    '',
+    `${p.changesSeen} source change(s), ${p.passes} pass(es)${p.lastCommittedAt ? `, last source commit ${p.lastCommittedAt}` : ''}`,
+  ];
+  if (p.waitingFor?.length) lines.push('', `Waiting until the target has: ${p.waitingFor.map((w) => `${w.type} ${w.uid}`).join(', ')}`);
+  if (p.error) lines.push('', `Failed: ${p.error}`);
+  if (p.recent.length) lines.push('', ...p.recent.map((r) => `- ${r.at} ${r.action}${r.changes?.length ? `: ${r.changes.join(', ')}` : ''}${r.note ? ` — ${r.note}` : ''}${r.error ? ` — ${r.error}` : ''}`));
+  return lines.join('\n');
+}
