@@ -18,6 +18,7 @@ import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
 import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
+import { formatSyncProgress, isSyncProgress, printSyncs, printSyncStatus } from './lib/sync-commands';
 
 const repoRoot = path.resolve(__dirname, '..');
 export const exitCodes = { ok: 0, failed: 1, usage: 2, timedOut: 3, unreachable: 4 } as const;
@@ -32,7 +33,9 @@ const usage = `Usage: npm run runbook -- <command>
   status <workflowId> [--json]                      current step, checklist, pending approvals
   approve <workflowId> --gate G --by NAME [--reason TEXT]
   reject  <workflowId> --gate G --by NAME --reason TEXT
-  link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)`;
+  link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
+  sync-status [--json]                              the org-unit change listener's lag; the syncs by state (exit 4: listener down)
+  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: syncing, failed, ...)`;
 
 function loadCatalog(): CatalogEntry[] {
   const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';
@@ -147,7 +150,8 @@ async function status(client: Client, workflowId: string, json: boolean): Promis
     console.log(JSON.stringify({ workflowId, type: description.type, temporalStatus: description.status.name, progress }, null, 2));
   } else {
     console.log(`${workflowId} (${description.type}): ${description.status.name}`);
-    console.log(progress ? formatProgress(progress) : '(no progress: the run is not a runbook, or no worker has picked it up yet)');
+    const text = isSyncProgress(progress) ? formatSyncProgress(progress) : progress ? formatProgress(progress) : undefined;
+    console.log(text ?? '(no progress: the run is not a runbook, or no worker has picked it up yet)');
   }
   return exitCodes.ok;
 }
@@ -203,7 +207,7 @@ export async function main(argv: string[]): Promise<number> {
     options: {
       input: { type: 'string' }, id: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       json: { type: 'boolean' }, gate: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' },
-      for: { type: 'string' }, ttl: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      for: { type: 'string' }, ttl: { type: 'string' }, target: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   const [command, target] = positionals;
@@ -215,6 +219,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'status': return status(await client(), needId(), Boolean(values.json));
     case 'approve': case 'reject': return decide(await client(), command, needId(), values);
     case 'link': return link(await client(), needId(), values);
+    case 'sync-status': return (await printSyncStatus(await client(), Boolean(values.json))) ? exitCodes.ok : exitCodes.unreachable;
+    case 'syncs': await printSyncs(await client(), { target: values.target as string | undefined, state: values.state as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
     default:
       console.log(usage);
       return values.help ? exitCodes.ok : exitCodes.usage;

@@ -1,6 +1,7 @@
 /**
  * The main job: a Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS points elsewhere),
- * the worker and the approval gateway. Ctrl-C stops all of it.
+ * the worker and the approval gateway, and with ORGUNIT_SYNC_CONFIG the org-unit change listener.
+ * Ctrl-C stops all of it.
  *
  * Env: TEMPORAL_ADDRESS (use that server), RUNBOOKS_STATE_DIR (.temporal), TEMPORAL_PORT (7233),
  * TEMPORAL_UI_PORT (8233), APPROVAL_PORT (8240), TEMPORAL_CLI_PATH.
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    say('stopping the worker and the approval gateway...');
+    say('stopping the worker, the approval gateway and the listener...');
     await Promise.all(children.map((c) => c.stop(35_000)));
     if (server) { say('stopping the Temporal dev server...'); await server.stop(); }
     say('stopped');
@@ -48,7 +49,10 @@ async function main(): Promise<void> {
   const approvalPort = process.env.APPROVAL_PORT || '8240';
   env.APPROVAL_BASE_URL = process.env.APPROVAL_BASE_URL || `http://127.0.0.1:${approvalPort}`;
 
-  for (const [name, script, ready] of [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]] as const) {
+  const jobs: Array<readonly [string, string, RegExp]> = [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]];
+  // The org-unit change listener runs when there is an org-unit sync to feed.
+  if (process.env.ORGUNIT_SYNC_CONFIG) jobs.push(['orgunit-listener', 'workers/orgunit-listener.ts', /Org-unit listener ready/]);
+  for (const [name, script, ready] of jobs) {
     const child = startProcess(name, path.join(repoRoot, script), { ...env, APPROVAL_PORT: approvalPort, RUNBOOKS_STATE_DIR: stateDir });
     children.push(child);
     child.exited.then((code) => { if (!stopping) { say(`${name} exited unexpectedly (code ${code}); stopping everything`); void stopAll(1); } });
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
   if (server?.uiUrl) say(`  Web UI         ${server.uiUrl}`);
   say(`  task queue     ${process.env.RUNBOOKS_TASK_QUEUE || 'runbooks'}`);
   say(`  approvals      ${env.APPROVAL_BASE_URL}`);
+  if (process.env.ORGUNIT_SYNC_CONFIG) say(`  org-unit sync  listening (config ${process.env.ORGUNIT_SYNC_CONFIG}); lag: npm run runbook -- sync-status`);
   say('  start a runbook: npm run runbook -- list ; Ctrl-C stops everything');
 }
 

@@ -3,6 +3,7 @@
  * Imports only the schemas, never workflow code.
  */
 import type { z } from 'zod';
+import { snapshotInput, syncSetupInput } from './dhis2/schema';
 import { promoteStandbyInput, setupStandbyInput } from './postgres/schema';
 
 export interface CatalogEntry {
@@ -17,4 +18,6 @@ export interface CatalogEntry {
 export const catalog: CatalogEntry[] = [
   { name: 'setupPostgresStandby', title: 'Set up a PostgreSQL streaming standby (OpenELIS)', schema: setupStandbyInput, example: 'examples/setupPostgresStandby.json' },
   { name: 'promotePostgresStandby', title: 'Promote a PostgreSQL standby: switchover or failover, fenced (OpenELIS)', schema: promoteStandbyInput, example: 'examples/promotePostgresStandby.json' },
+  { name: 'orgUnitSyncSetup', title: 'Set up change capture of DHIS2 org units (logical replication)', schema: syncSetupInput, example: 'examples/orgUnitSyncSetup.json' },
+  { name: 'orgUnitSnapshot', title: 'Copy every org unit, group and group set from the source DHIS2 to a target', schema: snapshotInput, example: 'examples/orgUnitSnapshot.json' },
 ];

@@ -96,7 +96,8 @@ export function loadSyncConfig(file = process.env[syncConfigEnv]): SyncConfig {
     throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} cannot be read: ${(err as Error).message}`, 'SyncConfig');
   }
   let raw: unknown;
-  try { raw = JSON.parse(text); } catch (err) {
+  // Whole-line // comments are allowed, so the example can explain itself.
+  try { raw = JSON.parse(text.replace(/^\s*\/\/.*$/gm, '')); } catch (err) {
     throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} is not JSON: ${(err as Error).message}`, 'SyncConfig');
   }
   const parsed = syncConfigSchema.safeParse(raw);

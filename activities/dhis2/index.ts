@@ -8,11 +8,22 @@ import type { SyncSettings } from '../../workflows/dhis2/messages';
 import type { ResourceType } from '../../workflows/dhis2/resources';
 import { currentSyncConfig, targetNamed } from './config';
 import { handOver } from './handoff';
+import * as setup from './setup';
+import { checkSnapshotTarget, copyPage } from './snapshot';
 import { checkRequest, notifyTarget, syncResource } from './sync';
+
+export function createDhis2SetupActivities() {
+  const { inspectSyncSource, setLogicalWal, checkLogicalWal, ensureCaptureRole, ensureReplicaIdentity, ensurePublication, ensureSlot, verifyCaptureLogin } = setup;
+  return { inspectSyncSource, setLogicalWal, checkLogicalWal, ensureCaptureRole, ensureReplicaIdentity, ensurePublication, ensureSlot, verifyCaptureLogin };
+}
+export type Dhis2SetupActivities = ReturnType<typeof createDhis2SetupActivities>;
 
 export function createDhis2Activities() {
   return {
+    ...createDhis2SetupActivities(),
     syncResource,
+    checkSnapshotTarget,
+    copyPage,
 
     /** Asks each referenced resource's sync to run, and to signal `waiter` once the target has it. */
     async requestSync(req: { target: string; refs: Array<{ type: ResourceType; uid: string }>; waiter: string; taskQueue: string; settings: SyncSettings }): Promise<void> {

@@ -62,7 +62,8 @@ export function renderChecklist(p: Progress): string {
     '',
     ...p.steps.map((s) => {
       const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
-      return `- ${marks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : ''}`;
+      const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
+      return `- ${marks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
     }),
   ];
   for (const gate of p.approvals.filter((g) => g.state === 'open')) {

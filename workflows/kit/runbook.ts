@@ -54,6 +54,12 @@ export class StepContext {
     this.rb.state.step(this.name).actions.push(action);
   }
 
+  /** Shows how far a long step is (e.g. "400/1000 org units"), beside the step in the UI and the CLI. */
+  progress(note: string): void {
+    this.rb.state.step(this.name).note = note;
+    this.rb.state.publish();
+  }
+
   /** Records what an activity reported; a step's own return value is recorded the same way. */
   report<T extends ChangeReport>(change: T): T {
     this.rb.state.step(this.name).actions.push(...change.actions);

@@ -1,0 +1,218 @@
+/**
+ * Importing one object of a metadata bundle, and deleting one object, inside the caller's
+ * transaction. Objects earlier in the bundle are already written in that transaction, so a
+ * reference to them resolves; atomicMode=ALL rolls the whole transaction back on any error.
+ */
+import { badRequest, nowTimestamp } from './http';
+import { columnValues, columnsChanged, insertRow, lockRow, updateRow, type Values } from './columns';
+import { describe, errors, type ErrorReport, type ObjectReport, type Outcome } from './import-report';
+import { RESOURCES, type ResourceSpec } from './schema';
+import type { Db, WriteTx } from './store';
+import type { SimUser } from './types';
+import { generateUid, isValidUid } from './uid';
+
+export interface ImportSettings {
+  strategy: 'CREATE_AND_UPDATE' | 'CREATE' | 'UPDATE' | 'DELETE';
+  skipSharing: boolean;
+  userOverride: 'NONE' | 'CURRENT';
+  user: SimUser;
+  users: SimUser[];
+  blocked: Set<string>;
+}
+
+type Row = Record<string, any>;
+const OU = RESOURCES.organisationUnit;
+const GROUP = RESOURCES.organisationUnitGroup;
+const GROUP_SET = RESOURCES.organisationUnitGroupSet;
+
+export async function importObject(tx: WriteTx, res: ResourceSpec, raw: unknown, index: number, s: ImportSettings): Promise<{ report: ObjectReport; outcome: Outcome }> {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw badRequest(`${res.plural}[${index}] must be a JSON object`);
+  const obj = raw as Record<string, unknown>;
+  const done = (uid: string, outcome: Outcome | ErrorReport[]) => Array.isArray(outcome)
+    ? { report: { klass: res.klass, uid, index, errorReports: outcome }, outcome: 'ignored' as const }
+    : { report: { klass: res.klass, uid, index, errorReports: [] }, outcome };
+
+  let uid = obj.id;
+  if (uid === undefined || uid === null) {
+    if (s.strategy === 'UPDATE' || s.strategy === 'DELETE') return done('', [errors.missing(res, 'id')]);
+    uid = generateUid();
+  }
+  if (!isValidUid(uid)) return done(String(uid), [errors.invalidUid(res, String(uid))]);
+  const existing = await lockRow(tx.db, res, uid, res === OU ? ['parentid', 'path', 'hierarchylevel'] : []);
+  if (s.strategy === 'DELETE') {
+    if (!existing) return done(uid, [errors.noMatch(res, uid)]);
+    const refused = await deleteObject(tx, res, existing, s.blocked);
+    return done(uid, refused ? [refused] : 'deleted');
+  }
+  if (existing && s.strategy === 'CREATE') return done(uid, [errors.existsButCreate(res, uid)]);
+  if (!existing && s.strategy === 'UPDATE') return done(uid, [errors.noMatch(res, uid)]);
+
+  const { values, errors: found } = columnValues(res, obj);
+  found.push(...(await duplicateErrors(tx.db, res, uid, values)), ...userReferenceErrors(res, uid, obj, s));
+  const save = res === OU ? saveOrgUnit : res === GROUP ? saveGroup : saveGroupSet;
+  return done(uid, await save(tx, { uid, obj, existing, values, found, s }));
+}
+
+interface Pending { uid: string; obj: Record<string, unknown>; existing: Row | undefined; values: Values; found: ErrorReport[]; s: ImportSettings }
+
+/** E5003: DHIS2 keeps codes (and group and group set names) unique per type. */
+async function duplicateErrors(db: Db, res: ResourceSpec, uid: string, values: Values): Promise<ErrorReport[]> {
+  const found: ErrorReport[] = [];
+  for (const col of res.columns.filter((c) => c.unique && values[c.column] !== null)) {
+    const { rows } = await db.query(`SELECT uid, name FROM ${res.table} WHERE ${col.column} = $1 AND uid <> $2`, [values[col.column], uid]);
+    if (rows[0]) {
+      found.push(errors.duplicate(res, col.prop, String(values[col.column]), describe(res, uid, values.name as string), describe(res, rows[0].uid, rows[0].name)));
+    }
+  }
+  return found;
+}
+
+/**
+ * createdBy and sharing name users of the source system; DHIS2 rejects those it does not know unless
+ * userOverrideMode=CURRENT / skipSharing=true say to ignore them.
+ */
+function userReferenceErrors(res: ResourceSpec, uid: string, obj: Record<string, any>, s: ImportSettings): ErrorReport[] {
+  const known = new Set(s.users.map((u) => u.id));
+  const found: ErrorReport[] = [];
+  const createdBy = obj.createdBy?.id ?? obj.user?.id;
+  if (s.userOverride === 'NONE' && typeof createdBy === 'string' && !known.has(createdBy)) {
+    found.push(errors.invalidReference(res, uid, createdBy, 'User', 'createdBy'));
+  }
+  if (!s.skipSharing && obj.sharing && typeof obj.sharing === 'object') {
+    for (const id of Object.keys(obj.sharing.users ?? {})) if (!known.has(id)) found.push(errors.invalidReference(res, uid, id, 'User', 'sharing'));
+    // The simulator has no user groups, so any shared-with group is unknown.
+    for (const id of Object.keys(obj.sharing.userGroups ?? {})) found.push(errors.invalidReference(res, uid, id, 'UserGroup', 'sharing'));
+  }
+  return found;
+}
+
+function createdByRowId(p: Pending): string {
+  const id = (p.obj as any).createdBy?.id ?? (p.obj as any).user?.id;
+  const named = p.s.userOverride === 'NONE' ? p.s.users.find((u) => u.id === id) : undefined;
+  return (named ?? p.s.user).rowId;
+}
+
+/** uids of a reference list like [{id}], in order, without repeats. */
+function refIds(value: unknown, prop: string): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v?.id !== 'string')) throw badRequest(`JSON parse error: \`${prop}\` must be a list of {"id": ...}`);
+  return [...new Set(value.map((v) => v.id as string))];
+}
+
+/** Row ids of the referenced objects, in the given order; unknown uids are reported as E5002. */
+async function resolveRefs(db: Db, p: Pending, owner: ResourceSpec, target: ResourceSpec, association: string): Promise<string[]> {
+  const uids = refIds(p.obj[association], association);
+  const { rows } = await db.query(`SELECT uid, ${target.idColumn} AS id FROM ${target.table} WHERE uid = ANY($1)`, [uids]);
+  const ids = new Map(rows.map((r) => [r.uid as string, String(r.id)]));
+  for (const ref of uids.filter((u) => !ids.has(u))) p.found.push(errors.invalidReference(owner, p.uid, ref, target.simpleName, association));
+  return uids.filter((u) => ids.has(u)).map((u) => ids.get(u)!);
+}
+
+async function saveOrgUnit(tx: WriteTx, p: Pending): Promise<Outcome | ErrorReport[]> {
+  const given = p.obj.parent as { id?: unknown } | null | undefined;
+  if (given !== undefined && given !== null && typeof given?.id !== 'string') throw badRequest('JSON parse error: `parent` must be {"id": ...}');
+  const parentUid = (given?.id as string | undefined) ?? null;
+  let parent: Row | undefined;
+  if (parentUid !== null) {
+    parent = (await tx.db.query('SELECT organisationunitid AS id, path, hierarchylevel FROM organisationunit WHERE uid = $1', [parentUid])).rows[0];
+    // A unit cannot sit under itself or its own descendant.
+    const cycle = parent && String(parent.path).split('/').includes(p.uid);
+    if (!parent || cycle) p.found.push(errors.invalidReference(OU, p.uid, parentUid, 'OrganisationUnit', 'parent'));
+  }
+  if (p.found.length) return p.found;
+  const path = `${parent?.path ?? ''}/${p.uid}`;
+  const level = parent ? Number(parent.hierarchylevel) + 1 : 1;
+  const tree = { parentid: parent ? String(parent.id) : null, path, hierarchylevel: level };
+  const now = nowTimestamp();
+  if (!p.existing) {
+    await insertRow(tx.db, OU, p.values, { uid: p.uid, ...tree, created: now, lastupdated: now, userid: createdByRowId(p), lastupdatedby: p.s.user.rowId });
+    tx.record('organisationUnit', p.uid, 'create');
+    return 'created';
+  }
+  const moved = String(p.existing.parentid ?? '') !== String(tree.parentid ?? '') || p.existing.path !== path;
+  if (!moved && !columnsChanged(OU, p.values, p.existing)) return 'updated';
+  await updateRow(tx.db, OU, p.existing.id, p.values, { ...tree, lastupdated: now, lastupdatedby: p.s.user.rowId });
+  tx.record('organisationUnit', p.uid, 'update');
+  if (moved) {
+    // Every descendant's path and level change with it, as real row updates change capture sees.
+    const { rows } = await tx.db.query(
+      `UPDATE organisationunit SET path = $1::varchar || substr(path, $2::int), hierarchylevel = hierarchylevel + $3::int
+        WHERE path LIKE $4 RETURNING uid`,
+      [path, String(p.existing.path).length + 1, level - Number(p.existing.hierarchylevel), `${p.existing.path}/%`]);
+    for (const r of rows) tx.record('organisationUnit', r.uid, 'update');
+  }
+  return 'updated';
+}
+
+async function saveGroup(tx: WriteTx, p: Pending): Promise<Outcome | ErrorReport[]> {
+  const wanted = await resolveRefs(tx.db, p, GROUP, OU, 'organisationUnits');
+  if (p.found.length) return p.found;
+  const now = nowTimestamp();
+  const groupId = p.existing ? String(p.existing.id) : await insertRow(tx.db, GROUP, p.values, { uid: p.uid, created: now, lastupdated: now });
+  const current = (await tx.db.query('SELECT organisationunitid AS id FROM orgunitgroupmembers WHERE orgunitgroupid = $1', [groupId])).rows.map((r) => String(r.id));
+  const added = wanted.filter((id) => !current.includes(id));
+  const removed = current.filter((id) => !wanted.includes(id));
+  if (p.existing) {
+    if (!added.length && !removed.length && !columnsChanged(GROUP, p.values, p.existing)) return 'updated';
+    await updateRow(tx.db, GROUP, groupId, p.values, { lastupdated: now });
+  }
+  // Only the membership rows that change are touched, as Hibernate does for a set.
+  if (removed.length) await tx.db.query('DELETE FROM orgunitgroupmembers WHERE orgunitgroupid = $1 AND organisationunitid = ANY($2::bigint[])', [groupId, removed]);
+  if (added.length) await tx.db.query('INSERT INTO orgunitgroupmembers (orgunitgroupid, organisationunitid) SELECT $1, unnest($2::bigint[])', [groupId, added]);
+  tx.record('organisationUnitGroup', p.uid, p.existing ? 'update' : 'create');
+  return p.existing ? 'updated' : 'created';
+}
+
+async function saveGroupSet(tx: WriteTx, p: Pending): Promise<Outcome | ErrorReport[]> {
+  const wanted = await resolveRefs(tx.db, p, GROUP_SET, GROUP, 'organisationUnitGroups');
+  if (p.found.length) return p.found;
+  const now = nowTimestamp();
+  const setId = p.existing ? String(p.existing.id) : await insertRow(tx.db, GROUP_SET, p.values, { uid: p.uid, created: now, lastupdated: now });
+  const { rows } = await tx.db.query('SELECT orgunitgroupid AS id, sort_order FROM orgunitgroupsetmembers WHERE orgunitgroupsetid = $1', [setId]);
+  const current = new Map(rows.map((r) => [String(r.id), Number(r.sort_order)]));
+  // The set owns an ordered list: sort_order is the 1-based position.
+  const removed = [...current.keys()].filter((id) => !wanted.includes(id));
+  const placed = wanted.map((id, i) => ({ id, order: i + 1 })).filter(({ id, order }) => current.get(id) !== order);
+  if (p.existing) {
+    if (!removed.length && !placed.length && !columnsChanged(GROUP_SET, p.values, p.existing)) return 'updated';
+    await updateRow(tx.db, GROUP_SET, setId, p.values, { lastupdated: now });
+  }
+  if (removed.length) await tx.db.query('DELETE FROM orgunitgroupsetmembers WHERE orgunitgroupsetid = $1 AND orgunitgroupid = ANY($2::bigint[])', [setId, removed]);
+  for (const { id, order } of placed) {
+    await tx.db.query(
+      `INSERT INTO orgunitgroupsetmembers (orgunitgroupsetid, orgunitgroupid, sort_order) VALUES ($1, $2, $3)
+       ON CONFLICT (orgunitgroupsetid, orgunitgroupid) DO UPDATE SET sort_order = EXCLUDED.sort_order`, [setId, id, order]);
+  }
+  tx.record('organisationUnitGroupSet', p.uid, p.existing ? 'update' : 'create');
+  return p.existing ? 'updated' : 'created';
+}
+
+/**
+ * Deletes a stored object (row `existing`) and the join rows it is in; answers the E4030 report instead
+ * when DHIS2 would refuse: children, or a block() standing in for data values that reference it.
+ */
+export async function deleteObject(tx: WriteTx, res: ResourceSpec, existing: Row, blocked: Set<string>): Promise<ErrorReport | undefined> {
+  const { id, uid } = existing;
+  if (blocked.has(uid)) return errors.deleteBlocked(res, uid, 'DataValue');
+  if (res === OU) {
+    const { rows } = await tx.db.query('SELECT 1 FROM organisationunit WHERE parentid = $1 LIMIT 1', [id]);
+    if (rows.length) return errors.deleteBlocked(res, uid, 'OrganisationUnit');
+    await removeFromOwners(tx, 'orgunitgroupmembers', 'organisationunitid', id, GROUP);
+  } else if (res === GROUP) {
+    await tx.db.query('DELETE FROM orgunitgroupmembers WHERE orgunitgroupid = $1', [id]);
+    await removeFromOwners(tx, 'orgunitgroupsetmembers', 'orgunitgroupid', id, GROUP_SET);
+  } else {
+    await tx.db.query('DELETE FROM orgunitgroupsetmembers WHERE orgunitgroupsetid = $1', [id]);
+  }
+  await tx.db.query(`DELETE FROM ${res.table} WHERE ${res.idColumn} = $1`, [id]);
+  tx.record(res.type, uid, 'delete');
+  return undefined;
+}
+
+/** Drops the member's join rows; each owner whose list shrank counts as updated. */
+async function removeFromOwners(tx: WriteTx, table: string, memberColumn: string, memberId: string, owner: ResourceSpec): Promise<void> {
+  const { rows } = await tx.db.query(
+    `WITH gone AS (DELETE FROM ${table} WHERE ${memberColumn} = $1 RETURNING ${owner.idColumn})
+     SELECT o.uid FROM ${owner.table} o JOIN gone USING (${owner.idColumn})`, [memberId]);
+  for (const r of rows) tx.record(owner.type, r.uid, 'update');
+}

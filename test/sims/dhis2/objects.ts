@@ -1,0 +1,129 @@
+/**
+ * Reading and deleting org units, groups and group sets one by one or as lists, the membership-only
+ * collection endpoints, and /api/me.
+ */
+import { badRequest, checkParams, enumParam, HttpError, notFound, positiveIntParam, webMessage, type ApiCall, type Reply, type Route } from './http';
+import { lockRow } from './columns';
+import { deleteObject } from './import-objects';
+import { RESOURCES, RESOURCE_BY_PLURAL, type ResourceSpec } from './schema';
+import { FIELDS, loadObjects, writeTransaction } from './store';
+
+const RESOURCE_PATH = Object.keys(RESOURCE_BY_PLURAL).join('|');
+
+/** `*` (the default) or a plain comma list of top-level names; anything richer is refused, not half-understood. */
+export function parseFields(call: ApiCall, known: string[], what: string): string[] | null {
+  const raw = call.query.get('fields');
+  if (raw === null || raw === '*') return null;
+  if (!/^[A-Za-z]+(,[A-Za-z]+)*$/.test(raw)) {
+    throw badRequest(`fields syntax not supported by the simulator: ${raw} (use * or a comma list of top-level field names)`);
+  }
+  const names = raw.split(',');
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length) throw badRequest(`fields not supported by the simulator for ${what}: ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  return names;
+}
+
+const pick = (obj: Record<string, unknown>, fields: string[] | null) =>
+  fields ? Object.fromEntries(fields.filter((f) => f in obj).map((f) => [f, obj[f]])) : obj;
+
+const missing = (res: ResourceSpec, uid: string) => notFound(`${res.simpleName} with id ${uid} could not be found.`);
+
+async function getOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
+  const res = RESOURCE_BY_PLURAL[match[1]];
+  checkParams(call, ['fields']);
+  const fields = parseFields(call, FIELDS[res.type], res.type);
+  const [found] = await loadObjects(call.state.pool, res.type, [match[2]]);
+  if (!found) throw missing(res, match[2]);
+  return { status: 200, body: pick(found, fields) };
+}
+
+async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
+  const res = RESOURCE_BY_PLURAL[match[1]];
+  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order']);
+  const fields = parseFields(call, FIELDS[res.type], res.type);
+  const orders = res === RESOURCES.organisationUnit ? ['id:asc', 'level:asc'] : ['id:asc'];
+  const order = call.query.get('order') ?? 'id:asc';
+  if (!orders.includes(order)) throw badRequest(`order=${order} is not supported by the simulator (supported: ${orders.join(', ')})`);
+  const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
+  let all = await loadObjects(call.state.pool, res.type, null);
+  // Array.sort is stable, so level:asc keeps uid order within a level.
+  if (order === 'level:asc') all = all.sort((a, b) => a.level - b.level);
+  if (!paging) return { status: 200, body: { [res.plural]: all.map((o) => pick(o, fields)) } };
+  const page = positiveIntParam(call, 'page', 1);
+  const pageSize = positiveIntParam(call, 'pageSize', 50);
+  const pageCount = Math.max(1, Math.ceil(all.length / pageSize));
+  const items = all.slice((page - 1) * pageSize, page * pageSize).map((o) => pick(o, fields));
+  return { status: 200, body: { pager: { page, pageCount, total: all.length, pageSize }, [res.plural]: items } };
+}
+
+async function deleteOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
+  const res = RESOURCE_BY_PLURAL[match[1]];
+  const uid = match[2];
+  checkParams(call, []);
+  const { result: refused, writes } = await writeTransaction(call.state.pool, async (tx) => {
+    const existing = await lockRow(tx.db, res, uid);
+    if (!existing) throw missing(res, uid);
+    const report = await deleteObject(tx, res, existing, call.state.blocked);
+    if (report) tx.rollbackOnly = true;
+    return report;
+  });
+  call.state.emit(writes);
+  if (refused) {
+    const associated = refused.errorProperties[1];
+    throw new HttpError(409, `Could not delete due to association with another object: ${associated}`, {
+      response: { responseType: 'ObjectReport', uid, klass: res.klass, errorReports: [refused] },
+    });
+  }
+  return { status: 200, body: webMessage(200, undefined, { response: { responseType: 'ObjectReport', uid, klass: res.klass, errorReports: [] } }) };
+}
+
+/** A collection the owner keeps in a join table; `ordered` lists keep a sort_order. */
+interface Membership { owner: ResourceSpec; member: ResourceSpec; table: string; ordered: boolean }
+const MEMBERSHIPS: Record<string, Membership> = {
+  'organisationUnitGroups/organisationUnits': { owner: RESOURCES.organisationUnitGroup, member: RESOURCES.organisationUnit, table: 'orgunitgroupmembers', ordered: false },
+  'organisationUnitGroupSets/organisationUnitGroups': { owner: RESOURCES.organisationUnitGroupSet, member: RESOURCES.organisationUnitGroup, table: 'orgunitgroupsetmembers', ordered: true },
+};
+
+/** Adds or removes one member: only the join row changes, the owner's row (and lastUpdated) stay as they are. */
+async function changeMembership(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
+  const m = MEMBERSHIPS[`${match[1]}/${match[3]}`];
+  if (!m) throw notFound(`No collection ${match[3]} on ${match[1]} in the simulator`);
+  const [ownerUid, memberUid] = [match[2], match[4]];
+  checkParams(call, []);
+  const { writes } = await writeTransaction(call.state.pool, async (tx) => {
+    const owner = await lockRow(tx.db, m.owner, ownerUid);
+    if (!owner) throw missing(m.owner, ownerUid);
+    const member = (await tx.db.query(`SELECT ${m.member.idColumn} AS id FROM ${m.member.table} WHERE uid = $1`, [memberUid])).rows[0];
+    if (!member) throw missing(m.member, memberUid);
+    const keys = `${m.owner.idColumn}, ${m.member.idColumn}`;
+    const { rowCount } = call.method === 'DELETE'
+      ? await tx.db.query(`DELETE FROM ${m.table} WHERE ${m.owner.idColumn} = $1 AND ${m.member.idColumn} = $2`, [owner.id, member.id])
+      : m.ordered
+        ? await tx.db.query(
+          `INSERT INTO ${m.table} (${keys}, sort_order)
+           SELECT $1, $2, COALESCE(MAX(sort_order), 0) + 1 FROM ${m.table} WHERE ${m.owner.idColumn} = $1
+           ON CONFLICT DO NOTHING`, [owner.id, member.id])
+        : await tx.db.query(`INSERT INTO ${m.table} (${keys}) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [owner.id, member.id]);
+    if (rowCount) tx.record(m.owner.type, ownerUid, 'update');
+  });
+  call.state.emit(writes);
+  return { status: 204 };
+}
+
+async function getMe(call: ApiCall): Promise<Reply> {
+  checkParams(call, ['fields']);
+  const fields = parseFields(call, ['id', 'username', 'name'], 'me');
+  return { status: 200, body: pick({ id: call.user.id, username: call.user.username, name: call.user.username }, fields) };
+}
+
+const one = new RegExp(`^/api/(${RESOURCE_PATH})/([^/]+)$`);
+const membershipPattern = /^\/api\/(organisationUnitGroups|organisationUnitGroupSets)\/([^/]+)\/(organisationUnits|organisationUnitGroups)\/([^/]+)$/;
+
+export const objectRoutes: Route[] = [
+  { method: 'GET', pattern: /^\/api\/me$/, handle: getMe },
+  { method: 'GET', pattern: new RegExp(`^/api/(${RESOURCE_PATH})$`), handle: getList },
+  { method: 'GET', pattern: one, handle: getOne },
+  { method: 'DELETE', pattern: one, handle: deleteOne },
+  { method: 'POST', pattern: membershipPattern, handle: changeMembership },
+  { method: 'DELETE', pattern: membershipPattern, handle: changeMembership },
+];

@@ -1,0 +1,38 @@
+/** Inputs of the DHIS2 org-unit sync runbooks (set-up of change capture, snapshot of a target). */
+import { z } from 'zod';
+import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
+
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
+
+export const sourceDatabase = z.strictObject({
+  host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address'),
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().min(1).max(63).describe('The DHIS2 database, e.g. "dhis2"'),
+  user: z.string().min(1).max(63).default('postgres').describe('A superuser (ALTER SYSTEM, REPLICA IDENTITY, publication, slot)'),
+  password: secretRef,
+  ssl: z.enum(['disable', 'require', 'verify-full']).default('disable'),
+});
+export type SourceDatabase = z.infer<typeof sourceDatabase>;
+
+export const syncSetupInput = z.strictObject({
+  ...runbookInputFields,
+  database: sourceDatabase,
+  capture: z.strictObject({
+    user: identifier.default('runbooks_cdc').describe('The role the change listener logs in as (LOGIN REPLICATION, SELECT on the five tables)'),
+    password: secretRef,
+    slot: identifier.default('runbooks_orgunit_sync'),
+    publication: identifier.default('runbooks_orgunit_sync'),
+  }),
+  restartApproval: approvalPolicy.default(defaultApprovalPolicy())
+    .describe('The gate that waits while someone restarts PostgreSQL to turn on wal_level=logical'),
+});
+export type SyncSetupInput = z.infer<typeof syncSetupInput>;
+
+export const snapshotInput = z.strictObject({
+  ...runbookInputFields,
+  target: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'a target name from the worker\'s ORGUNIT_SYNC_CONFIG'),
+  pageSize: z.number().int().min(1).max(1000).default(200).describe('Resources read and imported per batch'),
+});
+export type SnapshotInput = z.infer<typeof snapshotInput>;
+
+export const databaseLock = (db: SourceDatabase): string => `postgres:${db.host}:${db.port}/${db.database}`;
