@@ -71,6 +71,10 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
       else resolve(Buffer.concat(chunks));
     });
     req.on('error', reject);
+    // A client that hangs up mid-body never sends 'end'.
+    req.on('close', () => {
+      if (!req.complete) reject(new HttpError(400, 'The request body was cut off'));
+    });
   });
 }
 
