@@ -5,6 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Agent, request } from 'undici';
+import { activitySignal } from '../lib/heartbeat';
 import { resolveSecret } from '../lib/secrets';
 import type { ApiAuth } from './config';
 
@@ -77,7 +78,7 @@ export async function call<T = unknown>(server: Dhis2Server, method: 'GET' | 'PO
   let text: string;
   try {
     const res = await request(url, {
-      method, headers, body, dispatcher: agentFor(server),
+      method, headers, body, dispatcher: agentFor(server), signal: activitySignal(),
       headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
     });
     status = res.statusCode;

@@ -75,15 +75,23 @@ export const syncConfigSchema = z.strictObject({
     lagLogEvery: duration.default('30s'),
   }).default({ statusPort: 7240, lagLogEvery: '30s' }),
   idleAfter: duration.default('10m').describe('A resource\'s sync workflow ends after this long without changes'),
-}).superRefine((c, ctx) => {
-  const seen = new Set<string>();
-  c.targets.forEach((t, i) => {
-    if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `"${t.name}" is used by two targets` });
-    seen.add(t.name);
-    if (t.baseUrl === c.source.baseUrl) ctx.addIssue({ code: 'custom', path: ['targets', i, 'baseUrl'], message: 'is the source itself' });
-  });
 });
 export type SyncConfig = z.infer<typeof syncConfigSchema> & { file: string };
+
+/** What one field alone cannot tell; run on the raw file too, so every problem is named in one go. */
+function crossChecks(raw: unknown, dir: string): string[] {
+  const problems: string[] = [];
+  const c = raw as { source?: { baseUrl?: unknown }; targets?: unknown };
+  if (!Array.isArray(c?.targets)) return problems;
+  const seen = new Set<unknown>();
+  c.targets.forEach((t: { name?: unknown; baseUrl?: unknown; transform?: unknown }, i) => {
+    if (t?.name !== undefined && seen.has(t.name)) problems.push(`targets.${i}.name: "${String(t.name)}" is used by two targets`);
+    seen.add(t?.name);
+    if (typeof t?.baseUrl === 'string' && t.baseUrl === c.source?.baseUrl) problems.push(`targets.${i}.baseUrl: is the source itself`);
+    if (typeof t?.transform === 'string' && !existsSync(path.resolve(dir, t.transform))) problems.push(`targets.${i}.transform: ${t.transform} does not exist (relative to ${dir})`);
+  });
+  return problems;
+}
 
 let cached: { file: string; mtimeMs: number; config: SyncConfig } | undefined;
 
@@ -101,12 +109,7 @@ export function loadSyncConfig(file = process.env[syncConfigEnv]): SyncConfig {
     throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} is not JSON: ${(err as Error).message}`, 'SyncConfig');
   }
   const parsed = syncConfigSchema.safeParse(raw);
-  const problems = parsed.success ? [] : describeIssues(parsed.error);
-  if (parsed.success) {
-    parsed.data.targets.forEach((t, i) => {
-      if (t.transform && !existsSync(path.resolve(path.dirname(abs), t.transform))) problems.push(`targets.${i}.transform: ${t.transform} does not exist (relative to ${path.dirname(abs)})`);
-    });
-  }
+  const problems = [...(parsed.success ? [] : describeIssues(parsed.error)), ...crossChecks(raw, path.dirname(abs))];
   if (problems.length) {
     throw ApplicationFailure.nonRetryable(`${syncConfigEnv}=${file} is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, 'SyncConfig');
   }

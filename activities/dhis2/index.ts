@@ -10,7 +10,8 @@ import { currentSyncConfig, targetNamed } from './config';
 import { handOver } from './handoff';
 import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
-import { checkRequest, notifyTarget, syncResource } from './sync';
+import { whileHeartbeating } from '../lib/heartbeat';
+import { checkRequest, notifyTarget, syncResource, type SyncRequest } from './sync';
 
 export function createDhis2SetupActivities() {
   const { inspectSyncSource, setLogicalWal, checkLogicalWal, ensureCaptureRole, ensureReplicaIdentity, ensurePublication, ensureSlot, verifyCaptureLogin } = setup;
@@ -21,9 +22,9 @@ export type Dhis2SetupActivities = ReturnType<typeof createDhis2SetupActivities>
 export function createDhis2Activities() {
   return {
     ...createDhis2SetupActivities(),
-    syncResource,
+    syncResource: (req: SyncRequest) => whileHeartbeating(() => syncResource(req)),
     checkSnapshotTarget,
-    copyPage,
+    copyPage: (req: Parameters<typeof copyPage>[0]) => whileHeartbeating(() => copyPage(req)),
 
     /** Asks each referenced resource's sync to run, and to signal `waiter` once the target has it. */
     async requestSync(req: { target: string; refs: Array<{ type: ResourceType; uid: string }>; waiter: string; taskQueue: string; settings: SyncSettings }): Promise<void> {

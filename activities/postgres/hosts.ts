@@ -3,7 +3,7 @@
  * and SQL through that connection. The layout's commands are in profile.ts.
  */
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
+import { whileHeartbeating } from '../lib/heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import type { SshSession, SshTarget } from '../lib/ssh';
@@ -21,13 +21,7 @@ export function sshTarget(host: PgHost): SshTarget {
  * that dies mid-command is noticed within the heartbeat timeout, not the whole start-to-close timeout.
  */
 export async function onHost<T>(host: PgHost, fn: (s: SshSession) => Promise<T>): Promise<T> {
-  const context = Context.current();
-  const beat = setInterval(() => context.heartbeat(), 2_000);
-  try {
-    return await withSsh(sshTarget(host), fn);
-  } finally {
-    clearInterval(beat);
-  }
+  return whileHeartbeating(() => withSsh(sshTarget(host), fn));
 }
 
 export interface SqlOptions {

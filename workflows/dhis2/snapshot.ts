@@ -35,7 +35,7 @@ export const orgUnitSnapshot = defineRunbook({
   const { counts } = await rb.step('preflight', () => check.checkSnapshotTarget({ target }));
   // The target's own queue: its slots, its concurrency; never more than 5 minutes without a worker for it.
   const onTarget = runbookActivities<Dhis2Activities>({
-    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), startToCloseTimeout: '10 minutes', scheduleToStartTimeout: '5 minutes',
+    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', scheduleToStartTimeout: '5 minutes',
     retry: { maximumAttempts: 10, maximumInterval: '2 minutes' },
   });
 

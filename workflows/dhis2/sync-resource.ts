@@ -48,6 +48,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   const onTarget = proxyActivities<Dhis2Activities>({
     taskQueue: syncActivityQueue(workflowInfo().taskQueue, target),
     startToCloseTimeout: '3 minutes',
+    heartbeatTimeout: '10 seconds',
     scheduleToCloseTimeout: settings.giveUpAfter as Duration,
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: settings.maximumInterval as Duration },
   });
