@@ -4,6 +4,9 @@
  *   promotion   time from run start to new primary writable, and from the promote call to
  *               writable, beside a bare pg_promote() on the same kind of clusters in the same run.
  *
+ *   orgunit-sync  DHIS2 org-unit sync: source COMMIT -> visible on each target (p50/p95) at a
+ *               steady rate, and throughput, beside a bare fetch+import loop (the floor).
+ *
  * Options: --runs N (default 3). Prints every measurement and the medians.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +21,7 @@ import { startLab, type Lab } from '../test/lab/hosts';
 import { hostInput } from '../test/lab/inputs';
 import { killPostmaster, streamingPair } from '../test/lab/pair';
 import { startProcess } from '../test/support/processes';
+import { orgunitSyncBench } from './bench-orgunit';
 
 const repoRoot = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -140,12 +144,13 @@ async function promotion(runs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' } } });
   const runs = Number(values.runs ?? 3);
   switch (positionals[0]) {
     case 'promotion': return promotion(runs);
+    case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100]');
       process.exit(2);
   }
 }

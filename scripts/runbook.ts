@@ -35,7 +35,7 @@ const usage = `Usage: npm run runbook -- <command>
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
   sync-status [--json]                              the org-unit change listener's lag; the syncs by state (exit 4: listener down)
-  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: syncing, failed, ...)`;
+  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, failed)`;
 
 function loadCatalog(): CatalogEntry[] {
   const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';

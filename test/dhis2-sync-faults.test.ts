@@ -62,9 +62,11 @@ test('the worker SIGKILLed mid-apply: a new worker finishes the change, applied 
   lab.targets.t1.slowMs = 2500;
   const handle = client.workflow.getHandle(syncWorkflowId('t1', 'organisationUnit', unit));
   try {
+    const seen = lab.source.requests.length;
     await sourceImport(lab, 'organisationUnit', [ou(unit, 'Mid-apply v2')]);
-    await eventually('the sync activity running against slow t1', () => handle.describe(),
-      (d) => (d.raw.pendingActivities ?? []).some((a) => a.activityType?.name === 'syncResource' && String(a.state) === '2' /* STARTED */), 30_000);
+    // The pass has read the source and waits on slow t1: the worker dies right there.
+    await eventually('the sync pass reading the source', async () => lab.source.requests.slice(seen),
+      (rs) => rs.some((r) => r.method === 'GET' && r.path.endsWith(`/organisationUnits/${unit}`)), 30_000);
     await worker.kill('SIGKILL');
   } finally {
     lab.targets.t1.slowMs = 0;

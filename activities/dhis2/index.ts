@@ -8,6 +8,7 @@ import type { SyncSettings } from '../../workflows/dhis2/messages';
 import type { ResourceType } from '../../workflows/dhis2/resources';
 import { currentSyncConfig, targetNamed } from './config';
 import { handOver } from './handoff';
+import { syncResourceFast } from './fast-path';
 import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
@@ -23,6 +24,7 @@ export function createDhis2Activities() {
   return {
     ...createDhis2SetupActivities(),
     syncResource: (req: SyncRequest) => whileHeartbeating(() => syncResource(req)),
+    syncResourceFast,
     checkSnapshotTarget,
     copyPage: (req: Parameters<typeof copyPage>[0]) => whileHeartbeating(() => copyPage(req)),
 

@@ -2,3 +2,4 @@
 export * from '../../workflows';
 export * from './platform';
 export * from './gated';
+export * from './floor';

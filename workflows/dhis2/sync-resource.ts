@@ -6,11 +6,13 @@
  * down, continues as new before its history grows large, and ends when idle.
  */
 import {
-  ActivityFailure, ApplicationFailure, condition, continueAsNew, getExternalWorkflowHandle, proxyActivities,
-  setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo,
+  ActivityFailure, ApplicationFailure, condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, proxyLocalActivities,
+  setCurrentDetails, setHandler, sleep, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
+import { toMs } from '../kit/approval';
 import type { Duration } from '@temporalio/common';
 import type { Dhis2Activities } from '../../activities/dhis2';
+import type { FastOutcome } from '../../activities/dhis2/fast-path';
 import type { SyncOutcome } from '../../activities/dhis2/sync';
 import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
 import {
@@ -26,13 +28,14 @@ const maxHistoryEvents = 2_000;
 
 export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   const { target, type, uid, settings } = args;
-  const idleAfter = settings.idleAfter as Duration;
   const progress: SyncProgress = args.carried?.progress ?? { target, type, uid, status: 'syncing', changesSeen: 0, passes: 0, recent: [] };
   let pending = args.carried?.pending ?? false;
   const waiters = new Set(args.carried?.waiters ?? []);
+  const idle = idleWatch(settings.idleAfter as Duration);
 
   setHandler(sourceChangedSignal, (change) => {
     pending = true;
+    idle.touch();
     progress.changesSeen += 1;
     if (typeof change?.committedAt === 'string') progress.lastCommittedAt = change.committedAt;
     if (typeof change?.waiter === 'string' && change.waiter !== workflowInfo().workflowId) waiters.add(change.waiter);
@@ -44,7 +47,9 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     { key: RunbookResource, value: `${type}:${uid}` },
   ]);
 
-  // Its own task queue per target: a slow or failing target takes only its own activity slots.
+  // Fast path: a local activity in this worker, for a target that answers well (it defers at once otherwise).
+  const fast = proxyLocalActivities<Dhis2Activities>({ startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 1 } });
+  // Slow path: the target's own task queue, so a slow or failing target takes only its own slots; retried with backoff.
   const onTarget = proxyActivities<Dhis2Activities>({
     taskQueue: syncActivityQueue(workflowInfo().taskQueue, target),
     startToCloseTimeout: '3 minutes',
@@ -54,10 +59,16 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   });
   const temporal = proxyActivities<Dhis2Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '30s' } });
 
+  let published = '';
   const show = (status: SyncStatus) => {
     progress.status = status;
-    upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
     setCurrentDetails(renderSync(progress));
+    // The search attribute changes only between kinds of state, not on every pass (each upsert is a history event).
+    const kind = searchStatus[status];
+    if (kind !== published) {
+      upsertSearchAttributes([{ key: RunbookStatus, value: kind }]);
+      published = kind;
+    }
   };
   const record = (r: Omit<SyncRecord, 'at'>) => {
     progress.recent.push({ at: new Date().toISOString(), ...r });
@@ -72,13 +83,17 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     }
     if (!pending) {
       const status = progress.status;
-      const changed = await condition(() => pending, status === 'waiting_for_reference' ? backoff(referenceWaits) : idleAfter);
-      if (!changed) {
-        // A failed change is not dropped: it stays failed, visible, until the source changes again.
-        if (status === 'failed') continue;
-        if (status !== 'waiting_for_reference') break;
+      if (status === 'waiting_for_reference') {
         // After waiting for a reference long enough, try again even without news.
-        pending = true;
+        if (!(await condition(() => pending, backoff(referenceWaits)))) pending = true;
+      } else if (status === 'failed') {
+        // A failed change is not dropped: it stays failed, visible, until the source changes again.
+        await condition(() => pending, settings.idleAfter as Duration);
+        continue;
+      } else {
+        idle.arm();
+        await condition(() => pending || idle.reached());
+        if (!pending) break;
       }
     }
     pending = false;
@@ -86,12 +101,18 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     show('syncing');
 
     let outcome: SyncOutcome;
-    try {
-      outcome = await onTarget.syncResource({ target, type, uid });
-    } catch (err) {
-      // Retried for as long as the target's config allows: now it counts as failed for good.
-      outcome = { action: 'failed', error: failureText(err), errors: [] };
+    const quick: FastOutcome = await fast.syncResourceFast({ target, type, uid }).catch((err) => ({ action: 'deferred', reason: failureText(err) }));
+    if (quick.action !== 'deferred') {
+      outcome = quick;
+    } else {
+      try {
+        outcome = await onTarget.syncResource({ target, type, uid });
+      } catch (err) {
+        // Retried for as long as the target's config allows: now it counts as failed for good.
+        outcome = { action: 'failed', error: failureText(err), errors: [] };
+      }
     }
+    idle.touch();
 
     if (outcome.action === 'waitingForReferences') {
       const missing = outcome.missing.filter((m) => !(m.type === type && m.uid === uid));
@@ -111,7 +132,6 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
       record({ action: 'failed', error: outcome.error });
       show('failed');
       await temporal.notifySyncFailure({ target, type, uid, error: outcome.error }).catch(() => undefined);
-      // Waits for the next source change (a fix on the source side), or ends when idle.
       continue;
     }
     progress.error = undefined;
@@ -125,6 +145,31 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   }
   show('completed');
   return progress;
+}
+
+/** What operators filter on (RunbookStatus): a sync that is merely between passes is still `active`. */
+const searchStatus: Record<SyncStatus, string> = {
+  syncing: 'active', idle: 'active', waiting_for_reference: 'waiting_for_reference', failed: 'failed', completed: 'completed',
+};
+
+/** One timer per idle period, not one per pass: reached() once `idleAfter` passed with no touch(). */
+function idleWatch(idleAfter: Duration) {
+  const ms = toMs(idleAfter as string);
+  let lastActive = Date.now();
+  let reached = false;
+  let watching = false;
+  const watch = async () => {
+    watching = true;
+    for (let left = ms; left > 0; left = lastActive + ms - Date.now()) await sleep(left);
+    reached = true;
+    watching = false;
+  };
+  return {
+    touch() { lastActive = Date.now(); reached = false; },
+    /** Starts the timer unless one runs (outside any condition predicate: predicates must not schedule). */
+    arm() { if (!watching && !reached) void watch(); },
+    reached: () => reached,
+  };
 }
 
 async function wakeWaiters(waiters: Set<string>): Promise<void> {

@@ -1,0 +1,22 @@
+/**
+ * The Temporal floor of the org-unit sync benchmark: an entity workflow that, for each signal,
+ * makes one pass with a local activity that does nothing: what Temporal alone costs per change.
+ * It ends after the pass that follows its `expected`-th signal.
+ */
+import { condition, defineSignal, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+
+export const floorPokeSignal = defineSignal<[]>('floorPoke');
+const local = proxyLocalActivities<{ floorNoop(): Promise<void> }>({ startToCloseTimeout: '10 seconds' });
+
+export async function signalFloor(expected: number): Promise<void> {
+  let received = 0;
+  let pending = false;
+  setHandler(floorPokeSignal, () => { received += 1; pending = true; });
+  for (;;) {
+    await condition(() => pending);
+    pending = false;
+    const seen = received;
+    await local.floorNoop();
+    if (seen >= expected) return;
+  }
+}
