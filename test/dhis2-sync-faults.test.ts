@@ -100,6 +100,20 @@ test('a change a target refuses for good (E5003 duplicate code) is kept as faile
   await eventually('t2 applied the fixed change', async () => lab.targets.t2.get('organisationUnit', unit), (r) => r?.code === 'DUP_CODE_2');
 }, 120_000);
 
+test('an import answered 200 with status ERROR counts as a failure, not a success', async () => {
+  const unit = newUid('E');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v1')]);
+  await converged(lab, 't1');
+  lab.targets.t1.answerErrorWith200Next(1);
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v2')]);
+  const handle = client.workflow.getHandle(syncWorkflowId('t1', 'organisationUnit', unit));
+  const failed = await eventually('t1 sync failed', () => handle.query(syncProgressQuery), (p) => p.status === 'failed');
+  expect(failed.error).toMatch(/HTTP 200 status ERROR/);
+  expect((await lab.targets.t1.get('organisationUnit', unit)).name).toBe('Quirky v1');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v3')]);
+  await eventually('t1 applied the next change', async () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.name === 'Quirky v3');
+}, 60_000);
+
 test('a bad configuration stops the worker and the listener before they start, naming every bad field', async () => {
   const bad = `${lab.configFile}.bad.json`;
   writeFileSync(bad, JSON.stringify({

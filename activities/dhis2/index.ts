@@ -25,7 +25,7 @@ export function createDhis2Activities() {
     ...createDhis2SetupActivities(),
     syncResource: (req: SyncRequest) => whileHeartbeating(() => syncResource(req)),
     syncResourceFast,
-    checkSnapshotTarget,
+    checkSnapshotTarget: (req: { target: string }) => whileHeartbeating(() => checkSnapshotTarget(req)),
     copyPage: (req: Parameters<typeof copyPage>[0]) => whileHeartbeating(() => copyPage(req)),
 
     /** Asks each referenced resource's sync to run, and to signal `waiter` once the target has it. */

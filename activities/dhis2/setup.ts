@@ -9,6 +9,7 @@ import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { SecretRef } from '../../workflows/kit/input';
 import { captureTables } from '../../workflows/dhis2/resources';
 import type { SourceDatabase } from '../../workflows/dhis2/schema';
+import { whileHeartbeating } from '../lib/heartbeat';
 import { scramMatches, scramVerifier } from '../lib/scram';
 import { resolveSecret } from '../lib/secrets';
 
@@ -28,7 +29,7 @@ async function withDatabase<T>(db: SourceDatabase, fn: (c: Client) => Promise<T>
   } catch (err) {
     throw ApplicationFailure.retryable(`Cannot connect to ${db.host}:${db.port}/${db.database} as ${db.user}: ${(err as Error).message}`, 'SourceUnavailable');
   }
-  try { return await fn(client); } finally { await client.end().catch(() => undefined); }
+  try { return await whileHeartbeating(() => fn(client)); } finally { await client.end().catch(() => undefined); }
 }
 
 /** Runs the statements (or, in a dry-run, only reports them). */
@@ -134,7 +135,11 @@ export async function ensureSlot(req: { database: SourceDatabase; slot: string; 
 }
 
 /** Logs in as the listener will (a replication connection) and reads what it needs. */
-export async function verifyCaptureLogin(req: { database: SourceDatabase; capture: CaptureNames }): Promise<{ systemId: string; slotActive: boolean }> {
+export function verifyCaptureLogin(req: { database: SourceDatabase; capture: CaptureNames }): Promise<{ systemId: string; slotActive: boolean }> {
+  return whileHeartbeating(() => loginAsListener(req));
+}
+
+async function loginAsListener(req: { database: SourceDatabase; capture: CaptureNames }): Promise<{ systemId: string; slotActive: boolean }> {
   const password = resolveSecret(req.capture.password.secret, { host: req.database.host, purpose: 'replication-password' });
   const { host, port, database, ssl } = req.database;
   const client = new Client({ host, port, database, user: req.capture.user, password, ssl: sslOf(ssl), connectionTimeoutMillis: 15_000, replication: 'database' } as ConstructorParameters<typeof Client>[0]);

@@ -12,7 +12,7 @@ import { defineRunbook, type StepContext } from '../kit/runbook';
 import { resourceTypes, syncActivityQueue, type ResourceType } from './resources';
 import { snapshotInput } from './schema';
 
-const check = runbookActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
 
 const stepOf: Record<ResourceType, 'orgUnits' | 'groups' | 'groupSets'> = {
   organisationUnit: 'orgUnits', organisationUnitGroup: 'groups', organisationUnitGroupSet: 'groupSets',

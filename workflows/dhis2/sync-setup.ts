@@ -7,7 +7,7 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
 import { databaseLock, syncSetupInput } from './schema';
 
-const db = runbookActivities<Dhis2SetupActivities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 5 } });
+const db = runbookActivities<Dhis2SetupActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
 
 export const orgUnitSyncSetup = defineRunbook({
   name: 'orgUnitSyncSetup',
