@@ -18,7 +18,7 @@ import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
 import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
-import { formatSyncProgress, isSyncProgress, printSyncs, printSyncStatus } from './lib/sync-commands';
+import { decideParked, formatSyncProgress, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
 
 const repoRoot = path.resolve(__dirname, '..');
 export const exitCodes = { ok: 0, failed: 1, usage: 2, timedOut: 3, unreachable: 4 } as const;
@@ -35,7 +35,10 @@ const usage = `Usage: npm run runbook -- <command>
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
   sync-status [--json]                              the org-unit change listener's lag; the syncs by state (exit 4: listener down)
-  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, failed)`;
+  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, parked)
+  parked [--target T] [--json]                      org-unit changes a target refused for good, waiting for a person
+  retry <workflowId> [--by NAME]                    try a parked change again (the source's latest state)
+  drop  <workflowId> --reason TEXT [--by NAME]      give a parked change up; the changes queued behind it apply`;
 
 function loadCatalog(): CatalogEntry[] {
   const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';
@@ -220,6 +223,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'approve': case 'reject': return decide(await client(), command, needId(), values);
     case 'link': return link(await client(), needId(), values);
     case 'sync-status': return (await printSyncStatus(await client(), Boolean(values.json))) ? exitCodes.ok : exitCodes.unreachable;
+    case 'parked': await printParked(await client(), { target: values.target as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
+    case 'retry': case 'drop': {
+      if (command === 'drop' && !values.reason) throw new CliError('drop needs --reason', exitCodes.usage);
+      const by = (values.by as string | undefined) ?? `${os.userInfo().username}@${os.hostname()}`;
+      const r = await decideParked(await client(), command, needId(), by, values.reason as string | undefined);
+      console.log(r.text);
+      return r.applied ? exitCodes.ok : exitCodes.failed;
+    }
     case 'syncs': await printSyncs(await client(), { target: values.target as string | undefined, state: values.state as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
     default:
       console.log(usage);

@@ -4,10 +4,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { syncProgressQuery } from '../workflows/dhis2/messages';
+import { retrySyncSignal, syncProgressQuery } from '../workflows/dhis2/messages';
 import { syncWorkflowId } from '../workflows/dhis2/resources';
-import { converged, eventually, newUid, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
-import { startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+import { converged, eventually, newUid, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
+import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 
 let lab: Dhis2Lab;
 let client: Client;
@@ -79,7 +79,7 @@ test('the worker SIGKILLed mid-apply: a new worker finishes the change, applied 
   expect((await handle.query(syncProgressQuery)).status).toBe('idle');
 }, 120_000);
 
-test('a change a target refuses for good (E5003 duplicate code) is kept as failed, told to the target, and applied after the source is fixed', async () => {
+test('a change a target refuses for good (E5003 duplicate code) is parked, told to the target, queues later changes, and applies on retry', async () => {
   const squatter = newUid('Z');
   // t2 already has another unit with this code.
   const res = await fetch(`${lab.targets.t2.baseUrl}/api/metadata?importStrategy=CREATE_AND_UPDATE&identifier=UID&atomicMode=ALL`, {
@@ -90,28 +90,71 @@ test('a change a target refuses for good (E5003 duplicate code) is kept as faile
   const unit = newUid('U');
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Clashing', { code: 'DUP_CODE' })]);
   await eventually('t1 has it', async () => lab.targets.t1.get('organisationUnit', unit), (r) => Boolean(r));
-  const handle = client.workflow.getHandle(syncWorkflowId('t2', 'organisationUnit', unit));
-  const failed = await eventually('t2 sync failed', () => handle.query(syncProgressQuery), (p) => p.status === 'failed');
-  expect(failed.error).toMatch(/E5003/);
+  const id = syncWorkflowId('t2', 'organisationUnit', unit);
+  const handle = client.workflow.getHandle(id);
+  const parked = await eventually('t2 sync parked', () => handle.query(syncProgressQuery), (p) => p.status === 'parked');
+  expect(parked.parked?.errors.map((e) => e.code)).toEqual(['E5003']);
   await eventually('a failure notice on t2', () => lab.targets.t2.messages(), (ms) => ms.some((m: { subject: string }) => m.subject.includes(`FAILED to sync organisationUnit ${unit}`)));
-  expect(await lab.targets.t2.get('organisationUnit', unit)).toBeUndefined();
 
+  // A later change queues behind the parked one: nothing applies until a person decides.
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Clashing', { code: 'DUP_CODE_2' })]);
-  await eventually('t2 applied the fixed change', async () => lab.targets.t2.get('organisationUnit', unit), (r) => r?.code === 'DUP_CODE_2');
+  await eventually('the change queued', () => handle.query(syncProgressQuery), (p) => (p.parked?.queued ?? 0) >= 1);
+  expect(await lab.targets.t2.get('organisationUnit', unit)).toBeUndefined();
+  const listed = await runCli(['parked', '--target', 't2'], {});
+  expect(listed.stdout).toContain(id);
+  expect(listed.stdout).toMatch(/E5003/);
+  expect((await runCli(['parked', '--target', 't1'], {})).stdout).not.toContain(unit);
+
+  const retried = await runCli(['retry', id, '--by', 'ops-anna'], {});
+  expect(retried.code).toBe(0);
+  expect(retried.stdout).toMatch(/retried: by ops-anna/);
+  await eventually('t2 applied the latest change', async () => lab.targets.t2.get('organisationUnit', unit), (r) => r?.code === 'DUP_CODE_2');
+  expect((await runCli(['retry', id, '--by', 'ops-anna'], {})).code).toBe(1);
+}, 120_000);
+
+test('a delete blocked by E4030 is parked; retried after the blocker is removed it applies; another is dropped with a reason', async () => {
+  const [kept, gone] = [newUid('K'), newUid('G')];
+  await sourceImport(lab, 'organisationUnit', [ou(kept, 'Has data'), ou(gone, 'Has data too')]);
+  await converged(lab, 't1');
+  lab.targets.t1.block(kept);
+  lab.targets.t1.block(gone);
+  await sourceDelete(lab, 'organisationUnit', kept);
+  await sourceDelete(lab, 'organisationUnit', gone);
+  const keptId = syncWorkflowId('t1', 'organisationUnit', kept);
+  const goneId = syncWorkflowId('t1', 'organisationUnit', gone);
+  for (const id of [keptId, goneId]) {
+    const p = await eventually(`${id} parked`, () => client.workflow.getHandle(id).query(syncProgressQuery), (x) => x.status === 'parked');
+    expect(p.parked?.errors[0]?.code).toBe('E4030');
+  }
+  const listed = await runCli(['parked', '--target', 't1', '--json'], {});
+  expect(JSON.parse(listed.stdout).map((r: { workflowId: string }) => r.workflowId)).toEqual(expect.arrayContaining([keptId, goneId]));
+
+  expect((await runCli(['drop', keptId], {})).code).toBe(2);
+  const dropped = await runCli(['drop', keptId, '--by', 'ops-ben', '--reason', 'facility data must stay on t1'], {});
+  expect(dropped.code).toBe(0);
+  const after = await client.workflow.getHandle(keptId).query(syncProgressQuery);
+  expect(after.status).toBe('idle');
+  expect(after.recent.at(-1)).toMatchObject({ action: 'dropped', note: 'by ops-ben: facility data must stay on t1' });
+  expect(await lab.targets.t1.get('organisationUnit', kept)).toBeDefined();
+
+  lab.targets.t1.unblock(gone);
+  expect((await runCli(['retry', goneId, '--by', 'ops-ben'], {})).code).toBe(0);
+  await eventually('the delete applied', async () => lab.targets.t1.get('organisationUnit', gone), (r) => r === undefined);
 }, 120_000);
 
 test('an import answered 200 with status ERROR counts as a failure, not a success', async () => {
   const unit = newUid('E');
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v1')]);
-  await converged(lab, 't1');
+  // (t1 as a whole differs from the source now: it keeps the unit whose delete was dropped.)
+  await eventually('t1 has it', async () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.name === 'Quirky v1');
   lab.targets.t1.answerErrorWith200Next(1);
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v2')]);
   const handle = client.workflow.getHandle(syncWorkflowId('t1', 'organisationUnit', unit));
-  const failed = await eventually('t1 sync failed', () => handle.query(syncProgressQuery), (p) => p.status === 'failed');
-  expect(failed.error).toMatch(/HTTP 200 status ERROR/);
+  const parked = await eventually('t1 sync parked', () => handle.query(syncProgressQuery), (p) => p.status === 'parked');
+  expect(parked.error).toMatch(/HTTP 200 status ERROR/);
   expect((await lab.targets.t1.get('organisationUnit', unit)).name).toBe('Quirky v1');
-  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Quirky v3')]);
-  await eventually('t1 applied the next change', async () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.name === 'Quirky v3');
+  await handle.signal(retrySyncSignal, { by: 'ops' });
+  await eventually('t1 applied it on retry', async () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.name === 'Quirky v2');
 }, 60_000);
 
 test('a bad configuration stops the worker and the listener before they start, naming every bad field', async () => {

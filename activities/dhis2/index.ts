@@ -40,9 +40,12 @@ export function createDhis2Activities() {
       const config = currentSyncConfig();
       const target = targetNamed(config, req.target);
       if (!target.notify.on.includes('failure')) return;
+      const workflowId = Context.current().info.workflowExecution?.workflowId ?? 'unknown';
       try {
-        await notifyTarget(config, target, `[Runbooks org-unit sync] FAILED to sync ${req.type} ${req.uid}`,
-          `The change to ${req.type} ${req.uid} could not be applied on ${target.name}:\n\n${req.error}\n\nIt is kept (workflow ${Context.current().info.workflowExecution?.workflowId ?? 'unknown'}) and applied with the next source change.`);
+        await notifyTarget(config, target, `[Runbooks org-unit sync] FAILED to sync ${req.type} ${req.uid} (parked)`,
+          `The change to ${req.type} ${req.uid} could not be applied on ${target.name}:\n\n${req.error}\n\n` +
+          `It is PARKED, not lost: later changes to this resource wait behind it. Once the cause is fixed: npm run runbook -- retry ${workflowId}; ` +
+          `to give it up: npm run runbook -- drop ${workflowId} --reason "...".`);
       } catch (err) {
         throw ApplicationFailure.retryable(`Could not notify ${target.name} of the failure: ${(err as Error).message}`);
       }

@@ -34,7 +34,28 @@ export interface SourceChange {
 }
 export const sourceChangedSignal = defineSignal<[SourceChange]>('sourceChanged');
 
-export type SyncStatus = 'syncing' | 'waiting_for_reference' | 'failed' | 'idle' | 'completed';
+/** `parked`: a change the target refused for good waits for a person (retry or drop); later changes queue behind it. */
+export type SyncStatus = 'syncing' | 'waiting_for_reference' | 'parked' | 'idle' | 'completed';
+
+/** What an operator sends to a parked sync (`npm run runbook -- retry|drop`). */
+export interface ParkedDecision {
+  by: string;
+  reason?: string;
+}
+/** Try the parked resource again (with the source's latest state), e.g. after the blocker was removed. */
+export const retrySyncSignal = defineSignal<[ParkedDecision]>('retry');
+/** Give up the parked change (a reason is required); changes queued behind it then apply. */
+export const dropSyncSignal = defineSignal<[ParkedDecision]>('drop');
+
+/** A change parked because the target refused it for good: the failure and the target's own report. */
+export interface ParkedChange {
+  at: string;
+  error: string;
+  /** The import report's errors (code, message, object). */
+  errors: Array<{ code: string; message: string; uid?: string; property?: string }>;
+  /** Source changes that arrived since, waiting behind it. */
+  queued: number;
+}
 
 export interface SyncRecord {
   at: string;
@@ -55,6 +76,7 @@ export interface SyncProgress {
   lastCommittedAt?: string;
   waitingFor?: Array<{ type: ResourceType; uid: string }>;
   error?: string;
+  parked?: ParkedChange;
   /** The last passes, newest last. */
   recent: SyncRecord[];
 }

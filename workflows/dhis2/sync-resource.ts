@@ -16,10 +16,12 @@ import type { FastOutcome } from '../../activities/dhis2/fast-path';
 import type { SyncOutcome } from '../../activities/dhis2/sync';
 import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
 import {
-  sourceChangedSignal, syncProgressQuery, syncWorkflowType,
-  type SyncArgs, type SyncProgress, type SyncRecord, type SyncStatus,
+  dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncWorkflowType,
+  type ParkedDecision, type SyncArgs, type SyncProgress, type SyncRecord, type SyncStatus,
 } from './messages';
-import { syncActivityQueue, type ResourceType } from './resources';
+import { syncActivityQueue, syncWorkflowId, type ResourceType } from './resources';
+
+const syncWorkflowIdOf = (p: SyncProgress) => syncWorkflowId(p.target, p.type, p.uid);
 
 /** Passes kept in progress; history past that is in Temporal's event history. */
 const keptRecords = 10;
@@ -37,9 +39,25 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     pending = true;
     idle.touch();
     progress.changesSeen += 1;
+    if (progress.parked) progress.parked.queued += 1;
     if (typeof change?.committedAt === 'string') progress.lastCommittedAt = change.committedAt;
     if (typeof change?.waiter === 'string' && change.waiter !== workflowInfo().workflowId) waiters.add(change.waiter);
   });
+  const record = (r: Omit<SyncRecord, 'at'>) => {
+    progress.recent.push({ at: new Date().toISOString(), ...r });
+    progress.recent.splice(0, Math.max(0, progress.recent.length - keptRecords));
+  };
+  let decision: ({ kind: 'retry' | 'drop' } & ParkedDecision) | undefined;
+  const decide = (kind: 'retry' | 'drop') => (d: ParkedDecision) => {
+    const by = typeof d?.by === 'string' && d.by.trim() ? d.by.trim().slice(0, 200) : undefined;
+    const reason = typeof d?.reason === 'string' && d.reason.trim() ? d.reason.trim().slice(0, 1000) : undefined;
+    const refused = progress.status !== 'parked' ? `nothing is parked (status ${progress.status})`
+      : !by ? 'say who decides ("by")' : kind === 'drop' && !reason ? 'a drop needs a reason' : decision ? 'a decision is already being applied' : undefined;
+    if (refused) { record({ action: `${kind} ignored`, note: `${by ?? 'someone'}: ${refused}` }); return; }
+    decision = { kind, by: by!, reason };
+  };
+  setHandler(retrySyncSignal, decide('retry'));
+  setHandler(dropSyncSignal, decide('drop'));
   setHandler(syncProgressQuery, () => progress);
   upsertSearchAttributes([
     { key: RunbookName, value: syncWorkflowType },
@@ -70,26 +88,31 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
       published = kind;
     }
   };
-  const record = (r: Omit<SyncRecord, 'at'>) => {
-    progress.recent.push({ at: new Date().toISOString(), ...r });
-    progress.recent.splice(0, Math.max(0, progress.recent.length - keptRecords));
-  };
 
   let referenceWaits = 0;
   show(pending ? 'syncing' : progress.status === 'completed' ? 'idle' : progress.status);
   for (;;) {
-    if (!pending && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxHistoryEvents)) {
+    const parked = progress.status === 'parked';
+    if ((!pending || parked) && !decision && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxHistoryEvents)) {
       await continueAsNew<typeof orgUnitSync>({ target, type, uid, settings, carried: { pending, waiters: [...waiters], progress } });
+    }
+    if (parked) {
+      // Parked: nothing applies (later changes queue behind it) until a person retries or drops it.
+      if (!(await condition(() => decision !== undefined, settings.idleAfter as Duration))) continue;
+      const d = decision!;
+      decision = undefined;
+      progress.parked = undefined;
+      progress.error = undefined;
+      record({ action: d.kind === 'retry' ? 'retried' : 'dropped', note: `by ${d.by}${d.reason ? `: ${d.reason}` : ''}` });
+      if (d.kind === 'retry') pending = true;
+      show(pending ? 'syncing' : 'idle');
+      continue;
     }
     if (!pending) {
       const status = progress.status;
       if (status === 'waiting_for_reference') {
         // After waiting for a reference long enough, try again even without news.
         if (!(await condition(() => pending, backoff(referenceWaits)))) pending = true;
-      } else if (status === 'failed') {
-        // A failed change is not dropped: it stays failed, visible, until the source changes again.
-        await condition(() => pending, settings.idleAfter as Duration);
-        continue;
       } else {
         idle.arm();
         await condition(() => pending || idle.reached());
@@ -128,9 +151,11 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     progress.waitingFor = undefined;
 
     if (outcome.action === 'failed') {
+      // Parked, not dropped: this workflow is the dead letter, found with RunbookStatus = "parked".
       progress.error = outcome.error;
-      record({ action: 'failed', error: outcome.error });
-      show('failed');
+      progress.parked = { at: new Date().toISOString(), error: outcome.error, errors: outcome.errors.slice(0, 20), queued: pending ? 1 : 0 };
+      record({ action: 'parked', error: outcome.error });
+      show('parked');
       await temporal.notifySyncFailure({ target, type, uid, error: outcome.error }).catch(() => undefined);
       continue;
     }
@@ -149,7 +174,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
 
 /** What operators filter on (RunbookStatus): a sync that is merely between passes is still `active`. */
 const searchStatus: Record<SyncStatus, string> = {
-  syncing: 'active', idle: 'active', waiting_for_reference: 'waiting_for_reference', failed: 'failed', completed: 'completed',
+  syncing: 'active', idle: 'active', waiting_for_reference: 'waiting_for_reference', parked: 'parked', completed: 'completed',
 };
 
 /** One timer per idle period, not one per pass: reached() once `idleAfter` passed with no touch(). */
@@ -197,7 +222,11 @@ export function renderSync(p: SyncProgress): string {
     `${p.changesSeen} source change(s), ${p.passes} pass(es)${p.lastCommittedAt ? `, last source commit ${p.lastCommittedAt}` : ''}`,
   ];
   if (p.waitingFor?.length) lines.push('', `Waiting until the target has: ${p.waitingFor.map((w) => `${w.type} ${w.uid}`).join(', ')}`);
-  if (p.error) lines.push('', `Failed: ${p.error}`);
+  if (p.parked) {
+    lines.push('', `**Parked** since ${p.parked.at} (${p.parked.queued} later change(s) queued behind it): ${p.parked.error}`);
+    lines.push(...p.parked.errors.map((e) => `- ${e.code}${e.property ? ` (${e.property})` : ''}: ${e.message}`));
+    lines.push('', `Retry: npm run runbook -- retry ${syncWorkflowIdOf(p)} · drop: npm run runbook -- drop ${syncWorkflowIdOf(p)} --reason "..."`);
+  } else if (p.error) lines.push('', `Failed: ${p.error}`);
   if (p.recent.length) lines.push('', ...p.recent.map((r) => `- ${r.at} ${r.action}${r.changes?.length ? `: ${r.changes.join(', ')}` : ''}${r.note ? ` — ${r.note}` : ''}${r.error ? ` — ${r.error}` : ''}`));
   return lines.join('\n');
 }
