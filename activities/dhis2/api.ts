@@ -120,6 +120,8 @@ export const snippet = (text: string, max = 300): string => (text.length > max ?
 /** The import report's errors, flattened: [{ code, message, uid, property }]. */
 export interface ImportError { code: string; message: string; uid?: string; property?: string; properties?: string[] }
 
+const maxImportErrors = 50;
+
 export function importErrors(report: unknown): ImportError[] {
   const out: ImportError[] = [];
   const response = (report as { response?: { typeReports?: unknown[]; errorReports?: unknown[] } })?.response;
@@ -132,7 +134,8 @@ export function importErrors(report: unknown): ImportError[] {
     }
   }
   for (const er of Array.isArray(response?.errorReports) ? response!.errorReports : []) out.push(errorOf(er));
-  return out;
+  // A peer's report lands in a run's history: a few dozen errors say enough.
+  return out.slice(0, maxImportErrors);
 }
 
 function errorOf(er: unknown, uid?: string): ImportError {

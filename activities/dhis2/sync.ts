@@ -61,7 +61,8 @@ export function missingReferences(errors: ImportError[]): MissingReference[] | u
     if (!uid || !uidPattern.test(uid) || !type) return undefined;
     if (!out.some((m) => m.uid === uid && m.type === type)) out.push({ type, uid, property: e.property });
   }
-  return out;
+  // Each missing reference starts a sync workflow: a target cannot make us start thousands.
+  return out.slice(0, 20);
 }
 
 export async function deleteResource(server: Dhis2Server, type: ResourceType, uid: string): Promise<{ ok: true } | { ok: false; errors: ImportError[]; message: string }> {
