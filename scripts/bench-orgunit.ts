@@ -6,6 +6,7 @@
  *
  * Options: --updates N (2000) --units N (500) --rate N per second (100).
  */
+import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { floorPokeSignal } from '../test/workflows/floor';
@@ -174,7 +175,7 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     console.log(row('runbooks flat out', runbooksMax));
 
     await lab.listener!.kill('SIGTERM');
-    const token = require('node:fs').readFileSync(`${lab.secretsDir}/source-token`, 'utf8');
+    const token = readFileSync(`${lab.secretsDir}/source-token`, 'utf8');
     const stop = bareLoop(lab, token);
     const bare = await measure(lab, load, 3);
     console.log(row(`bare loop at ${load.rate}/s`, bare));

@@ -18,7 +18,8 @@ import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
 import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
-import { decideParked, formatSyncProgress, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
+import { renderSync } from '../workflows/dhis2/sync-resource';
+import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
 
 const repoRoot = path.resolve(__dirname, '..');
 export const exitCodes = { ok: 0, failed: 1, usage: 2, timedOut: 3, unreachable: 4 } as const;
@@ -153,7 +154,7 @@ async function status(client: Client, workflowId: string, json: boolean): Promis
     console.log(JSON.stringify({ workflowId, type: description.type, temporalStatus: description.status.name, progress }, null, 2));
   } else {
     console.log(`${workflowId} (${description.type}): ${description.status.name}`);
-    const text = isSyncProgress(progress) ? formatSyncProgress(progress) : progress ? formatProgress(progress) : undefined;
+    const text = isSyncProgress(progress) ? renderSync(progress) : progress ? formatProgress(progress) : undefined;
     console.log(text ?? '(no progress: the run is not a runbook, or no worker has picked it up yet)');
   }
   return exitCodes.ok;

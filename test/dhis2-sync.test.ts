@@ -3,6 +3,7 @@
  * change listener as a process, the worker as a process, DHIS2 simulators for the source and two
  * targets. Every change is made through the source's API, as its users make them.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import { syncProgressQuery } from '../workflows/dhis2/messages';
 import { syncWorkflowId } from '../workflows/dhis2/resources';
@@ -49,7 +50,7 @@ test('setup: a dry-run shows the SQL and changes nothing; the real run prepares 
     expect.stringMatching(/^would run: CREATE PUBLICATION "runbooks_orgunit_sync" FOR TABLE .*"orgunitgroupsetmembers"/),
     "would run: SELECT pg_create_logical_replication_slot('runbooks_orgunit_sync', 'pgoutput')",
   ]));
-  expect(JSON.stringify(plan)).not.toContain(require('node:fs').readFileSync(`${lab.secretsDir}/dhis2-cdc`, 'utf8'));
+  expect(JSON.stringify(plan)).not.toContain(readFileSync(`${lab.secretsDir}/dhis2-cdc`, 'utf8'));
   expect(await lab.pg.sql('SELECT 1 FROM pg_replication_slots', [], 'dhis2_source')).toEqual([]);
 
   const first = await setup(lab.setupInput()) as { slot: string };
@@ -194,7 +195,7 @@ describe('with the listener running', () => {
 async function listenerConfig(): Promise<string> {
   const url = /statusUrl":"(http:\/\/127\.0\.0\.1:(\d+)\/status)/.exec(lab.listener!.output());
   const file = `${lab.configFile}.cli.json`;
-  require('node:fs').writeFileSync(file, JSON.stringify({ ...lab.config, listener: { ...lab.config.listener, statusPort: Number(url![2]) } }));
+  writeFileSync(file, JSON.stringify({ ...lab.config, listener: { ...lab.config.listener, statusPort: Number(url![2]) } }));
   return file;
 }
 

@@ -14,9 +14,9 @@ import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
 import { checkRequest, notifyTarget, syncResource, type SyncRequest } from './sync';
 
+/** Every function activities/dhis2/setup.ts exports is an activity. */
 export function createDhis2SetupActivities() {
-  const { inspectSyncSource, setLogicalWal, checkLogicalWal, ensureCaptureRole, ensureReplicaIdentity, ensurePublication, ensureSlot, verifyCaptureLogin } = setup;
-  return { inspectSyncSource, setLogicalWal, checkLogicalWal, ensureCaptureRole, ensureReplicaIdentity, ensurePublication, ensureSlot, verifyCaptureLogin };
+  return { ...setup };
 }
 export type Dhis2SetupActivities = ReturnType<typeof createDhis2SetupActivities>;
 

@@ -7,7 +7,6 @@
  */
 import type { Client } from '@temporalio/client';
 import { currentSyncConfig } from '../../activities/dhis2/config';
-import { renderSync } from '../../workflows/dhis2/sync-resource';
 import { dropSyncSignal, retrySyncSignal, syncProgressQuery, syncWorkflowType, type SyncProgress } from '../../workflows/dhis2/messages';
 
 /** The listener's /status, or why it cannot be read. */
@@ -73,7 +72,6 @@ export async function printSyncs(client: Client, opts: { target?: string; state?
 }
 
 export const isSyncProgress = (p: unknown): p is SyncProgress => typeof p === 'object' && p !== null && 'passes' in p && 'changesSeen' in p;
-export const formatSyncProgress = renderSync;
 
 /** The parked syncs (the dead letters), each with why it is parked. */
 export async function printParked(client: Client, opts: { target?: string; json?: boolean }): Promise<number> {

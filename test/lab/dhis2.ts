@@ -3,11 +3,11 @@
  * simulated DHIS2 (the source and each target), the simulators, the secrets, the sync config,
  * and the change listener as a real process (so tests can SIGKILL it).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Dhis2Sim } from '../sims/dhis2';
-import { startProcess, type Proc } from '../support/processes';
+import { eventually as waitUntil, startProcess, type Proc } from '../support/processes';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres';
 
 export type ResourceKind = 'organisationUnit' | 'organisationUnitGroup' | 'organisationUnitGroupSet';
@@ -38,7 +38,7 @@ export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
   const pg = await startLocalPostgres({ walLevel: 'logical' });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rbdhis2-'));
   const secretsDir = path.join(dir, 'secrets');
-  require('node:fs').mkdirSync(secretsDir, { mode: 0o700 });
+  mkdirSync(secretsDir, { mode: 0o700 });
   const secret = (name: string, value: string) => writeFileSync(path.join(secretsDir, name), value, { mode: 0o600 });
   secret('dhis2-db-admin', pg.password);
   secret('dhis2-cdc', `cdc-${Math.random().toString(36).slice(2)}`);
@@ -153,13 +153,13 @@ export async function snapshotOf(sim: Dhis2Sim): Promise<Record<ResourceKind, Ar
  * bounds a broken run: the test waits for the state, not for a time.
  */
 export async function eventually<T>(what: string, observe: () => Promise<T>, holds: (v: T) => boolean, deadlineMs = 90_000): Promise<T> {
-  const until = Date.now() + deadlineMs;
   let last: T | undefined;
-  for (;;) {
-    last = await observe();
-    if (holds(last)) return last;
-    if (Date.now() > until) throw new Error(`Never reached: ${what}. Last observed:\n${JSON.stringify(last, null, 2).slice(0, 4000)}`);
-    await new Promise((r) => setTimeout(r, 150));
+  try {
+    // Wrapped: the awaited state may itself be falsy (a unit gone from a target).
+    const held = await waitUntil(async () => { last = await observe(); return holds(last) && { value: last }; }, what, deadlineMs);
+    return held.value;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}. Last observed:\n${JSON.stringify(last, null, 2)?.slice(0, 4000)}`);
   }
 }
 

@@ -4,9 +4,9 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
+import { freePort } from '../support/global-setup';
 import { PGBIN } from './hosts';
 
 export interface LocalPostgres {
@@ -23,17 +23,6 @@ export interface LocalPostgres {
   stop(): void;
 }
 
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 const asPostgres = (args: string[]) => execFileSync('/usr/sbin/runuser', ['-u', 'postgres', '--', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 export async function startLocalPostgres(opts: { walLevel?: 'logical' | 'replica'; maxConnections?: number } = {}): Promise<LocalPostgres> {
@@ -48,7 +37,7 @@ export async function startLocalPostgres(opts: { walLevel?: 'logical' | 'replica
   execFileSync('chown', ['postgres:postgres', pwfile]);
   asPostgres([`${PGBIN}/initdb`, '-D', data, '-U', 'postgres', '--auth-local=peer', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`]);
   rmSync(pwfile);
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   const conf = path.join(data, 'postgresql.conf');
   const baseConf = readFileSync(conf, 'utf8');
   const settings: Record<string, string> = {
