@@ -18,7 +18,7 @@ import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
 import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
-import { renderSync } from '../workflows/dhis2/sync-resource';
+import { renderSync } from '../workflows/dhis2/render';
 import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
 
 const repoRoot = path.resolve(__dirname, '..');

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { describeIssues, duration, secretRef } from '../../workflows/kit/input';
+import { describeIssues, duration, linkTtl, secretRef } from '../../workflows/kit/input';
 import { parseFieldName, resourceTypes, uidPattern } from '../../workflows/dhis2/resources';
 
 export const syncConfigEnv = 'ORGUNIT_SYNC_CONFIG';
@@ -29,6 +29,19 @@ const approvalField = z.string().refine((f) => parseFieldName(f) !== undefined, 
   error: 'a field as "organisationunit.shortname" (table.column) or "organisationUnit.shortName" (type.field) of a synced resource',
 });
 
+/** Who decides a change to a field that needs approval, and how long they have. */
+const approvalSettings = z.strictObject({
+  approvers: z.array(z.string().trim().min(1).max(200)).min(1).max(20)
+    .describe('The target DHIS2\'s usernames of the approvers: each gets a signed link in the ticket'),
+  quorum: z.number().int().min(1).max(20).default(1).describe('Distinct approvals needed'),
+  fourEyes: z.boolean().default(false).describe('The source user who made the change may not approve it'),
+  timeout: duration.default('72h').describe('How long a change waits for a decision'),
+  onTimeout: z.enum(['reject', 'apply', 'park']).default('reject')
+    .describe('reject: apply nothing; apply: apply the draft as it is then; park: wait for retry or drop'),
+  linkTtl: linkTtl.optional().describe('How long the links live (default: until the timeout, at most 7d)'),
+}).refine((a) => a.quorum <= a.approvers.length, { message: 'quorum is more than there are approvers', path: ['quorum'] });
+export type ApprovalSettings = z.infer<typeof approvalSettings>;
+
 const target = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'lower-case letters, digits and -, at most 31 (it is part of workflow ids)'),
   baseUrl: apiUrl,
@@ -38,6 +51,7 @@ const target = z.strictObject({
   resources: z.array(z.enum(resourceTypes)).min(1).default([...resourceTypes]).describe('Which resource types this target takes'),
   fieldsRequireApproval: z.array(approvalField).default([])
     .describe('Changes to these fields wait for a human approval; a create or delete counts as changing every field'),
+  approval: approvalSettings.optional().describe('Who approves changes to fieldsRequireApproval (required when it lists fields)'),
   transform: z.string().min(1).optional()
     .describe('A TypeScript or JavaScript module (path relative to this file) whose default export maps a source resource for this target'),
   notify: z.strictObject({
@@ -89,6 +103,10 @@ function crossChecks(raw: unknown, dir: string): string[] {
     seen.add(t?.name);
     if (typeof t?.baseUrl === 'string' && t.baseUrl === c.source?.baseUrl) problems.push(`targets.${i}.baseUrl: is the source itself`);
     if (typeof t?.transform === 'string' && !existsSync(path.resolve(dir, t.transform))) problems.push(`targets.${i}.transform: ${t.transform} does not exist (relative to ${dir})`);
+    const gated = (t as { fieldsRequireApproval?: unknown }).fieldsRequireApproval;
+    if (Array.isArray(gated) && gated.length && !(t as { approval?: unknown }).approval) {
+      problems.push(`targets.${i}.approval: required when fieldsRequireApproval lists fields (who approves, quorum, timeout)`);
+    }
   });
   return problems;
 }

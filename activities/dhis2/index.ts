@@ -13,6 +13,7 @@ import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
 import { checkRequest, notifyTarget, syncResource, type SyncRequest } from './sync';
+import { applyDraft, finishApproval, openApprovalTicket, updateTicket } from './approval';
 
 /** Every function activities/dhis2/setup.ts exports is an activity. */
 export function createDhis2SetupActivities() {
@@ -25,6 +26,11 @@ export function createDhis2Activities() {
     ...createDhis2SetupActivities(),
     syncResource: (req: SyncRequest) => whileHeartbeating(() => syncResource(req)),
     syncResourceFast,
+    // Approvals: on the target's queue, like syncResource.
+    applyDraft: (req: Parameters<typeof applyDraft>[0]) => { checkRequest(req); return whileHeartbeating(() => applyDraft(req)); },
+    openApprovalTicket: (req: Parameters<typeof openApprovalTicket>[0]) => { checkRequest(req); return whileHeartbeating(() => openApprovalTicket(req)); },
+    updateTicket: (req: Parameters<typeof updateTicket>[0]) => whileHeartbeating(() => updateTicket(req)),
+    finishApproval: (req: Parameters<typeof finishApproval>[0]) => { checkRequest(req); return whileHeartbeating(() => finishApproval(req)); },
     checkSnapshotTarget: (req: { target: string }) => whileHeartbeating(() => checkSnapshotTarget(req)),
     copyPage: (req: Parameters<typeof copyPage>[0]) => whileHeartbeating(() => copyPage(req)),
 

@@ -72,7 +72,7 @@ export async function mapForTarget(config: SyncConfig, target: SyncTarget, type:
 }
 
 /** JSON with sorted keys, references sorted by id and absent-vs-null-vs-empty made one: equal meaning, equal text. */
-function canonical(value: unknown): unknown {
+export function canonical(value: unknown): unknown {
   if (Array.isArray(value)) {
     const items = value.map(canonical);
     const byId = items.every((i) => typeof i === 'object' && i !== null && typeof (i as { id?: unknown }).id === 'string');

@@ -8,8 +8,18 @@ import { endpointOf, resourceTypes, uidPattern, type ResourceType } from '../../
 import { call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { currentSyncConfig, targetNamed, type SyncConfig, type SyncTarget } from './config';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';
+import {
+  authorOf, deleteDraft, draftHash, draftKey, draftOf, needsApproval, readDraft, reviewLink, writeDraft,
+  type ApprovalNeeded, type GatedOperation, type RefreshOutcome,
+} from './approval';
 
-export interface SyncRequest { target: string; type: ResourceType; uid: string }
+export interface SyncRequest {
+  target: string;
+  type: ResourceType;
+  uid: string;
+  /** A gate is open for this resource: bring its draft up to date instead of applying anything. */
+  held?: { draftHash: string };
+}
 
 export interface MissingReference { type: ResourceType; uid: string; property?: string }
 
@@ -20,7 +30,11 @@ export type SyncOutcome =
   /** The target lacks what this resource points at (E5002): sync those first, then this again. */
   | { action: 'waitingForReferences'; missing: MissingReference[] }
   /** The target refused for good (a 409 such as E5003 or E4030, a mapping error): retrying will not help until something changes. */
-  | { action: 'failed'; error: string; errors: ImportError[] };
+  | { action: 'failed'; error: string; errors: ImportError[] }
+  /** The change touches fields that need approval: the draft is stored, nothing was applied. */
+  | ApprovalNeeded
+  /** Only with `held`: what became of the open gate's draft. */
+  | Exclude<RefreshOutcome, ApprovalNeeded>;
 
 export const sourceServer = (config: SyncConfig): Dhis2Server => ({ name: 'source', baseUrl: config.source.baseUrl, auth: config.source.auth, concurrency: 16 });
 export const targetServer = (t: SyncTarget): Dhis2Server => ({ name: t.name, baseUrl: t.baseUrl, auth: t.auth, concurrency: t.concurrency });
@@ -97,12 +111,12 @@ export function checkRequest(req: SyncRequest): void {
   if (!uidPattern.test(req.uid)) throw ApplicationFailure.nonRetryable(`uid: "${req.uid}" is not a DHIS2 uid`, 'InvalidInput');
 }
 
-/** The activity: one pass of "make the target hold what the source holds now". */
+/** The activity: one pass of "make the target hold what the source holds now" (or, for a gated change, of "stage it for approval"). */
 export async function syncResource(req: SyncRequest): Promise<SyncOutcome> {
   checkRequest(req);
   const config = currentSyncConfig();
   const target = targetNamed(config, req.target);
-  if (!target.resources.includes(req.type)) return { action: 'skipped', reason: `target ${target.name} does not take ${req.type}` };
+  if (!target.resources.includes(req.type)) return release(req, `target ${target.name} does not take ${req.type}`, { action: 'skipped', reason: `target ${target.name} does not take ${req.type}` });
   const server = targetServer(target);
   const [source, current] = await Promise.all([fetchResource(sourceServer(config), req.type, req.uid), fetchResource(server, req.type, req.uid)]);
   let wanted: Resource | null | undefined;
@@ -111,26 +125,59 @@ export async function syncResource(req: SyncRequest): Promise<SyncOutcome> {
   } catch (err) {
     return { action: 'failed', error: (err as Error).message, errors: [] };
   }
+  const held = current && stripComputed(req.type, current);
+  if (!wanted && !current) return release(req, 'the resource is on neither side any more', { action: 'unchanged' });
+  const changes = diffFields(held, wanted ?? undefined);
+  if (!changes.length) return release(req, 'the target already holds what the source holds', { action: 'unchanged' });
+  const op: GatedOperation = !wanted ? 'delete' : current ? 'update' : 'create';
+  if (!target.operations.includes(op)) return release(req, `target ${target.name} does not take ${op}s`, { action: 'skipped', reason: `target ${target.name} does not take ${op}s` });
+
+  const gated = needsApproval(target, req.type, op, changes);
+  if (gated) return stage(req, target, op, changes, gated, wanted ?? held!, source ?? current!);
+  if (req.held) return release(req, 'the change no longer touches fields that need approval', { action: 'unchanged' });
 
   if (!wanted) {
-    if (!current) return { action: 'unchanged' };
-    if (!target.operations.includes('delete')) return { action: 'skipped', reason: `target ${target.name} does not take deletes` };
     const deleted = await deleteResource(server, req.type, req.uid);
     if (!deleted.ok) return { action: 'failed', error: deleted.message, errors: deleted.errors };
-    return finish(config, target, req, 'deleted', current, []);
+    return finish(config, target, req, 'deleted', current!, []);
   }
-  const changes = diffFields(current && stripComputed(req.type, current), wanted);
-  if (!changes.length) return { action: 'unchanged' };
-  const action = current ? 'updated' : 'created';
-  const op = current ? 'update' : 'create';
-  if (!target.operations.includes(op)) return { action: 'skipped', reason: `target ${target.name} does not take ${op}s` };
   const imported = await importResource(server, req.type, wanted);
   if (!imported.ok) {
     const missing = missingReferences(imported.errors);
     if (missing) return { action: 'waitingForReferences', missing };
     return { action: 'failed', error: imported.message, errors: imported.errors };
   }
-  return finish(config, target, req, action, wanted, changes);
+  return finish(config, target, req, current ? 'updated' : 'created', wanted, changes);
+}
+
+/** A gated change: store (or, while its gate is open, update) the draft; nothing reaches the target's metadata. */
+async function stage(req: SyncRequest, target: SyncTarget, operation: GatedOperation, changes: FieldChange[], gatedFields: string[], resource: Resource, about: Resource): Promise<SyncOutcome> {
+  const server = targetServer(target);
+  const draft = draftOf(req.type, operation, resource);
+  if (req.held) {
+    const stored = await readDraft(server, req.type, req.uid);
+    if (!stored) return { action: 'draftMissing' };
+    if (draftHash(stored.value) !== req.held.draftHash) return { action: 'draftEdited' };
+    if (draftHash(draft) === req.held.draftHash) return { action: 'same', draftHash: req.held.draftHash };
+  }
+  const hash = await writeDraft(server, req.type, req.uid, draft);
+  const key = draftKey(req.type, req.uid);
+  return {
+    action: 'needsApproval', operation, gatedFields, draftKey: key, reviewLink: reviewLink(target, key), draftHash: hash, approval: target.approval!,
+    changes: changes.map((c) => ({ field: c.field, old: clip(c.old), new: clip(c.new) })),
+    name: typeof about.name === 'string' ? about.name.slice(0, 230) : undefined,
+    author: authorOf(about),
+  };
+}
+
+/** Without an open gate: `outcome`. With one: the gate is no longer needed; its draft goes unless a reviewer edited it. */
+async function release(req: SyncRequest, reason: string, outcome: SyncOutcome): Promise<SyncOutcome> {
+  if (!req.held) return outcome;
+  const server = targetServer(targetNamed(currentSyncConfig(), req.target));
+  const stored = await readDraft(server, req.type, req.uid);
+  if (stored && draftHash(stored.value) !== req.held.draftHash) return { action: 'draftEdited' };
+  await deleteDraft(server, req.type, req.uid);
+  return { action: 'released', reason };
 }
 
 async function finish(config: SyncConfig, target: SyncTarget, req: SyncRequest, action: 'created' | 'updated' | 'deleted', resource: Resource, changes: FieldChange[]): Promise<SyncOutcome> {

@@ -3,6 +3,7 @@
  * listener, the CLI and the tests.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ApprovalLedger } from '../kit/messages';
 import type { ResourceType } from './resources';
 
 /** The workflow type that keeps one resource in step on one target. */
@@ -34,8 +35,11 @@ export interface SourceChange {
 }
 export const sourceChangedSignal = defineSignal<[SourceChange]>('sourceChanged');
 
-/** `parked`: a change the target refused for good waits for a person (retry or drop); later changes queue behind it. */
-export type SyncStatus = 'syncing' | 'waiting_for_reference' | 'parked' | 'idle' | 'completed';
+/**
+ * `parked`: a change the target refused for good waits for a person (retry or drop); later changes queue behind it.
+ * `waiting_for_approval`: a change to fields that need approval waits at a gate; only this resource on this target waits.
+ */
+export type SyncStatus = 'syncing' | 'waiting_for_reference' | 'waiting_for_approval' | 'parked' | 'idle' | 'completed';
 
 /** What an operator sends to a parked sync (`npm run runbook -- retry|drop`). */
 export interface ParkedDecision {
@@ -65,7 +69,22 @@ export interface SyncRecord {
   note?: string;
 }
 
-export interface SyncProgress {
+/** The change an open gate holds: where its draft and its ticket are. */
+export interface AwaitedChange {
+  gate: string;
+  operation: 'create' | 'update' | 'delete';
+  /** The fields that need approval. */
+  fields: string[];
+  reviewLink: string;
+  /** The ticket in the target's messaging, once opened. */
+  ticket?: string;
+  /** A reviewer edited the draft: later source changes no longer update it. */
+  edited?: boolean;
+  since: string;
+}
+
+/** The sync's progress; its approval part (runbook, title, approvals, decisions) is what the approval gateway reads. */
+export interface SyncProgress extends ApprovalLedger {
   target: string;
   type: ResourceType;
   uid: string;
@@ -77,6 +96,9 @@ export interface SyncProgress {
   waitingFor?: Array<{ type: ResourceType; uid: string }>;
   error?: string;
   parked?: ParkedChange;
+  awaiting?: AwaitedChange;
+  /** Gates opened by this workflow so far (each opening gets the next number). */
+  gates: number;
   /** The last passes, newest last. */
   recent: SyncRecord[];
 }

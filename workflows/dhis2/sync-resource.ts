@@ -4,14 +4,18 @@
  * each pass reads the source as it is then, so changes that arrive while a pass runs become one
  * more pass, applied in order. Waits for what the resource points at, retries a target that is
  * down, continues as new before its history grows large, and ends when idle.
+ *
+ * A change to fields that need approval waits at a gate: its draft in the target's dataStore, a
+ * ticket in the target's messaging with the signed links; only this resource on this target waits.
  */
 import {
   ActivityFailure, ApplicationFailure, condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, proxyLocalActivities,
-  setCurrentDetails, setHandler, sleep, upsertSearchAttributes, workflowInfo,
+  setCurrentDetails, setHandler, sleep, upsertSearchAttributes, workflowInfo, type ActivityInterfaceFor,
 } from '@temporalio/workflow';
-import { toMs } from '../kit/approval';
+import { ApprovalDesk, toMs, type ApprovalHost } from '../kit/approval';
 import type { Duration } from '@temporalio/common';
 import type { Dhis2Activities } from '../../activities/dhis2';
+import type { ApprovalNeeded, TicketStatus } from '../../activities/dhis2/approval';
 import type { FastOutcome } from '../../activities/dhis2/fast-path';
 import type { SyncOutcome } from '../../activities/dhis2/sync';
 import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
@@ -19,18 +23,23 @@ import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncWorkflowType,
   type ParkedDecision, type SyncArgs, type SyncProgress, type SyncRecord, type SyncStatus,
 } from './messages';
-import { syncActivityQueue, syncWorkflowId, type ResourceType } from './resources';
-
-const syncWorkflowIdOf = (p: SyncProgress) => syncWorkflowId(p.target, p.type, p.uid);
+import { diffLines, renderSync, syncTitle } from './render';
+import { syncActivityQueue } from './resources';
 
 /** Passes kept in progress; history past that is in Temporal's event history. */
 const keptRecords = 10;
 /** Continue as new past this many events, well before Temporal's limits make replays slow. */
 const maxHistoryEvents = 2_000;
+/** Closed gates (and their decisions) kept in progress. */
+const keptGates = 5;
 
 export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   const { target, type, uid, settings } = args;
-  const progress: SyncProgress = args.carried?.progress ?? { target, type, uid, status: 'syncing', changesSeen: 0, passes: 0, recent: [] };
+  const progress: SyncProgress = {
+    runbook: syncWorkflowType, title: syncTitle(target, type, uid), approvals: [], decisions: [], droppedDecisions: 0, gates: 0,
+    target, type, uid, status: 'syncing', changesSeen: 0, passes: 0, recent: [],
+    ...args.carried?.progress,
+  };
   let pending = args.carried?.pending ?? false;
   const waiters = new Set(args.carried?.waiters ?? []);
   const idle = idleWatch(settings.idleAfter as Duration);
@@ -76,11 +85,20 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: settings.maximumInterval as Duration },
   });
   const temporal = proxyActivities<Dhis2Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '30s' } });
+  const publish = () => setCurrentDetails(renderSync(progress));
+  /** Parked, not dropped: this workflow is the dead letter, found with RunbookStatus = "parked". */
+  const park = async (error: string, errors: Array<{ code: string; message: string; uid?: string; property?: string }>) => {
+    progress.error = error;
+    progress.parked = { at: new Date().toISOString(), error, errors: errors.slice(0, 20), queued: pending ? 1 : 0 };
+    record({ action: 'parked', error });
+    show('parked');
+    await temporal.notifySyncFailure({ target, type, uid, error }).catch(() => undefined);
+  };
 
   let published = '';
   const show = (status: SyncStatus) => {
     progress.status = status;
-    setCurrentDetails(renderSync(progress));
+    publish();
     // The search attribute changes only between kinds of state, not on every pass (each upsert is a history event).
     const kind = searchStatus[status];
     if (kind !== published) {
@@ -88,6 +106,18 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
       published = kind;
     }
   };
+
+  const host: ApprovalHost = {
+    progress,
+    waiting: (yes) => show(yes ? 'waiting_for_approval' : 'syncing'),
+    publish,
+    plan: () => undefined,
+  };
+  const desk = new ApprovalDesk(host);
+  const gates = gateKeeper({
+    target, type, uid, settings, progress, desk, onTarget, temporal, show, record,
+    news: { has: () => pending, take: () => { pending = false; }, give: () => { pending = true; } },
+  });
 
   let referenceWaits = 0;
   show(pending ? 'syncing' : progress.status === 'completed' ? 'idle' : progress.status);
@@ -150,19 +180,26 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     referenceWaits = 0;
     progress.waitingFor = undefined;
 
+    if (outcome.action === 'needsApproval') {
+      // Waits here, as long as the gate's timeout; source changes meanwhile update the draft and the ticket.
+      const decided = await gates.decide(outcome);
+      if (decided.action === 'failed') await park(decided.error, decided.errors);
+      else if (decided.action === 'applied') {
+        if (decided.operation !== 'delete') await wakeWaiters(waiters);
+        show(pending ? 'syncing' : 'idle');
+      } else show(pending ? 'syncing' : 'idle');
+      continue;
+    }
+
     if (outcome.action === 'failed') {
-      // Parked, not dropped: this workflow is the dead letter, found with RunbookStatus = "parked".
-      progress.error = outcome.error;
-      progress.parked = { at: new Date().toISOString(), error: outcome.error, errors: outcome.errors.slice(0, 20), queued: pending ? 1 : 0 };
-      record({ action: 'parked', error: outcome.error });
-      show('parked');
-      await temporal.notifySyncFailure({ target, type, uid, error: outcome.error }).catch(() => undefined);
+      await park(outcome.error, outcome.errors);
       continue;
     }
     progress.error = undefined;
     if (outcome.action === 'skipped') record({ action: 'skipped', note: outcome.reason });
-    else if (outcome.action === 'unchanged') record({ action: 'unchanged' });
-    else record({ action: outcome.action, changes: outcome.changes.map((c) => c.field), note: outcome.notifyError && `notification failed: ${outcome.notifyError}` });
+    else if (outcome.action === 'created' || outcome.action === 'updated' || outcome.action === 'deleted') {
+      record({ action: outcome.action, changes: outcome.changes.map((c) => c.field), note: outcome.notifyError && `notification failed: ${outcome.notifyError}` });
+    } else record({ action: 'unchanged' });
 
     // The target holds this resource now (or never will): wake whoever waited for it.
     if (outcome.action !== 'skipped' && outcome.action !== 'deleted') await wakeWaiters(waiters);
@@ -174,7 +211,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
 
 /** What operators filter on (RunbookStatus): a sync that is merely between passes is still `active`. */
 const searchStatus: Record<SyncStatus, string> = {
-  syncing: 'active', idle: 'active', waiting_for_reference: 'waiting_for_reference', parked: 'parked', completed: 'completed',
+  syncing: 'active', idle: 'active', waiting_for_reference: 'waiting_for_reference', waiting_for_approval: 'waiting_for_approval', parked: 'parked', completed: 'completed',
 };
 
 /** One timer per idle period, not one per pass: reached() once `idleAfter` passed with no touch(). */
@@ -212,21 +249,209 @@ function failureText(err: unknown): string {
   return String(err);
 }
 
-const typeLabel: Record<ResourceType, string> = { organisationUnit: 'Org unit', organisationUnitGroup: 'Org unit group', organisationUnitGroupSet: 'Org unit group set' };
+interface GateContext {
+  target: string;
+  type: SyncArgs['type'];
+  uid: string;
+  settings: SyncArgs['settings'];
+  progress: SyncProgress;
+  desk: ApprovalDesk;
+  onTarget: ActivityInterfaceFor<Dhis2Activities>;
+  temporal: ActivityInterfaceFor<Dhis2Activities>;
+  show: (status: SyncStatus) => void;
+  record: (r: Omit<SyncRecord, 'at'>) => void;
+  /** Source changes not yet looked at (the workflow's `pending`). */
+  news: { has(): boolean; take(): void; give(): void };
+}
 
-/** What the Temporal UI shows as the workflow's current details. */
-export function renderSync(p: SyncProgress): string {
-  const lines = [
-    `**${typeLabel[p.type]} ${p.uid} → ${p.target}** — ${p.status.replace(/_/g, ' ')}`,
-    '',
-    `${p.changesSeen} source change(s), ${p.passes} pass(es)${p.lastCommittedAt ? `, last source commit ${p.lastCommittedAt}` : ''}`,
-  ];
-  if (p.waitingFor?.length) lines.push('', `Waiting until the target has: ${p.waitingFor.map((w) => `${w.type} ${w.uid}`).join(', ')}`);
-  if (p.parked) {
-    lines.push('', `**Parked** since ${p.parked.at} (${p.parked.queued} later change(s) queued behind it): ${p.parked.error}`);
-    lines.push(...p.parked.errors.map((e) => `- ${e.code}${e.property ? ` (${e.property})` : ''}: ${e.message}`));
-    lines.push('', `Retry: npm run runbook -- retry ${syncWorkflowIdOf(p)} · drop: npm run runbook -- drop ${syncWorkflowIdOf(p)} --reason "..."`);
-  } else if (p.error) lines.push('', `Failed: ${p.error}`);
-  if (p.recent.length) lines.push('', ...p.recent.map((r) => `- ${r.at} ${r.action}${r.changes?.length ? `: ${r.changes.join(', ')}` : ''}${r.note ? ` — ${r.note}` : ''}${r.error ? ` — ${r.error}` : ''}`));
-  return lines.join('\n');
+export type Decided =
+  | { action: 'applied'; operation: ApprovalNeeded['operation'] }
+  | { action: 'failed'; error: string; errors: Array<{ code: string; message: string; uid?: string; property?: string }> }
+  | { action: 'closed' };
+
+/**
+ * The approval of one gated change, from the gate opening to the ticket closing: the draft and
+ * the ticket follow the source while the gate waits; the approved draft (as the reviewer left it)
+ * is applied; every outcome is told in the ticket.
+ */
+function gateKeeper(c: GateContext) {
+  const { target, type, uid, progress, desk, onTarget } = c;
+  const req = { target, type, uid };
+
+  /** Ticket replies tell people; a reply that cannot be sent is recorded, and the change goes on. */
+  const tell = async (ticket: string | undefined, text: string, status?: TicketStatus) => {
+    if (!ticket) return;
+    await onTarget.updateTicket({ target, ticket, text, status }).catch((err) => c.record({ action: 'ticket reply failed', error: failureText(err) }));
+  };
+  const finish = async (ticket: string | undefined, text: string, status: TicketStatus, keepDraft = false) => {
+    await onTarget.finishApproval({ ...req, ticket, text, status, keepDraft }).catch((err) => c.record({ action: 'closing the ticket failed', error: failureText(err) }));
+  };
+  const trim = () => {
+    const closed = progress.approvals.filter((g) => g.state !== 'open');
+    const drop = new Set(closed.slice(0, Math.max(0, closed.length - keptGates)).map((g) => g.gate));
+    progress.approvals = progress.approvals.filter((g) => !drop.has(g.gate));
+    progress.decisions = progress.decisions.filter((d) => !drop.has(d.gate));
+  };
+
+  /** Waits for a decision while following the source; returns when the gate closed. */
+  async function open(change: ApprovalNeeded, ticket: string | undefined, preface: string | undefined) {
+    progress.gates += 1;
+    const gate = `change-${progress.gates}`;
+    const a = change.approval;
+    let current = change;
+    let draftGone = false;
+    progress.awaiting = { gate, operation: change.operation, fields: change.gatedFields, reviewLink: change.reviewLink, ticket, since: new Date().toISOString() };
+    const awaiting = progress.awaiting;
+    const summary = (ch: ApprovalNeeded) => `${ch.operation} ${type} ${ch.name ? `'${ch.name}' ` : ''}(${uid}) on ${target}: ${ch.gatedFields.join(', ')}` +
+      `${ch.author ? `, changed on the source by ${ch.author}` : ''}`;
+    const decision = desk.wait(gate, undefined, {
+      summary: summary(change), details: [...diffLines(change.changes, change.gatedFields), `Draft (editable until you decide): ${change.reviewLink}`],
+      approvers: a.approvers, quorum: a.quorum, fourEyes: a.fourEyes && Boolean(change.author), requestedBy: change.author,
+      timeout: a.timeout, onTimeout: 'return', linkTtl: a.linkTtl,
+      deliver: {
+        channel: 'dhis2-ticket', to: target, approvers: a.approvers,
+        send: async (r) => {
+          const sent = await onTarget.openApprovalTicket({
+            ...req, name: change.name, operation: change.operation, changes: change.changes, gatedFields: change.gatedFields, author: change.author,
+            quorum: a.quorum, fourEyes: a.fourEyes, gate: r.gate, nonce: r.nonce, deadline: r.deadline, expiresAt: r.expiresAt, links: r.links, ticket, preface,
+          });
+          awaiting.ticket = sent.ref;
+          return sent;
+        },
+      },
+    });
+    let settled = false;
+    void decision.then(() => { settled = true; }, () => { settled = true; });
+    c.record({ action: 'waiting for approval', changes: change.gatedFields, note: `gate ${gate}${change.author ? `, change by ${change.author}` : ''}` });
+
+    while (!settled) {
+      await condition(() => settled || c.news.has());
+      if (settled) break;
+      // The source changed while the gate waits: the draft follows it, unless a reviewer edited it.
+      c.news.take();
+      progress.passes += 1;
+      let refreshed: SyncOutcome;
+      try {
+        refreshed = await onTarget.syncResource({ ...req, held: { draftHash: current.draftHash } });
+      } catch (err) {
+        c.record({ action: 'draft not updated', error: failureText(err) });
+        continue;
+      }
+      const record = progress.approvals.find((g) => g.gate === gate);
+      if (refreshed.action === 'needsApproval') {
+        current = refreshed;
+        if (record && record.state === 'open') {
+          record.summary = summary(refreshed);
+          record.details = [...diffLines(refreshed.changes, refreshed.gatedFields), `Draft (editable until you decide): ${refreshed.reviewLink}`];
+        }
+        awaiting.fields = refreshed.gatedFields;
+        c.record({ action: 'draft updated', changes: refreshed.changes.map((x) => x.field) });
+        c.show('waiting_for_approval');
+        await tell(awaiting.ticket, [`The source changed again${refreshed.author ? ` (by ${refreshed.author})` : ''}. The draft was updated; your link approves this latest version:`,
+          '', ...diffLines(refreshed.changes, refreshed.gatedFields), '', refreshed.reviewLink].join('\n'));
+      } else if (refreshed.action === 'draftEdited') {
+        if (!awaiting.edited) {
+          awaiting.edited = true;
+          c.record({ action: 'draft kept', note: 'a reviewer edited the draft; the source changed since' });
+          c.show('waiting_for_approval');
+          await tell(awaiting.ticket, 'The source changed since you edited the draft. Your edited draft was NOT updated: ' +
+            `compare it with the source before approving (${current.reviewLink}).`);
+        }
+      } else if (refreshed.action === 'draftMissing') {
+        draftGone = true;
+        desk.withdraw(gate, 'the draft was deleted in the target');
+      } else if (refreshed.action === 'released') {
+        desk.withdraw(gate, refreshed.reason);
+      } else if (refreshed.action === 'failed') {
+        c.record({ action: 'draft not updated', error: refreshed.error });
+      }
+    }
+    const result = await decision;
+    progress.awaiting = undefined;
+    return { gate, result, current, draftGone, ticket: awaiting.ticket };
+  }
+
+  /** Applies the approved draft, waiting (approved, not asking again) while the target lacks what it points at. */
+  async function apply(change: ApprovalNeeded) {
+    for (let waits = 0; ; waits++) {
+      let applied;
+      try {
+        applied = await onTarget.applyDraft({ ...req, operation: change.operation, draftHash: change.draftHash });
+      } catch (err) {
+        applied = { action: 'failed' as const, error: failureText(err), errors: [] };
+      }
+      if (applied.action !== 'waitingForReferences') return applied;
+      const missing = applied.missing.filter((m) => !(m.type === type && m.uid === uid));
+      progress.waitingFor = missing.map(({ type: t, uid: u }) => ({ type: t, uid: u }));
+      c.record({ action: 'approved, waiting', note: `the target lacks ${missing.map((m) => `${m.type} ${m.uid}`).join(', ')}` });
+      c.show('waiting_for_reference');
+      await c.temporal.requestSync({ target, refs: missing, waiter: workflowInfo().workflowId, taskQueue: workflowInfo().taskQueue, settings: c.settings });
+      // Woken by the referenced resource's sync (or by a source change), else tried again after a while.
+      await condition(() => c.news.has(), backoff(waits + 1));
+      c.news.take();
+      progress.waitingFor = undefined;
+      c.show('syncing');
+    }
+  }
+
+  async function decide(first: ApprovalNeeded): Promise<Decided> {
+    let change = first;
+    let ticket: string | undefined;
+    let preface: string | undefined;
+    for (;;) {
+      const opened = await open(change, ticket, preface);
+      const { gate, result, draftGone } = opened;
+      change = opened.current;
+      ticket = opened.ticket;
+      trim();
+      let approvedBy: string;
+      if (result.outcome === 'approved') {
+        approvedBy = result.by.join(', ');
+      } else if (result.outcome === 'timedOut' && change.approval.onTimeout === 'apply') {
+        approvedBy = `nobody within ${change.approval.timeout} (applied on timeout, as configured)`;
+      } else if (result.outcome === 'timedOut' && change.approval.onTimeout === 'park') {
+        c.record({ action: 'approval timed out', note: `${gate}: parked, as configured` });
+        await finish(ticket, `No decision within ${change.approval.timeout}: the change is PARKED, as configured. Nothing was applied. ` +
+          `To ask again: npm run runbook -- retry ${workflowInfo().workflowId}; to give it up: npm run runbook -- drop ${workflowInfo().workflowId} --reason "...".`, 'PENDING');
+        return { action: 'failed', error: `no decision within ${change.approval.timeout} on gate ${gate}`, errors: [] };
+      } else if (result.outcome === 'withdrawn' && !draftGone) {
+        c.record({ action: 'approval withdrawn', note: `${gate}: ${result.reason}` });
+        await tell(ticket, `No approval is needed any more: ${result.reason}. Nothing waits.`, 'SOLVED');
+        c.news.give(); // a plain pass now applies whatever the source holds
+        return { action: 'closed' };
+      } else {
+        const why = result.outcome === 'rejected' ? `rejected by ${result.by}: ${result.reason}`
+          : result.outcome === 'timedOut' ? `no decision within ${change.approval.timeout} (rejected on timeout, as configured)`
+            : result.reason;
+        c.record({ action: 'rejected', note: `${gate}: ${why}` });
+        await finish(ticket, `The change was ${why.startsWith('rejected') ? '' : 'rejected: '}${why}. Nothing was applied${draftGone ? '' : '; the draft was deleted'}.`, 'INVALID', draftGone);
+        return { action: 'closed' };
+      }
+
+      const applied = await apply(change);
+      if (applied.action === 'draftInvalid') {
+        // The gate opens again, with new links in the same ticket: the old ones were used.
+        c.record({ action: 'draft refused', note: applied.reason });
+        preface = `Approved by ${approvedBy}, but the draft cannot be applied: ${applied.reason}. Nothing was applied. ` +
+          `Fix the draft (${change.reviewLink}), then decide again with a new link:`;
+        continue;
+      }
+      if (applied.action === 'draftMissing') {
+        c.record({ action: 'rejected', note: `${gate}: approved, but the draft was deleted in the target` });
+        await finish(ticket, `Approved by ${approvedBy}, but the draft was deleted in the target: the change is rejected. Nothing was applied.`, 'INVALID', true);
+        return { action: 'closed' };
+      }
+      if (applied.action === 'failed') {
+        await finish(ticket, `Approved by ${approvedBy}, but ${target} refused it: ${applied.error}\nThe change is PARKED: fix the cause, then npm run runbook -- retry ${workflowInfo().workflowId}.`, 'PENDING');
+        return { action: 'failed', error: applied.error, errors: applied.errors };
+      }
+      const how = applied.edited ? 'the draft as edited by the reviewer' : 'the draft as proposed';
+      c.record({ action: applied.action === 'unchanged' ? 'approved (already there)' : `${applied.action} (approved)`, changes: change.gatedFields, note: `by ${approvedBy}; ${how}` });
+      progress.error = undefined;
+      await finish(ticket, `Approved by ${approvedBy}. Applied on ${target}: ${how}.`, 'SOLVED');
+      return { action: 'applied', operation: change.operation };
+    }
+  }
+
+  return { decide };
 }

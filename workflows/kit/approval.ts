@@ -10,9 +10,44 @@ import type { ApprovalActivities } from '../../activities/approvals';
 import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from './input';
 import {
   approveSignal, rejectSignal, signalDescriptions,
-  type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
+  type ApprovalLedger, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
 } from './messages';
-import { now, type RunState } from './run-state';
+import { now } from './run-state';
+
+/** What a workflow gives the desk: its ledger (part of its `progress`), and how it shows that it waits for a person. */
+export interface ApprovalHost {
+  readonly progress: ApprovalLedger & { dryRun?: boolean };
+  /** The run waits for a person now (true), or goes on (false). */
+  waiting(yes: boolean): void;
+  /** Pushes the picture (current details, search attributes) after the ledger changed. */
+  publish(): void;
+  /** In a dry-run: records what the gate would do under its step. */
+  plan(step: string, action: string): void;
+}
+
+/** A workflow's own channel for approval requests (e.g. a ticket in the target system). */
+export interface GateDelivery {
+  /** Shown in progress, e.g. "dhis2-ticket". */
+  channel: string;
+  /** Where it goes, e.g. the target's name. */
+  to: string;
+  /** One link each, all in one request. */
+  approvers: string[];
+  /** Sends the request with the links; the links are signed inside the activity it calls and never return. */
+  send(request: GateRequest): Promise<{ ref?: string }>;
+}
+
+/** What a gate's delivery knows when the gate opens. */
+export interface GateRequest {
+  gate: string;
+  nonce: string;
+  summary: string;
+  details?: string[];
+  deadline: string;
+  /** When the links expire, seconds since the epoch. */
+  expiresAt: number;
+  links: Array<{ approver: string; linkId: string }>;
+}
 
 export interface ApprovalOptions {
   /** One line shown in the UI, the CLI, the request and the approval page: what is being approved. */
@@ -31,18 +66,25 @@ export interface ApprovalOptions {
   notify?: ApprovalRecipient[];
   /** How long the links live: default until the gate times out; never more than 7 days. */
   linkTtl?: string;
+  /** What exactly is decided, one line each; shown on the approval page. */
+  details?: string[];
+  /** Who asked for this decision when it is not the run's requestedBy (four-eyes applies to them). */
+  requestedBy?: string;
+  /** The workflow's own request channel, besides `notify`. */
+  deliver?: GateDelivery;
 }
 
 export type ApprovalResult =
   | { outcome: 'approved'; gate: string; by: string[] }
   | { outcome: 'rejected'; gate: string; by: string; reason: string }
-  | { outcome: 'timedOut'; gate: string };
+  | { outcome: 'timedOut'; gate: string }
+  | { outcome: 'withdrawn'; gate: string; reason: string };
 
 /** The failure that ends a run whose gate was rejected or timed out (compensations then run). */
 export function approvalFailure(result: Exclude<ApprovalResult, { outcome: 'approved' }>): ApplicationFailure {
-  return result.outcome === 'rejected'
-    ? ApplicationFailure.nonRetryable(`Gate "${result.gate}" was rejected by ${result.by}: ${result.reason}`, 'ApprovalRejected')
-    : ApplicationFailure.nonRetryable(`Gate "${result.gate}" timed out without approval`, 'ApprovalTimedOut');
+  if (result.outcome === 'rejected') return ApplicationFailure.nonRetryable(`Gate "${result.gate}" was rejected by ${result.by}: ${result.reason}`, 'ApprovalRejected');
+  if (result.outcome === 'withdrawn') return ApplicationFailure.nonRetryable(`Gate "${result.gate}" was withdrawn: ${result.reason}`, 'ApprovalWithdrawn');
+  return ApplicationFailure.nonRetryable(`Gate "${result.gate}" timed out without approval`, 'ApprovalTimedOut');
 }
 
 /** Ignored decisions kept per gate name; past it they are only counted (progress.droppedDecisions). */
@@ -61,7 +103,7 @@ export class ApprovalDesk {
   /** Every link id seen, recorded or not: a link counts once, and a replay does not grow the run. */
   private readonly seenLinks = new Set<string>();
 
-  constructor(private readonly state: RunState) {
+  constructor(private readonly state: ApprovalHost) {
     const receive = (decision: 'approve' | 'reject') => (d: Decision) => this.receive(decision, d);
     setHandler(approveSignal, receive('approve'), { description: signalDescriptions.approve });
     setHandler(rejectSignal, receive('reject'), { description: signalDescriptions.reject });
@@ -72,36 +114,37 @@ export class ApprovalDesk {
     if (progress.approvals.some((g) => g.gate === gate)) {
       throw ApplicationFailure.nonRetryable(`Gate "${gate}" was already used in this run: give each gate its own name`, 'RunbookBug');
     }
-    if (opts.fourEyes && !progress.requestedBy) {
+    const requestedBy = opts.requestedBy ?? progress.requestedBy;
+    if (opts.fourEyes && !requestedBy) {
       throw ApplicationFailure.nonRetryable(
         `Gate "${gate}" requires four-eyes approval, so the input must say who started the run: set "requestedBy"`, 'InvalidInput');
     }
     const timeoutMs = toMs(opts.timeout);
     const record: GateProgress = {
-      gate, step, summary: opts.summary, state: 'open', nonce: uuid4(), approvers: opts.approvers, quorum: opts.quorum ?? 1,
-      fourEyes: opts.fourEyes ?? false, approvedBy: [], openedAt: now(),
+      gate, step, summary: opts.summary, details: opts.details, state: 'open', nonce: uuid4(), approvers: opts.approvers, quorum: opts.quorum ?? 1,
+      fourEyes: opts.fourEyes ?? false, requestedBy: opts.requestedBy, approvedBy: [], openedAt: now(),
       deadline: new Date(Date.now() + timeoutMs).toISOString(), onTimeout: opts.onTimeout ?? 'fail', requests: [],
     };
     progress.approvals.push(record);
     if (progress.dryRun) {
       if (step) {
-        const actions = this.state.step(step).actions;
-        actions.push(`would wait for approval "${gate}": ${opts.summary} (${record.quorum} approval(s), up to ${opts.timeout})`);
-        for (const r of opts.notify ?? []) actions.push(`would send an approval request for ${r.approver} to ${[r.email, r.webhook && `webhook ${r.webhook}`].filter(Boolean).join(' and ')}`);
+        this.state.plan(step, `would wait for approval "${gate}": ${opts.summary} (${record.quorum} approval(s), up to ${opts.timeout})`);
+        for (const r of opts.notify ?? []) this.state.plan(step, `would send an approval request for ${r.approver} to ${[r.email, r.webhook && `webhook ${r.webhook}`].filter(Boolean).join(' and ')}`);
       }
       Object.assign(record, { state: 'approved', reason: 'dry-run: the gate would wait here', closedAt: now() });
       return { outcome: 'approved', gate, by: [] };
     }
 
-    this.state.setStatus('waiting_for_approval');
+    this.state.waiting(true);
     const sending = this.sendRequests(record, opts);
     const decided = await condition(() => record.state !== 'open', timeoutMs);
     sending?.cancel(); // links to a closed gate are useless: stop any delivery still retrying
     if (!decided) Object.assign(record, { state: 'timedOut', closedAt: now() });
-    this.state.setStatus('running');
+    this.state.waiting(false);
 
     if (record.state === 'approved') return { outcome: 'approved', gate, by: record.approvedBy };
     if (record.state === 'rejected') return { outcome: 'rejected', gate, by: record.rejectedBy ?? '', reason: record.reason ?? '' };
+    if (record.state === 'withdrawn') return { outcome: 'withdrawn', gate, reason: record.reason ?? '' };
     if (record.onTimeout === 'fail') {
       throw ApplicationFailure.nonRetryable(
         `Gate "${gate}" timed out after ${opts.timeout} without ${record.quorum} approval(s) (had ${record.approvedBy.length}); ` +
@@ -116,13 +159,14 @@ export class ApprovalDesk {
       ...(r.email ? [{ approver: r.approver, channel: 'email' as const, to: r.email }] : []),
       ...(r.webhook ? [{ approver: r.approver, channel: 'webhook' as const, to: r.webhook }] : []),
     ]);
-    if (!targets.length) return undefined;
+    const deliver = opts.deliver;
+    if (!targets.length && !deliver?.approvers.length) return undefined;
     const deadlineSeconds = Date.parse(record.deadline) / 1000;
     const ttl = Math.min(opts.linkTtl ? durationSeconds(opts.linkTtl) : Infinity, maxLinkTtlSeconds);
     const expiresAt = Math.floor(Math.min(Date.now() / 1000 + ttl, deadlineSeconds));
     const p = this.state.progress;
     const scope = new CancellationScope();
-    void scope.run(() => Promise.all(targets.map(async (t) => {
+    void scope.run(() => Promise.all([deliver?.approvers.length && this.sendOwn(record, deliver, expiresAt), ...targets.map(async (t) => {
       const entry: ApprovalRequestProgress = { ...t, linkId: uuid4(), state: 'sending' };
       record.requests.push(entry);
       this.state.publish();
@@ -136,8 +180,36 @@ export class ApprovalDesk {
         Object.assign(entry, isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) });
       }
       this.state.publish();
-    })));
+    })]));
     return scope;
+  }
+
+  /** The workflow's own channel: one request carrying every approver's link. */
+  private async sendOwn(record: GateProgress, deliver: GateDelivery, expiresAt: number): Promise<void> {
+    const entries: ApprovalRequestProgress[] = deliver.approvers.map((approver) => ({ approver, channel: deliver.channel, to: deliver.to, linkId: uuid4(), state: 'sending' }));
+    record.requests.push(...entries);
+    this.state.publish();
+    let change: Partial<ApprovalRequestProgress>;
+    try {
+      const { ref } = await deliver.send({
+        gate: record.gate, nonce: record.nonce, summary: record.summary, details: record.details, deadline: record.deadline, expiresAt,
+        links: entries.map((e) => ({ approver: e.approver, linkId: e.linkId })),
+      });
+      change = { state: 'sent', sentAt: now(), ref };
+    } catch (err) {
+      change = isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) };
+    }
+    for (const e of entries) Object.assign(e, change);
+    this.state.publish();
+  }
+
+  /** Closes an open gate from the workflow itself: what it asked about no longer needs a decision. */
+  withdraw(gate: string, reason: string): boolean {
+    const record = this.state.progress.approvals.find((g) => g.gate === gate && g.state === 'open');
+    if (!record) return false;
+    Object.assign(record, { state: 'withdrawn', reason, closedAt: now() });
+    this.state.publish();
+    return true;
   }
 
   private receive(decision: 'approve' | 'reject', raw: Decision): void {
@@ -178,8 +250,9 @@ export class ApprovalDesk {
       Object.assign(gate, { state: 'rejected', rejectedBy: d.by, reason: d.reason || '(no reason given)', closedAt: now() });
       return;
     }
-    if (gate.fourEyes && this.state.progress.requestedBy && same(this.state.progress.requestedBy, d.by)) {
-      return ignore('four-eyes: the person who started the run may not approve it');
+    const requester = gate.requestedBy ?? this.state.progress.requestedBy;
+    if (gate.fourEyes && requester && same(requester, d.by)) {
+      return ignore(gate.requestedBy ? `four-eyes: ${requester} asked for this change and may not approve it` : 'four-eyes: the person who started the run may not approve it');
     }
     if (gate.approvedBy.some((a) => same(a, d.by))) return ignore(`${d.by} already approved; approvals must come from distinct people`);
     d.outcome = 'accepted';

@@ -37,7 +37,7 @@ export type ApprovalRecipient = z.infer<typeof approvalRecipient>;
 export const maxLinkTtlSeconds = 7 * 86_400;
 
 /** A duration of at most 7 days (the longest an approval link lives). */
-const linkTtl = duration.refine((d) => durationSeconds(d) <= maxLinkTtlSeconds, 'at most 7d: approval links live 7 days at most');
+export const linkTtl = duration.refine((d) => durationSeconds(d) <= maxLinkTtlSeconds, 'at most 7d: approval links live 7 days at most');
 
 /** Who decides a gate and how: the approval settings every runbook input offers for its gates. */
 export const approvalPolicyFields = {

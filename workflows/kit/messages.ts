@@ -34,18 +34,22 @@ export const signalDescriptions = {
 
 export type RunStatus = 'running' | 'waiting_for_lock' | 'waiting_for_approval' | 'compensating' | 'completed' | 'rolled_back' | 'failed' | 'cancelled' | 'planned';
 export type StepState = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'compensated';
-export type GateState = 'open' | 'approved' | 'rejected' | 'timedOut';
+/** withdrawn: the run closed the gate itself because what it asked about no longer needs a decision. */
+export type GateState = 'open' | 'approved' | 'rejected' | 'timedOut' | 'withdrawn';
 export type CompensationState = 'registered' | 'running' | 'done' | 'failed' | 'released';
 export type RequestState = 'sending' | 'sent' | 'failed' | 'cancelled';
 
 /** An approval request the gate sent: to whom, through which channel, and the id of the link (never the link). */
 export interface ApprovalRequestProgress {
   approver: string;
-  channel: 'email' | 'webhook';
+  /** email, webhook, or a runbook's own channel (e.g. dhis2-ticket). */
+  channel: string;
   to: string;
   linkId: string;
   state: RequestState;
   sentAt?: string;
+  /** What the channel made of it, e.g. the ticket's id. */
+  ref?: string;
   error?: string;
 }
 
@@ -65,12 +69,16 @@ export interface GateProgress {
   gate: string;
   step?: string;
   summary: string;
+  /** What exactly is being decided, one line each (e.g. "code: OU_1 -> OU_2"), shown on the approval page. */
+  details?: string[];
   state: GateState;
   /** Drawn when the gate opened: links are bound to this opening, so no link can exist before it. */
   nonce: string;
   approvers?: string[];
   quorum: number;
   fourEyes: boolean;
+  /** Who asked for what this gate decides, when it is not the run's requestedBy (e.g. the author of a source change): with four-eyes they may not approve. */
+  requestedBy?: string;
   approvedBy: string[];
   rejectedBy?: string;
   reason?: string;
@@ -105,23 +113,30 @@ export interface CompensationProgress {
   error?: string;
 }
 
-export interface Progress {
+/**
+ * The approval side of a run's `progress`, the same in every workflow that has gates (runbooks and
+ * the per-resource sync workflows alike): what the approval gateway and the CLI read.
+ */
+export interface ApprovalLedger {
   runbook: string;
   title: string;
-  status: RunStatus;
-  dryRun: boolean;
   requestedBy?: string;
-  currentStep?: string;
-  steps: StepProgress[];
   approvals: GateProgress[];
   decisions: DecisionRecord[];
+  /** Ignored decisions past the per-gate cap: counted, not recorded, so a flood cannot grow the run. */
+  droppedDecisions: number;
+}
+
+export interface Progress extends ApprovalLedger {
+  status: RunStatus;
+  dryRun: boolean;
+  currentStep?: string;
+  steps: StepProgress[];
   compensations: CompensationProgress[];
   /** The targets this run holds (one run at a time per target). */
   locks?: string[];
   /** Set while another run holds a target this run needs. */
   waitingForLock?: { key: string; heldBy: string };
-  /** Ignored decisions past the per-gate cap: counted, not recorded, so a flood cannot grow the run. */
-  droppedDecisions: number;
   error?: string;
 }
 

@@ -36,6 +36,16 @@ export class RunState {
     this.publish();
   }
 
+  /** For the approval desk: the run waits for a person, or goes on. */
+  waiting(yes: boolean): void {
+    this.setStatus(yes ? 'waiting_for_approval' : 'running');
+  }
+
+  /** For the approval desk in a dry-run: what a gate would do, under its step. */
+  plan(step: string, action: string): void {
+    this.step(step).actions.push(action);
+  }
+
   /** Pushes the picture to the UI (current details) and to the search attributes when they changed. */
   publish(): void {
     setCurrentDetails(renderChecklist(this.progress));

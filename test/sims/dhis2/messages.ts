@@ -102,10 +102,24 @@ async function postStatus(call: ApiCall, [, uid]: RegExpMatchArray): Promise<Rep
 
 const pick = (c: Record<string, unknown>, fields: string[] | null) => (fields ? Object.fromEntries(fields.map((f) => [f, c[f]])) : c);
 
+/** filter=subject:like:<text> (case-insensitive like ilike, as DHIS2's query engine does for like), :ilike:, :eq:; several filters AND. */
+function subjectFilters(call: ApiCall): Array<(subject: string) => boolean> {
+  return call.query.getAll('filter').map((f) => {
+    const m = /^(\w+):(\w+):(.*)$/s.exec(f);
+    if (!m) throw badRequest(`Invalid filter: ${f}`);
+    const [, property, op, value] = m;
+    if (property !== 'subject') throw badRequest(`Unknown path property: \`${property}\` (the simulator filters on subject only)`);
+    if (op === 'eq') return (s: string) => s === value;
+    if (op === 'like' || op === 'ilike') return (s: string) => s.toLowerCase().includes(value.toLowerCase());
+    throw new HttpError(400, `Query failed because of a syntax error (Operator \`${op}\`)`);
+  });
+}
+
 async function listConversations(call: ApiCall): Promise<Reply> {
-  checkParams(call, ['fields', 'paging', 'page', 'pageSize']);
+  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'filter']);
   const fields = parseFields(call, FIELDS, 'messageConversations');
-  const all = (await loadConversations(call.state.pool, null)).map((c) => pick(c, fields));
+  const filters = subjectFilters(call);
+  const all = (await loadConversations(call.state.pool, null)).filter((c) => filters.every((f) => f(c.subject))).map((c) => pick(c, fields));
   if (enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'false') return { status: 200, body: { messageConversations: all } };
   const page = positiveIntParam(call, 'page', 1);
   const pageSize = positiveIntParam(call, 'pageSize', 50);

@@ -46,10 +46,13 @@ export const FIELDS: Record<ObjectType, string[]> = {
     'compulsory', 'dataDimension', 'includeSubhierarchyInAnalytics', 'organisationUnitGroups', 'attributeValues', 'translations', 'sharing'],
 };
 
+/** A user reference as fields=* expands it (DHIS2's UserDto); the simulator's users have no separate display name. */
+const userRef = (id: string | null, username: string | null) => (id ? { id, code: null, name: username, displayName: username, username } : null);
+
 async function loadOrgUnits(db: Db, uids: string[] | null): Promise<any[]> {
   const { rows } = await db.query(
     `SELECT ou.uid, ou.code, ou.name, ou.shortname, ${ts('ou.created')} AS created, ${ts('ou.lastupdated')} AS lastupdated,
-            cu.uid AS createdby, lu.uid AS lastupdatedby, ${day('ou.openingdate')} AS openingdate, ${day('ou.closeddate')} AS closeddate,
+            cu.uid AS createdby, cu.username AS createdbyname, lu.uid AS lastupdatedby, lu.username AS lastupdatedbyname, ${day('ou.openingdate')} AS openingdate, ${day('ou.closeddate')} AS closeddate,
             ou.description, ou.comment, ou.url, ou.contactperson, ou.address, ou.email, ou.phonenumber, p.uid AS parent,
             ou.path, ou.hierarchylevel, ou.geometry, ou.translations, ou.attributevalues
        FROM organisationunit ou
@@ -67,7 +70,7 @@ async function loadOrgUnits(db: Db, uids: string[] | null): Promise<any[]> {
   return rows.map((r) => compact({
     id: r.uid, code: r.code, name: r.name, shortName: r.shortname, displayName: r.name,
     created: r.created, lastUpdated: r.lastupdated,
-    createdBy: r.createdby ? { id: r.createdby } : null, lastUpdatedBy: r.lastupdatedby ? { id: r.lastupdatedby } : null,
+    createdBy: userRef(r.createdby, r.createdbyname), lastUpdatedBy: userRef(r.lastupdatedby, r.lastupdatedbyname),
     openingDate: r.openingdate, closedDate: r.closeddate, description: r.description, comment: r.comment, url: r.url,
     contactPerson: r.contactperson, address: r.address, email: r.email, phoneNumber: r.phonenumber,
     parent: r.parent ? { id: r.parent } : null, path: r.path, level: r.hierarchylevel, geometry: r.geometry,
