@@ -170,7 +170,7 @@ test('a bad configuration stops the worker and the listener before they start, n
     const proc = startProcess(script, [], { ...lab.workerEnv, ORGUNIT_SYNC_CONFIG: bad, RUNBOOKS_TASK_QUEUE: uniqueQueue('bad') });
     expect(await proc.exited).toBe(1);
     const out = proc.output();
-    for (const field of ['source.baseUrl', 'source.auth', 'source.database.slot', 'targets.0.operations.1', 'targets.0.fieldsRequireApproval.0', 'targets.1.name', 'targets.1.transform']) {
+    for (const field of ['source.baseUrl', 'source.auth', 'source.database.slot', 'targets.0.operations.1', 'targets.0.fieldsRequireApproval.0', 'targets.0.approval', 'targets.1.name', 'targets.1.transform']) {
       expect(out).toContain(field);
     }
     expect(out).not.toContain('d2pat_plain_text_secret');

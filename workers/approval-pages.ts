@@ -1,7 +1,19 @@
 /** The approval gateway's HTML pages: small, escaped, no scripts. */
 import type { ApprovalClaim } from '../activities/lib/approval-token';
-import type { GateProgress, Progress } from '../workflows/kit/messages';
+import type { ApprovalLedger, GateProgress, Progress } from '../workflows/kit/messages';
+import type { SyncProgress } from '../workflows/dhis2/messages';
+import { renderSync } from '../workflows/dhis2/render';
 import { formatProgress } from '../scripts/lib/format-progress';
+
+/** What the gateway reads from a run: a runbook's progress, or a sync's; both carry the approval ledger. */
+export type RunProgress = ApprovalLedger & Partial<Pick<Progress, 'steps'>>;
+
+/** The run as text: a runbook's checklist, or a sync's state. */
+export function runText(p: RunProgress): string {
+  if (Array.isArray(p.steps)) return formatProgress(p as Progress);
+  if ('passes' in p) return renderSync(p as unknown as SyncProgress);
+  return '';
+}
 
 export const esc = (s: unknown): string =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -22,19 +34,20 @@ export interface ApprovalView {
   /** When the link expires, seconds since the epoch. */
   expiresAt: number;
   gate: GateProgress;
-  progress: Progress;
+  progress: RunProgress;
 }
 
 export function approvalForm(v: ApprovalView): string {
-  const step = v.progress.steps.find((s) => s.name === v.gate.step);
+  const step = v.progress.steps?.find((s) => s.name === v.gate.step);
+  const details = v.gate.details?.length ? `<pre>${esc(v.gate.details.join('\n'))}</pre>` : '';
   return page(`Approve ${v.gate.gate}? — ${v.progress.title}`, `
-<p><strong>${esc(v.gate.summary)}</strong></p>
+<p><strong>${esc(v.gate.summary)}</strong></p>${details}
 <p>Runbook <code>${esc(v.progress.runbook)}</code>, run <code>${esc(v.workflowId)}</code>${step ? `, step <em>${esc(step.title)}</em>` : ''}.
-Requested by ${esc(v.progress.requestedBy ?? 'unknown')}. You are deciding as <strong>${esc(v.approver)}</strong>.
+Requested by ${esc(v.gate.requestedBy ?? v.progress.requestedBy ?? 'unknown')}. You are deciding as <strong>${esc(v.approver)}</strong>.
 Approvals so far: ${v.gate.approvedBy.length} of ${v.gate.quorum}${v.gate.approvedBy.length ? ` (${esc(v.gate.approvedBy.join(', '))})` : ''}; open until ${esc(v.gate.deadline)}.
 This link works once, until ${esc(new Date(v.expiresAt * 1000).toISOString())}.</p>
 ${decisionForm(v.token)}
-<h2>The run so far</h2><pre>${esc(formatProgress(v.progress))}</pre>`);
+<h2>The run so far</h2><pre>${esc(runText(v.progress))}</pre>`);
 }
 
 const decisionForm = (token: string) => `<form method="post" action="/approve">

@@ -14,9 +14,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { defineQuery } from '@temporalio/workflow';
 import { approvalSecret, verifyApproval, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, progressQuery, rejectSignal, type Decision, type Progress } from '../workflows/kit/messages';
-import { approvalForm, blindApprovalForm, message } from './approval-pages';
+import { approveSignal, rejectSignal, type Decision } from '../workflows/kit/messages';
+import { approvalForm, blindApprovalForm, message, type RunProgress } from './approval-pages';
 import { connectClient } from './connection';
 
 export interface GatewayOptions {
@@ -34,7 +35,10 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-type RunView = { state: 'running'; progress?: Progress } | { state: 'ended'; status: string } | { state: 'missing' };
+/** Every workflow with gates answers `progress` with at least the approval ledger. */
+const progressQuery = defineQuery<RunProgress>('progress');
+
+type RunView = { state: 'running'; progress?: RunProgress } | { state: 'ended'; status: string } | { state: 'missing' };
 type Page = { status: number; title: string; text: string };
 
 /** The run the link was made for (never a later run with the same workflow id). */
@@ -128,7 +132,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (refused) return sendPage(res, refused);
     if (await linkUsed(client, claim)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
 
-    const progress = (view as { progress?: Progress }).progress;
+    const progress = (view as { progress?: RunProgress }).progress;
     if (!form) {
       const gate = progress?.approvals.find((g) => g.gate === claim.gate);
       if (!progress || !gate) return send(res, 200, blindApprovalForm(token, claim));

@@ -85,6 +85,10 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: settings.maximumInterval as Duration },
   });
   const temporal = proxyActivities<Dhis2Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '30s' } });
+  // A look at the target while a gate waits: short-lived, a failure only means "look again later".
+  const probe = proxyActivities<Dhis2Activities>({
+    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), startToCloseTimeout: '1 minute', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '2 minutes',
+  });
   const publish = () => setCurrentDetails(renderSync(progress));
   /** Parked, not dropped: this workflow is the dead letter, found with RunbookStatus = "parked". */
   const park = async (error: string, errors: Array<{ code: string; message: string; uid?: string; property?: string }>) => {
@@ -115,7 +119,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   };
   const desk = new ApprovalDesk(host);
   const gates = gateKeeper({
-    target, type, uid, settings, progress, desk, onTarget, temporal, show, record,
+    target, type, uid, settings, progress, desk, onTarget, probe, temporal, show, record,
     news: { has: () => pending, take: () => { pending = false; }, give: () => { pending = true; } },
   });
 
@@ -257,6 +261,7 @@ interface GateContext {
   progress: SyncProgress;
   desk: ApprovalDesk;
   onTarget: ActivityInterfaceFor<Dhis2Activities>;
+  probe: ActivityInterfaceFor<Dhis2Activities>;
   temporal: ActivityInterfaceFor<Dhis2Activities>;
   show: (status: SyncStatus) => void;
   record: (r: Omit<SyncRecord, 'at'>) => void;
@@ -324,17 +329,19 @@ function gateKeeper(c: GateContext) {
     void decision.then(() => { settled = true; }, () => { settled = true; });
     c.record({ action: 'waiting for approval', changes: change.gatedFields, note: `gate ${gate}${change.author ? `, change by ${change.author}` : ''}` });
 
-    while (!settled) {
-      await condition(() => settled || c.news.has());
+    for (let looks = 0; !settled;) {
+      // Woken by a source change, or after a while (1m, 2m ... 1h) to see whether the draft is still there.
+      const news = await condition(() => settled || c.news.has(), Math.min(3_600_000, 60_000 * 2 ** looks));
       if (settled) break;
-      // The source changed while the gate waits: the draft follows it, unless a reviewer edited it.
+      looks = news ? looks : looks + 1;
+      // The draft follows the source, unless a reviewer edited it.
       c.news.take();
-      progress.passes += 1;
+      if (news) progress.passes += 1;
       let refreshed: SyncOutcome;
       try {
-        refreshed = await onTarget.syncResource({ ...req, held: { draftHash: current.draftHash } });
+        refreshed = await (news ? onTarget : c.probe).syncResource({ ...req, held: { draftHash: current.draftHash } });
       } catch (err) {
-        c.record({ action: 'draft not updated', error: failureText(err) });
+        if (news) c.record({ action: 'draft not updated', error: failureText(err) });
         continue;
       }
       const record = progress.approvals.find((g) => g.gate === gate);

@@ -1,0 +1,310 @@
+/**
+ * Org-unit changes that need a human's approval, end to end: real Temporal, real PostgreSQL change
+ * capture, DHIS2 simulators for the source and two targets, the real approval gateway over HTTP.
+ * t1 needs approval for code and shortName; t2 needs none. The approver works where they already
+ * work: the ticket in t1's messaging, the draft in t1's dataStore, the signed link.
+ */
+import type { Client } from '@temporalio/client';
+import { signApproval, verifyApproval } from '../activities/lib/approval-token';
+import { startGateway, type Gateway } from '../workers/approvals';
+import { syncProgressQuery, type SyncProgress } from '../workflows/dhis2/messages';
+import { syncWorkflowId } from '../workflows/dhis2/resources';
+import type { Dhis2Sim } from './sims/dhis2';
+import { eventually, newUid, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
+import { startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+
+const secret = 'dhis2-approval-test-secret-0123456789abcdef';
+let lab: Dhis2Lab;
+let client: Client;
+let worker: Proc;
+let gateway: Gateway;
+const queue = uniqueQueue('dhis2a');
+const district = newUid('D');
+const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
+const t1Approval = { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h' };
+const workerEnv = () => ({ ...lab.workerEnv, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
+
+beforeAll(async () => {
+  lab = await startDhis2Lab([]);
+  await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationunit.code', 'organisationunit.shortname'], approval: t1Approval } });
+  await lab.addTarget('t2', { auth: 'token' });
+  client = await testClient();
+  gateway = await startGateway({ client, secret, port: 0 });
+  worker = await startWorker(queue, workerEnv());
+  await client.workflow.execute('orgUnitSyncSetup', { taskQueue: queue, workflowId: uniqueQueue('setup'), args: [lab.setupInput()] });
+  await lab.startListener(queue);
+  // The district exists everywhere before the tests: t1 approves its creation once.
+  await sourceImport(lab, 'organisationUnit', [{ id: district, name: 'Kailahun', shortName: 'Kailahun', openingDate: '1990-01-01' }]);
+  const ticket = await ticketFor(lab.targets.t1, district);
+  await decide(linkIn(ticket, 'alice'), 'approve');
+  await eventually('t1 has the district', () => lab.targets.t1.get('organisationUnit', district), (r) => Boolean(r));
+}, 180_000);
+
+afterAll(async () => {
+  await worker?.kill('SIGKILL');
+  await gateway?.close();
+  await client?.connection.close();
+  await lab?.stop();
+});
+
+interface Ticket { id: string; subject: string; status: string; messages: Array<{ text: string }> }
+
+/** The approval ticket of a resource in a target's messaging, once it has `messages` messages at least. */
+async function ticketFor(sim: Dhis2Sim, uid: string, messages = 1, nth = 0): Promise<Ticket> {
+  const tickets = await eventually(`an approval ticket for ${uid}`, async () => (await sim.messages() as Ticket[])
+    .filter((t) => t.subject.includes('Approval needed') && t.subject.includes(uid)), (ts) => (ts[nth]?.messages.length ?? 0) >= messages);
+  return tickets[nth];
+}
+const latestTicket = async (sim: Dhis2Sim, uid: string): Promise<Ticket> =>
+  (await sim.messages() as Ticket[]).filter((t) => t.subject.includes('Approval needed') && t.subject.includes(uid)).at(-1)!;
+
+/** The signed link for `approver` in a ticket (the last one given, when a reply brought new links). */
+function linkIn(ticket: Ticket, approver: string): string {
+  const text = ticket.messages.map((m) => m.text).join('\n');
+  const found = [...text.matchAll(new RegExp(`To decide as ${approver}, open:\\n(\\S+)`, 'g'))].map((m) => m[1]);
+  if (!found.length) throw new Error(`no link for ${approver} in ticket ${ticket.subject}:\n${text}`);
+  return found.at(-1)!;
+}
+const tokenOf = (link: string) => new URL(link).searchParams.get('t')!;
+const show = (link: string) => fetch(link);
+async function decide(link: string, decision: 'approve' | 'reject', reason = ''): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: tokenOf(link), decision, reason }) });
+  return { status: res.status, text: await res.text() };
+}
+
+const draftUrl = (sim: Dhis2Sim, uid: string) => `${sim.baseUrl}/api/dataStore/org-unit-sync/organisationUnit-${uid}`;
+const admin = { authorization: `Basic ${Buffer.from('admin:district').toString('base64')}` };
+const readDraft = async (sim: Dhis2Sim, uid: string) => {
+  const res = await fetch(draftUrl(sim, uid), { headers: admin });
+  return res.status === 200 ? res.json() as Promise<any> : undefined;
+};
+/** A reviewer edits the draft in the target's dataStore (the Data Store Manager app does this PUT). */
+const editDraft = async (sim: Dhis2Sim, uid: string, edit: (d: any) => any) => {
+  const draft = await readDraft(sim, uid);
+  const res = await fetch(draftUrl(sim, uid), { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(edit(draft)) });
+  expect(res.status).toBe(200);
+};
+const syncOf = (target: string, uid: string) => client.workflow.getHandle(syncWorkflowId(target, 'organisationUnit', uid));
+const progressOf = (target: string, uid: string): Promise<SyncProgress> => syncOf(target, uid).query(syncProgressQuery);
+const waitingGate = async (target: string, uid: string) => {
+  const p = await eventually(`${uid} waiting for approval on ${target}`, () => progressOf(target, uid), (x) => x.status === 'waiting_for_approval' && Boolean(x.awaiting?.ticket));
+  return p.approvals.find((g) => g.gate === p.awaiting!.gate)!;
+};
+
+test('a new org unit reaches t2 at once; t1 gets a draft and a ticket; the approver edits the draft, GET shows, POST approves, and t1 gets the edited version', async () => {
+  const unit = newUid('N');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Daru CHC', { code: 'OU_DARU' })]);
+  await eventually('t2 has it', () => lab.targets.t2.get('organisationUnit', unit), (r) => r?.name === 'Daru CHC');
+
+  const gate = await waitingGate('t1', unit);
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+  expect(gate).toMatchObject({ approvers: ['alice', 'bob'], quorum: 1, state: 'open' });
+  const draft = await readDraft(lab.targets.t1, unit);
+  expect(draft).toMatchObject({ operation: 'create', organisationUnits: [{ id: unit, name: 'Daru CHC', code: 'OU_DARU' }] });
+
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  expect(ticket.status).toBe('OPEN');
+  const text = ticket.messages[0].text;
+  expect(text).toContain(`${lab.targets.t1.baseUrl}/dhis-web-datastore/index.html#/edit/org-unit-sync/organisationUnit-${unit}`);
+  expect(text).toMatch(/\* code: \(none\) -> OU_DARU/);
+  const alice = linkIn(ticket, 'alice');
+  const bob = linkIn(ticket, 'bob');
+  expect(new URL(alice).origin).toBe(gateway.url);
+  // Each link is bound to its approver, to this run and to this opening of the gate.
+  const claim = verifyApproval(tokenOf(alice), secret);
+  expect(claim.ok && claim.claim).toMatchObject({ approver: 'alice', workflowId: syncWorkflowId('t1', 'organisationUnit', unit), gate: gate.gate, nonce: gate.nonce });
+  expect(verifyApproval(tokenOf(bob), secret)).toMatchObject({ ok: true, claim: { approver: 'bob' } });
+  // The links never enter the run's history.
+  const history = JSON.stringify(await syncOf('t1', unit).fetchHistory());
+  expect(history).not.toContain(tokenOf(alice));
+
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], name: 'Daru Community Health Centre' }] }));
+  const page = await show(alice);
+  expect(page.status).toBe(200);
+  const html = await page.text();
+  expect(html).toContain('Daru CHC');
+  expect(html).toMatch(/code: \(none\) -&gt; OU_DARU/);
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+
+  const decided = await decide(alice, 'approve');
+  expect(decided.status).toBe(200);
+  const applied = await eventually('t1 has the edited version', () => lab.targets.t1.get('organisationUnit', unit), (r) => Boolean(r));
+  expect(applied).toMatchObject({ name: 'Daru Community Health Centre', code: 'OU_DARU' });
+  const closed = await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
+  expect(closed.messages.at(-1)!.text).toMatch(/Approved by alice\. Applied on t1: the draft as edited by the reviewer/);
+  expect(await readDraft(lab.targets.t1, unit)).toBeUndefined();
+  // A second click on the used link decides nothing.
+  expect((await decide(alice, 'approve')).status).toBe(409);
+}, 120_000);
+
+test('an update that touches only name reaches t1 without approval; a pending approval for one unit does not hold up another', async () => {
+  const [held, free] = [newUid('H'), newUid('F')];
+  await sourceImport(lab, 'organisationUnit', [ou(free, 'Pendembu')]);
+  await decide(linkIn(await ticketFor(lab.targets.t1, free), 'bob'), 'approve');
+  await eventually('t1 has the free unit', () => lab.targets.t1.get('organisationUnit', free), (r) => Boolean(r));
+
+  await sourceImport(lab, 'organisationUnit', [ou(held, 'Buedu')]);
+  await waitingGate('t1', held);
+  await sourceImport(lab, 'organisationUnit', [{ ...ou(free, 'Pendembu Town'), shortName: 'Pendembu' }]);
+  await eventually('the rename reached t1 while the other unit waits', () => lab.targets.t1.get('organisationUnit', free), (r) => r?.name === 'Pendembu Town');
+  expect((await progressOf('t1', held)).status).toBe('waiting_for_approval');
+  // The rename needed no approval: no second ticket for it.
+  expect((await lab.targets.t1.messages() as Ticket[]).filter((t) => t.subject.includes('Approval needed') && t.subject.includes(free))).toHaveLength(1);
+}, 120_000);
+
+test('a rejection applies nothing and closes the ticket with the reason; a reject without a reason is refused', async () => {
+  const unit = newUid('J');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Koindu', { code: 'OU_KOINDU' })]);
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  const link = linkIn(ticket, 'bob');
+  expect((await decide(link, 'reject')).status).toBe(400);
+  const rejected = await decide(link, 'reject', 'code clashes with the national register');
+  expect(rejected.status).toBe(200);
+  const closed = await eventually('the ticket invalid', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'INVALID');
+  expect(closed.messages.at(-1)!.text).toContain('rejected by bob: code clashes with the national register');
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+  expect(await readDraft(lab.targets.t1, unit)).toBeUndefined();
+  const p = await eventually('the sync idle', () => progressOf('t1', unit), (x) => x.status === 'idle');
+  expect(p.recent.map((r) => r.action)).toContain('rejected');
+}, 120_000);
+
+test('a second change while the first waits updates the draft and tells the ticket; after a reviewer edit it only tells', async () => {
+  const unit = newUid('S');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Segbwema', { code: 'OU_SEG_1' })]);
+  await waitingGate('t1', unit);
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Segbwema', { code: 'OU_SEG_2' })]);
+  await eventually('the draft follows the source', () => readDraft(lab.targets.t1, unit), (d) => d?.organisationUnits?.[0]?.code === 'OU_SEG_2');
+  const told = await ticketFor(lab.targets.t1, unit, 2);
+  expect(told.messages[1].text).toMatch(/The source changed again.*The draft was updated/s);
+  const gate = await waitingGate('t1', unit);
+  expect(gate.details?.join('\n')).toContain('OU_SEG_2');
+
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_SEG_REVIEWED' }] }));
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Segbwema', { code: 'OU_SEG_3' })]);
+  const again = await ticketFor(lab.targets.t1, unit, 3);
+  expect(again.messages[2].text).toMatch(/source changed since you edited the draft.*NOT updated/s);
+  expect((await readDraft(lab.targets.t1, unit)).organisationUnits[0].code).toBe('OU_SEG_REVIEWED');
+
+  await decide(linkIn(again, 'alice'), 'approve');
+  await eventually('t1 has the reviewed code', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_SEG_REVIEWED');
+}, 120_000);
+
+test('forged, wrong-gate and replayed links send nothing; an edited draft that changes the id is refused and the change waits with new links', async () => {
+  const unit = newUid('V');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Mano', { code: 'OU_MANO' })]);
+  const gate = await waitingGate('t1', unit);
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  const link = linkIn(ticket, 'alice');
+  const claim = verifyApproval(tokenOf(link), secret);
+  if (!claim.ok) throw new Error(claim.reason);
+  const signals = async () => (await syncOf('t1', unit).fetchHistory()).events!.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'approve').length;
+  const before = await signals();
+
+  const forged = `${tokenOf(link).slice(0, -4)}AAAA`;
+  expect((await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: forged, decision: 'approve' }) })).status).toBe(403);
+  const otherOpening = signApproval({ ...claim.claim, nonce: 'an-earlier-opening', linkId: 'x1' }, secret);
+  const wrong = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: otherOpening, decision: 'approve' }) });
+  expect(wrong.status).toBe(409);
+  expect(await wrong.text()).toContain('another opening');
+  expect(await signals()).toBe(before);
+
+  // The reviewer's edit points the draft at another org unit: approving does not apply it.
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], id: district }] }));
+  expect((await decide(link, 'approve')).status).toBe(200);
+  const refused = await ticketFor(lab.targets.t1, unit, 2);
+  expect(refused.messages[1].text).toMatch(/Approved by alice, but the draft cannot be applied: the draft changes the resource id/);
+  const reopened = await waitingGate('t1', unit);
+  expect(reopened.gate).not.toBe(gate.gate);
+  expect((await lab.targets.t1.get('organisationUnit', district)).name).toBe('Kailahun');
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+  // The used link stays used; the new link decides once the draft is fixed.
+  expect((await decide(link, 'approve')).status).toBe(409);
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], id: unit }] }));
+  await decide(linkIn(refused, 'bob'), 'approve');
+  await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_MANO');
+}, 120_000);
+
+test('four-eyes and quorum: the source author cannot approve their own change; two distinct approvals apply it', async () => {
+  // The source's writes in this lab are made by "admin".
+  lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = { approvers: ['admin', 'alice', 'bob'], quorum: 2, fourEyes: true, timeout: '1h' }; });
+  try {
+    const unit = newUid('Q');
+    await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kpandebu', { code: 'OU_KPA' })]);
+    const gate = await waitingGate('t1', unit);
+    expect(gate).toMatchObject({ quorum: 2, fourEyes: true, requestedBy: 'admin' });
+    const ticket = await ticketFor(lab.targets.t1, unit);
+    expect(ticket.messages[0].text).toContain('four-eyes: admin may not approve');
+
+    const own = await decide(linkIn(ticket, 'admin'), 'approve');
+    expect(own.status).toBe(409);
+    expect(own.text).toContain('four-eyes: admin asked for this change');
+    const first = await decide(linkIn(ticket, 'alice'), 'approve');
+    expect(first.text).toContain('Approvals: 1 of 2');
+    expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+    await decide(linkIn(ticket, 'bob'), 'approve');
+    await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_KPA');
+    const solved = await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
+    expect(solved.messages.at(-1)!.text).toContain('Approved by alice, bob');
+  } finally {
+    lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = t1Approval; });
+  }
+}, 120_000);
+
+test('the target down when the approval arrives: the apply retries until it is back', async () => {
+  const unit = newUid('W');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Bunumbu', { code: 'OU_BUN' })]);
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  await lab.targets.t1.down();
+  try {
+    await decide(linkIn(ticket, 'alice'), 'approve');
+    await eventually('the approval recorded', () => progressOf('t1', unit), (p) => p.approvals.some((g) => g.state === 'approved'));
+  } finally {
+    await lab.targets.t1.up();
+  }
+  await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_BUN');
+}, 120_000);
+
+test('the worker killed while a gate waits, the approval given with no worker running: applied when a worker returns', async () => {
+  const unit = newUid('K');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Nyandehun', { code: 'OU_NYA' })]);
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  await waitingGate('t1', unit);
+  await worker.kill('SIGKILL');
+  const sent = await decide(linkIn(ticket, 'bob'), 'approve');
+  // No worker can confirm: the gateway says the decision was sent and counts when the run resumes.
+  expect(sent.status).toBe(202);
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+  worker = await startWorker(queue, workerEnv());
+  await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_NYA');
+  await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
+}, 120_000);
+
+test('a draft deleted by hand: the approval is refused with that reason and nothing is applied', async () => {
+  const unit = newUid('X');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Mobai', { code: 'OU_MOBAI' })]);
+  const ticket = await ticketFor(lab.targets.t1, unit);
+  const res = await fetch(draftUrl(lab.targets.t1, unit), { method: 'DELETE', headers: admin });
+  expect(res.status).toBe(200);
+  await decide(linkIn(ticket, 'alice'), 'approve');
+  const closed = await eventually('the ticket invalid', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'INVALID');
+  expect(closed.messages.at(-1)!.text).toContain('the draft was deleted in the target');
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+}, 120_000);
+
+test('no decision within the timeout: the configured outcome (park), told in the ticket; retry asks again', async () => {
+  lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = { ...t1Approval, timeout: '3s', onTimeout: 'park' }; });
+  const unit = newUid('T');
+  try {
+    await sourceImport(lab, 'organisationUnit', [ou(unit, 'Baiwala', { code: 'OU_BAI' })]);
+    const parked = await eventually('parked on timeout', () => progressOf('t1', unit), (p) => p.status === 'parked');
+    expect(parked.parked?.error).toMatch(/no decision within 3s/);
+    const ticket = await eventually('the ticket pending', () => latestTicket(lab.targets.t1, unit), (t) => t?.status === 'PENDING');
+    expect(ticket.messages.at(-1)!.text).toMatch(/No decision within 3s: the change is PARKED/);
+  } finally {
+    lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = t1Approval; });
+  }
+  await syncOf('t1', unit).signal('retry', { by: 'ops-anna' });
+  const second = await ticketFor(lab.targets.t1, unit, 1, 1);
+  await decide(linkIn(second, 'alice'), 'approve');
+  await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_BAI');
+}, 120_000);
