@@ -7,6 +7,9 @@
  *   orgunit-sync  DHIS2 org-unit sync: source COMMIT -> visible on each target (p50/p95) at a
  *               steady rate, and throughput, beside a bare fetch+import loop (the floor).
  *
+ *   orgunit-approval  DHIS2 approvals: approver's link click -> change visible on the target
+ *               (p50/p95), beside a raw signal round trip on the same server (the floor).
+ *
  * Options: --runs N (default 3). Prints every measurement and the medians.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +25,7 @@ import { hostInput } from '../test/lab/inputs';
 import { killPostmaster, streamingPair } from '../test/lab/pair';
 import { startProcess } from '../test/support/processes';
 import { orgunitSyncBench } from './bench-orgunit';
+import { orgunitApprovalBench } from './bench-approval';
 
 const repoRoot = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -149,8 +153,9 @@ async function main(): Promise<void> {
   switch (positionals[0]) {
     case 'promotion': return promotion(runs);
     case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
+    case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30]');
       process.exit(2);
   }
 }

@@ -1,0 +1,110 @@
+/**
+ * Org-unit approval benchmark: from the approver's click (the POST of the signed link's form) to
+ * the change visible on the target (its COMMIT), p50/p95 over --runs changes, one at a time. The
+ * floor, on the same Temporal server in the same run: a raw signal round trip (signal a waiting
+ * workflow, it ends, the client sees the result).
+ */
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { startGateway } from '../workers/approvals';
+import { echoReadyQuery, echoSignal } from '../test/workflows/floor';
+import { findTemporalCli, startDevServer } from './lib/dev-server';
+import { freePort } from '../test/support/global-setup';
+import { startDhis2Lab, sourceImport } from '../test/lab/dhis2';
+import { startProcess } from '../test/support/processes';
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+const row = (label: string, xs: number[]) => `  ${label.padEnd(44)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p95 ${pct(xs, 95).toFixed(0).padStart(5)} ms   max ${Math.max(...xs).toFixed(0).padStart(5)} ms`;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A raw signal round trip on the same server: signal -> the waiting run ends -> the client has its result. */
+async function signalFloor(address: string, runs: number): Promise<number[]> {
+  const queue = `bench-echo-${process.pid}`;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const worker = await Worker.create({
+    connection: await NativeConnection.connect({ address }), taskQueue: queue,
+    workflowsPath: require.resolve('../test/workflows'), activities: { async floorNoop() { /* nothing */ } },
+  });
+  const running = worker.run();
+  const client = new Client({ connection: await Connection.connect({ address }) });
+  const out: number[] = [];
+  try {
+    for (let i = 0; i <= runs; i++) {
+      const handle = await client.workflow.start('signalEcho', { taskQueue: queue, workflowId: `bench-echo-${process.pid}-${i}` });
+      await handle.query(echoReadyQuery);
+      const t0 = Date.now();
+      await handle.signal(echoSignal);
+      await handle.result();
+      if (i > 0) out.push(Date.now() - t0);
+    }
+  } finally {
+    worker.shutdown();
+    await running;
+    await client.connection.close();
+  }
+  return out;
+}
+
+export async function orgunitApprovalBench(runs: number, repoRoot: string): Promise<void> {
+  const server = await startDevServer({ cliPath: findTemporalCli(repoRoot), port: await freePort() });
+  process.env.TEMPORAL_ADDRESS = server.address;
+  const lab = await startDhis2Lab([]);
+  const target = await lab.addTarget('a1', { config: { fieldsRequireApproval: ['organisationunit.code'], approval: { approvers: ['bench'], timeout: '1h' } } });
+  const queue = `bench-approval-${process.pid}`;
+  const secret = randomBytes(32).toString('base64url');
+  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  const gateway = await startGateway({ client, secret, port: 0 });
+  const worker = startProcess('workers/worker.ts', [], {
+    ...lab.workerEnv, TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url,
+  });
+  await worker.waitFor(/Worker ready/);
+  try {
+    await client.workflow.execute('orgUnitSyncSetup', { taskQueue: queue, workflowId: `bench-setup-${Date.now()}`, args: [lab.setupInput()] });
+    await lab.startListener(queue);
+    const click: number[] = [];
+    const page: number[] = [];
+    for (let i = 0; i <= runs; i++) {
+      const uid = `B${String(i).padStart(4, '0')}${randomBytes(3).toString('hex')}`;
+      await sourceImport(lab, 'organisationUnit', [{ id: uid, name: `Bench ${i}`, shortName: `Bench ${i}`, code: `BENCH_${uid}`, openingDate: '2020-01-01' }]);
+      const link = await until(`the ticket for ${uid}`, async () => {
+        const ticket = (await target.messages()).find((t: { subject: string }) => t.subject.includes(uid));
+        return /To decide as bench, open:\n(\S+)/.exec(ticket?.messages?.[0]?.text ?? '')?.[1];
+      });
+      const visible = new Promise<number>((resolve) => {
+        const off = target.onWrite((w) => { if (w.uid === uid) { off(); resolve(w.at); } });
+      });
+      const t0 = Date.now();
+      const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: new URL(link).searchParams.get('t')!, decision: 'approve' }) });
+      await res.text();
+      const answered = Date.now();
+      const at = await visible;
+      // The first change warms the worker, the gateway and the target's connections: not measured.
+      if (i > 0) { click.push(at - t0); page.push(answered - t0); }
+      if (process.env.BENCH_VERBOSE) console.log(`  ${uid}: click -> visible ${at - t0} ms, page answered ${answered - t0} ms (${res.status})`);
+    }
+    await lab.listener?.kill('SIGTERM');
+    await worker.kill('SIGTERM');
+    const floor = await signalFloor(server.address, runs);
+    console.log(`org-unit approval benchmark: ${runs} gated creates on one target, approved one at a time through the gateway`);
+    console.log(row('link click (POST) -> change visible on target', click));
+    console.log(row('link click (POST) -> confirmation page', page));
+    console.log(row('floor: raw signal round trip, same server', floor));
+    console.log(`  ratio (click -> visible / floor)              p50 ${(pct(click, 50) / pct(floor, 50)).toFixed(1)}x   p95 ${(pct(click, 95) / pct(floor, 95)).toFixed(1)}x`);
+  } finally {
+    await lab.listener?.kill('SIGTERM');
+    await worker.kill('SIGTERM');
+    await gateway.close();
+    await client.connection.close();
+    await lab.stop();
+    await server.stop();
+  }
+}
