@@ -1,12 +1,15 @@
 /**
  * Small pieces that guard against hostile values, checked directly: a SCRAM verifier with an
  * absurd iteration count, libpq connection strings with quotes and spaces, IPv6 spellings in
- * pg_hba.conf, and the approval-link expiry bound.
+ * pg_hba.conf, the approval-link expiry bound, what a reviewer may do to an org-unit draft, and
+ * which changes need approval.
  */
 import { linkExpiry, maxLinkTtlSeconds, signApproval, verifyApproval } from '../activities/lib/approval-token';
 import { scramMatches, scramVerifier } from '../activities/lib/scram';
 import { conninfo } from '../activities/postgres/hosts';
 import { canonicalAddress, hbaLine } from '../activities/postgres/primary';
+import { checkDraft, draftHash, needsApproval } from '../activities/dhis2/approval';
+import { loadSyncConfig } from '../activities/dhis2/config';
 
 test('a SCRAM verifier from the server with a huge iteration count is not computed (it would take hours): it simply does not match', () => {
   const good = scramVerifier('s3cret');
@@ -38,4 +41,28 @@ test('approval links live 7 days at most and never past the gate deadline; the e
   const token = signApproval({ workflowId: 'w', runId: 'r', gate: 'g', nonce: 'n', approver: 'bob', exp: now + 60 }, secret);
   expect(verifyApproval(token, secret, now)).toMatchObject({ ok: true, claim: { runId: 'r', nonce: 'n' } });
   expect(verifyApproval(token, secret, now + 61)).toEqual({ ok: false, reason: 'the link has expired' });
+});
+
+test('an edited draft must stay the same operation on the same resource; key order does not make an edit', () => {
+  const draft = { operation: 'update', organisationUnits: [{ id: 'Abcdefghij1', name: 'Edited', code: 'X' }] };
+  expect(checkDraft(draft, 'organisationUnit', 'Abcdefghij1', 'update')).toMatchObject({ ok: true, resource: { name: 'Edited' } });
+  expect(checkDraft({ ...draft, organisationUnits: [{ id: 'Zzzzzzzzzz1' }] }, 'organisationUnit', 'Abcdefghij1', 'update'))
+    .toEqual({ ok: false, reason: expect.stringContaining('changes the resource id') });
+  expect(checkDraft({ ...draft, operation: 'delete' }, 'organisationUnit', 'Abcdefghij1', 'update')).toEqual({ ok: false, reason: expect.stringContaining('"operation" must stay "update"') });
+  expect(checkDraft({ ...draft, organisationUnits: [draft.organisationUnits[0], draft.organisationUnits[0]] }, 'organisationUnit', 'Abcdefghij1', 'update').ok).toBe(false);
+  expect(checkDraft('not an object', 'organisationUnit', 'Abcdefghij1', 'update').ok).toBe(false);
+  expect(checkDraft([draft], 'organisationUnit', 'Abcdefghij1', 'update').ok).toBe(false);
+  // The dataStore keeps JSONB: the same draft read back with its keys reordered is not an edit.
+  expect(draftHash({ organisationUnits: [{ name: 'Edited', code: 'X', id: 'Abcdefghij1' }], operation: 'update' })).toBe(draftHash(draft));
+});
+
+test('the example sync configuration loads; a create or delete of a gated type needs approval, an update only when it touches a gated field', () => {
+  const config = loadSyncConfig('examples/orgunit-sync.config.json');
+  const hmis = config.targets.find((t) => t.name === 'district-hmis')!;
+  expect(hmis.approval).toMatchObject({ approvers: ['amina.k', 'joseph.b'], quorum: 1, fourEyes: true, onTimeout: 'reject' });
+  expect(needsApproval(hmis, 'organisationUnit', 'update', [{ field: 'name', old: 'a', new: 'b' }])).toBeUndefined();
+  expect(needsApproval(hmis, 'organisationUnit', 'update', [{ field: 'name' }, { field: 'shortName' }])).toEqual(['shortName']);
+  expect(needsApproval(hmis, 'organisationUnit', 'create', [])).toEqual(['code', 'shortName']);
+  expect(needsApproval(hmis, 'organisationUnit', 'delete', [])).toEqual(['code', 'shortName']);
+  expect(needsApproval(hmis, 'organisationUnitGroup', 'create', [{ field: 'code' }])).toBeUndefined();
 });
