@@ -15,7 +15,7 @@ import type { CatalogEntry } from '../workflows/catalog';
 import { describeIssues, durationSeconds, InvalidInputError, validateInput } from '../workflows/kit/input';
 import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
 import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
-import { approvalSecret, approvalUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
+import { approvalSecret, approvalUrl, inboxUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
 import { renderSync } from '../workflows/dhis2/render';
@@ -35,6 +35,7 @@ const usage = `Usage: npm run runbook -- <command>
   approve <workflowId> --gate G --by NAME [--reason TEXT]
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
+  inbox-link --for APPROVER [--ttl 7d]              a signed URL of APPROVER's inbox: every gate waiting for them (7d at most)
   sync-status [--json]                              the org-unit change listener's lag; the syncs by state (exit 4: listener down)
   syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, parked)
   parked [--target T] [--json]                      org-unit changes a target refused for good, waiting for a person
@@ -205,6 +206,18 @@ async function link(client: Client, workflowId: string, opts: Record<string, str
   return exitCodes.ok;
 }
 
+/** A signed link to one approver's inbox (no Temporal needed: the gateway reads the runs when it is opened). */
+function inboxLink(opts: Record<string, string | boolean | undefined>): number {
+  const approver = opts.for as string | undefined;
+  if (!approver) throw new CliError('inbox-link needs --for', exitCodes.usage);
+  const secret = approvalSecret();
+  if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
+  const ttlSeconds = durationMs((opts.ttl as string) || '7d', '--ttl') / 1000;
+  if (ttlSeconds > maxLinkTtlSeconds) throw new CliError('--ttl is at most 7d: approval links live 7 days at most', exitCodes.usage);
+  console.log(inboxUrl({ approver, exp: Date.now() / 1000 + ttlSeconds }, secret));
+  return exitCodes.ok;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv, allowPositionals: true, strict: true,
@@ -223,6 +236,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'status': return status(await client(), needId(), Boolean(values.json));
     case 'approve': case 'reject': return decide(await client(), command, needId(), values);
     case 'link': return link(await client(), needId(), values);
+    case 'inbox-link': return inboxLink(values);
     case 'sync-status': return (await printSyncStatus(await client(), Boolean(values.json))) ? exitCodes.ok : exitCodes.unreachable;
     case 'parked': await printParked(await client(), { target: values.target as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
     case 'retry': case 'drop': {

@@ -48,6 +48,8 @@ async function main(): Promise<void> {
   }
   const approvalPort = process.env.APPROVAL_PORT || '8240';
   env.APPROVAL_BASE_URL = process.env.APPROVAL_BASE_URL || `http://127.0.0.1:${approvalPort}`;
+  // The operators' inbox links each waiting run to its page in the UI.
+  if (server?.uiUrl && !process.env.APPROVAL_UI_URL) env.APPROVAL_UI_URL = server.uiUrl;
 
   const jobs: Array<readonly [string, string, RegExp]> = [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]];
   // The org-unit change listener runs when there is an org-unit sync to feed.
@@ -63,7 +65,7 @@ async function main(): Promise<void> {
   say(`  Temporal       ${address}${server ? ` (dev server, data in ${path.join(stateDir, 'temporal.db')})` : ''}`);
   if (server?.uiUrl) say(`  Web UI         ${server.uiUrl}`);
   say(`  task queue     ${process.env.RUNBOOKS_TASK_QUEUE || 'runbooks'}`);
-  say(`  approvals      ${env.APPROVAL_BASE_URL}`);
+  say(`  approvals      ${env.APPROVAL_BASE_URL}  (your inbox of waiting approvals: npm run runbook -- inbox-link --for <you>)`);
   if (process.env.ORGUNIT_SYNC_CONFIG) say(`  org-unit sync  listening (config ${process.env.ORGUNIT_SYNC_CONFIG}); lag: npm run runbook -- sync-status`);
   say('  start a runbook: npm run runbook -- list ; Ctrl-C stops everything');
 }

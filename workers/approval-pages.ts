@@ -1,4 +1,7 @@
-/** The approval gateway's HTML pages: small, escaped, no scripts. */
+/**
+ * The approval gateway's HTML pages: small, escaped, no scripts, readable on a phone, usable with
+ * the keyboard alone. Every page says plainly what state the link or the gate is in.
+ */
 import type { ApprovalClaim } from '../activities/lib/approval-token';
 import type { ApprovalLedger, GateProgress, Progress } from '../workflows/kit/messages';
 import type { SyncProgress } from '../workflows/dhis2/messages';
@@ -18,13 +21,46 @@ export function runText(p: RunProgress): string {
 export const esc = (s: unknown): string =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
-export function page(title: string, body: string): string {
+/** "3 h 12 min", "45 s": how long, for people. */
+export function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${m % 60} min`;
+  return `${Math.floor(h / 24)} days ${h % 24} h`;
+}
+const when = (iso: string | number, now = Date.now()) => {
+  const t = typeof iso === 'number' ? iso : Date.parse(iso);
+  const d = new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  return t > now ? `${d} (in ${span(t - now)})` : `${d} (${span(now - t)} ago)`;
+};
+
+export type PageKind = 'ok' | 'bad' | 'info';
+
+export function page(title: string, body: string, kind: PageKind = 'info'): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
-pre{background:#f4f4f4;padding:1rem;overflow:auto}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:1rem}
-textarea{width:100%;min-height:4rem}.ok{color:#176b2c}.bad{color:#a11}</style></head>
-<body><h1>${esc(title)}</h1>${body}</body></html>`;
+<style>
+body{font-family:system-ui,sans-serif;font-size:1.05rem;line-height:1.45;max-width:46rem;margin:1.5rem auto;padding:0 1rem;color:#1d1d1d;background:#fff}
+h1{font-size:1.5rem;line-height:1.25;overflow-wrap:anywhere}h2{font-size:1.15rem;margin-top:2rem}
+pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.9rem}
+code{overflow-wrap:anywhere}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
+@media (max-width:30rem){dl{grid-template-columns:1fr}dd{margin-bottom:.4rem}}
+label{font-weight:600}textarea{width:100%;box-sizing:border-box;min-height:5rem;font:inherit;padding:.5rem}
+.actions{display:flex;flex-wrap:wrap;gap:1rem;margin-top:1rem}
+button{font:inherit;font-weight:600;padding:.7rem 1.6rem;border-radius:.4rem;border:2px solid #333;cursor:pointer;min-width:9rem}
+button.approve{background:#176b2c;color:#fff;border-color:#176b2c}button.reject{background:#fff;color:#a11;border-color:#a11}
+button:focus-visible,a:focus-visible,textarea:focus-visible{outline:3px solid #1a5fb4;outline-offset:2px}
+.state{padding:.8rem 1rem;border-left:.4rem solid #555;background:#f6f6f6}.ok{border-color:#176b2c;color:#0f4d1f}.bad{border-color:#a11;color:#7a0c0c}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}
+</style></head>
+<body><main><h1>${esc(title)}</h1>${body}</main></body></html>`;
+}
+
+export function message(title: string, text: string, kind: PageKind = 'ok'): string {
+  return page(title, `<p class="state ${kind}" role="status">${esc(text)}</p>`, kind);
 }
 
 export interface ApprovalView {
@@ -35,36 +71,78 @@ export interface ApprovalView {
   expiresAt: number;
   gate: GateProgress;
   progress: RunProgress;
+  /** Who is signed in (OpenID Connect), when sign-in is on. */
+  signedInAs?: string;
 }
 
 export function approvalForm(v: ApprovalView): string {
-  const step = v.progress.steps?.find((s) => s.name === v.gate.step);
-  const details = v.gate.details?.length ? `<pre>${esc(v.gate.details.join('\n'))}</pre>` : '';
-  return page(`Approve ${v.gate.gate}? — ${v.progress.title}`, `
-<p><strong>${esc(v.gate.summary)}</strong></p>${details}
-<p>Runbook <code>${esc(v.progress.runbook)}</code>, run <code>${esc(v.workflowId)}</code>${step ? `, step <em>${esc(step.title)}</em>` : ''}.
-Requested by ${esc(v.gate.requestedBy ?? v.progress.requestedBy ?? 'unknown')}. You are deciding as <strong>${esc(v.approver)}</strong>.
-Approvals so far: ${v.gate.approvedBy.length} of ${v.gate.quorum}${v.gate.approvedBy.length ? ` (${esc(v.gate.approvedBy.join(', '))})` : ''}; open until ${esc(v.gate.deadline)}.
-This link works once, until ${esc(new Date(v.expiresAt * 1000).toISOString())}.</p>
+  const { gate, progress } = v;
+  const step = progress.steps?.find((s) => s.name === gate.step);
+  const asked = gate.approvers?.length ? gate.approvers.join(', ') : 'anyone with a link';
+  const sent = gate.requests.length ? ` (requests sent: ${gate.requests.map((r) => `${r.approver} by ${r.channel}`).join(', ')})` : '';
+  const rows: Array<[string, string]> = [
+    ['Runbook', `${progress.title} (<code>${esc(progress.runbook)}</code>)`],
+    ['Run', `<code>${esc(v.workflowId)}</code>${step ? `, step <em>${esc(step.title)}</em>` : ''}`],
+    ['Asked for by', esc(gate.requestedBy ?? progress.requestedBy ?? 'not recorded')],
+    ['Who is asked', `${esc(asked)}; ${gate.quorum} approval(s) needed${gate.fourEyes ? ', four-eyes' : ''}${esc(sent)}`],
+    ['Approved so far', gate.approvedBy.length ? `${gate.approvedBy.length} of ${gate.quorum}: ${esc(gate.approvedBy.join(', '))}` : `none of ${gate.quorum}`],
+    ['Waits until', esc(when(gate.deadline))],
+    ['You decide as', `<strong>${esc(v.approver)}</strong>${v.signedInAs ? ` (signed in as ${esc(v.signedInAs)})` : ''}`],
+    ['This link', `works once, until ${esc(when(v.expiresAt * 1000))}`],
+  ];
+  const details = gate.details?.length ? `<h2>What changes</h2><pre>${esc(gate.details.join('\n'))}</pre>` : '';
+  return page(`Approve "${gate.gate}"?`, `
+<p class="state"><strong>${esc(gate.summary)}</strong></p>${details}
+<dl>${rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${val}</dd>`).join('')}</dl>
 ${decisionForm(v.token)}
-<h2>The run so far</h2><pre>${esc(runText(v.progress))}</pre>`);
+<h2>The run so far</h2><pre>${esc(runText(progress))}</pre>`);
 }
 
 const decisionForm = (token: string) => `<form method="post" action="/approve">
 <input type="hidden" name="t" value="${esc(token)}">
-<label for="reason">Reason (required to reject)</label><br><textarea id="reason" name="reason"></textarea><br><br>
-<button type="submit" name="decision" value="approve">Approve</button>
-<button type="submit" name="decision" value="reject">Reject</button>
+<p><label for="reason">Reason (required to reject)</label><br><textarea id="reason" name="reason" maxlength="2000"></textarea></p>
+<div class="actions"><button class="approve" type="submit" name="decision" value="approve">Approve</button>
+<button class="reject" type="submit" name="decision" value="reject">Reject</button></div>
 </form>`;
 
 /** When no worker can answer the progress query: the link's own facts, and the same buttons. */
 export function blindApprovalForm(token: string, claim: ApprovalClaim): string {
-  return page(`Approve ${claim.gate}?`, `<p>Run <code>${esc(claim.workflowId)}</code> is waiting, but its progress cannot be read right now
+  return page(`Approve "${claim.gate}"?`, `<p class="state">Run <code>${esc(claim.workflowId)}</code> is waiting, but its progress cannot be read right now
 (no worker is running). You can still decide as <strong>${esc(claim.approver)}</strong>: the decision is delivered to the run, and it counts
-only if the gate "${esc(claim.gate)}" is still open when the runbook resumes. The request you received says what the gate is for.</p>
+only if the gate "${esc(claim.gate)}" is still open when the runbook resumes. The request you received says what the gate is for.
+This link works once, until ${esc(when(claim.exp * 1000))}.</p>
 ${decisionForm(token)}`);
 }
 
-export function message(title: string, text: string, kind: 'ok' | 'bad' = 'ok'): string {
-  return page(title, `<p class="${kind}">${esc(text)}</p>`);
+/** A genuine link that only ran out of time. */
+export function expiredPage(claim: ApprovalClaim): string {
+  return message('This link has expired',
+    `It was for "${claim.gate}" of run ${claim.workflowId}, for ${claim.approver}, and expired ${when(claim.exp * 1000)}. Nothing was sent. ` +
+    'If the gate still waits, ask for a new link (npm run runbook -- link <run> --gate <gate> --for <you>) or open your approvals inbox.', 'bad');
+}
+
+export interface InboxRow {
+  workflowId: string;
+  runbook: string;
+  title: string;
+  gate: GateProgress;
+  /** A fresh signed link for this approver, when the inbox is an approver's. */
+  link?: string;
+  /** Where an operator can look at the run. */
+  uiUrl?: string;
+}
+
+export function inboxPage(who: { approver?: string; operator?: boolean }, rows: InboxRow[], unreadable: string[], now = Date.now()): string {
+  const heading = who.approver ? `Waiting for you, ${who.approver}` : 'Runs waiting for a person';
+  const body = rows.length ? `<table><thead><tr><th>Runbook</th><th>Waiting for</th><th>Waiting since</th><th></th></tr></thead><tbody>
+${rows.map((r) => `<tr><td>${esc(r.title)}<br><code>${esc(r.workflowId)}</code></td>
+<td><strong>${esc(r.gate.gate)}</strong>: ${esc(r.gate.summary)}<br>${r.gate.approvedBy.length} of ${r.gate.quorum} approved${r.gate.approvers ? `; asked: ${esc(r.gate.approvers.join(', '))}` : ''}; until ${esc(when(r.gate.deadline, now))}</td>
+<td>${esc(span(now - Date.parse(r.gate.openedAt)))}</td>
+<td>${r.link ? `<a href="${esc(r.link)}">Decide</a>` : r.uiUrl ? `<a href="${esc(r.uiUrl)}">Open in Temporal UI</a>` : ''}</td></tr>`).join('\n')}
+</tbody></table>` : '<p class="state ok" role="status">Nothing is waiting for a decision.</p>';
+  const note = unreadable.length ? `<p class="state bad">${unreadable.length} waiting run(s) could not be read (no worker answering): ${esc(unreadable.slice(0, 20).join(', '))}</p>` : '';
+  const foot = who.approver
+    ? '<p>Each Decide link shows the run first; only the buttons on that page decide. The links are made for you and work once.</p>'
+    : '<p>Operators see every waiting run; a decision needs the approver\'s own link (npm run runbook -- link &lt;run&gt; --gate &lt;gate&gt; --for &lt;approver&gt;).</p>';
+  return page(heading, `${body}${note}${foot}`);
 }

@@ -1,23 +1,29 @@
 /**
  * The approval gateway: turns signed approval links into `approve` / `reject` signals to the ONE
  * run the link was made for. GET shows what is being approved (link scanners that follow GET
- * links decide nothing); only POST sends the signal. Forged, altered or expired links get a 403;
- * a link of an ended run, of another opening of the gate, or already used gets a clear page;
- * none of them sends anything.
+ * links decide nothing); only POST sends the signal. Forged or altered links get a 403, expired
+ * ones a 410; a link of an ended run, of another opening of the gate, or already used gets a
+ * clear page; none of them sends anything. `GET /` is the approvals inbox: every run waiting for
+ * a person (an approver's signed inbox link, or APPROVAL_INBOX_TOKEN for operators). With
+ * APPROVAL_OIDC_ISSUER set, a link decides only for the approver it names, signed in.
  *
  * Env: APPROVAL_SECRET (or APPROVAL_SECRET_FILE), APPROVAL_BASE_URL, APPROVAL_PORT (8240),
- * APPROVAL_HOST (127.0.0.1), RUNBOOKS_ENV=production to refuse a generated secret.
+ * APPROVAL_HOST (127.0.0.1), APPROVAL_INBOX_TOKEN, APPROVAL_UI_URL (the Temporal UI, for the
+ * operators' inbox), APPROVAL_OIDC_* (approval-oidc.ts), RUNBOOKS_ENV=production to refuse a
+ * generated secret and a gateway without sign-in (APPROVAL_OIDC=off to run one knowingly).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
-import { approvalSecret, verifyApproval, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, rejectSignal, type Decision } from '../workflows/kit/messages';
-import { approvalForm, blindApprovalForm, message, type RunProgress } from './approval-pages';
+import { approvalSecret, linkExpiry, signApproval, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
+import { approveSignal, rejectSignal, type Decision, type GateProgress } from '../workflows/kit/messages';
+import { RunbookStatus } from '../workflows/kit/search-attributes';
+import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
+import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
 
 export interface GatewayOptions {
@@ -27,6 +33,14 @@ export interface GatewayOptions {
   port?: number;
   /** How long to wait for the run to record a decision before answering. */
   confirmTimeoutMs?: number;
+  /** The operators' inbox token (APPROVAL_INBOX_TOKEN). */
+  inboxToken?: string;
+  /** The Temporal UI's base URL, for the operators' inbox. */
+  uiUrl?: string;
+  /** The gateway's public base URL, for the links the inbox makes (default APPROVAL_BASE_URL). */
+  baseUrl?: string;
+  /** Sign-in with the organisation's OpenID Connect provider: a link then decides only for the approver it names. */
+  oidc?: OidcSignIn;
 }
 
 export interface Gateway {
@@ -108,25 +122,53 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-const securityHeaders = {
-  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+export const securityHeaders = {
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
+  // The token is in the URL: it must not leak to another site through Referer, or stay in a cache.
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-store',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=(), payment=()',
 };
 
 export function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  const { client, secret } = opts;
+  const { client, secret, oidc } = opts;
+  const baseUrl = (opts.baseUrl ?? process.env.APPROVAL_BASE_URL ?? '').replace(/\/+$/, '');
   /** Links being decided right now: a double click does not send two signals. */
   const inFlight = new Set<string>();
-  const send = (res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}) => {
+  const send = (res: ServerResponse, status: number, html: string, extra: Record<string, string | string[]> = {}) => {
     res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...securityHeaders, ...extra });
     res.end(html);
   };
   const sendPage = (res: ServerResponse, p: Page) => send(res, p.status, message(p.title, p.text, 'bad'));
 
+  /** With sign-in on: the signed-in person, or the redirect / refusal already sent (undefined). */
+  async function signedIn(req: IncomingMessage, res: ServerResponse, approver: string, what: string): Promise<string | undefined | false> {
+    if (!oidc) return false;
+    const who = oidc.identity(req);
+    if (!who) {
+      if (req.method === 'GET') {
+        const { location, cookie } = await oidc.begin(req.url ?? '/');
+        res.writeHead(302, { ...securityHeaders, location, 'set-cookie': cookie });
+        res.end();
+      } else {
+        sendPage(res, { status: 403, title: 'Sign in first', text: `Deciding needs you signed in as ${approver}. Open your link again to sign in. Nothing was sent.` });
+      }
+      return undefined;
+    }
+    if (!sameApprover(who, approver)) {
+      sendPage(res, { status: 403, title: 'Not your link', text: `This ${what} is for ${approver}, and you are signed in as ${who}. A link decides only for the person it names: ask for your own. Nothing was sent.` });
+      return undefined;
+    }
+    return who;
+  }
+
   async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
+    const who = await signedIn(req, res, claim.approver, 'link');
+    if (who === undefined) return;
     const view = await viewRun(client, claim);
     const refused = refusal(view, claim);
     if (refused) return sendPage(res, refused);
@@ -136,29 +178,69 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!form) {
       const gate = progress?.approvals.find((g) => g.gate === claim.gate);
       if (!progress || !gate) return send(res, 200, blindApprovalForm(token, claim));
-      return send(res, 200, approvalForm({ token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate, progress }));
+      return send(res, 200, approvalForm({ token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate, progress, signedInAs: who || undefined }));
     }
 
     const decision = form.get('decision');
     const reason = (form.get('reason') ?? '').trim().slice(0, 2000) || undefined;
     if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
     if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
+    const origin = `gateway, from ${req.socket.remoteAddress ?? 'unknown'}${who ? `, signed in as ${who}` : ''}`;
     await runOf(client, claim).signal(decision === 'approve' ? approveSignal : rejectSignal, {
-      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin: `gateway, from ${req.socket.remoteAddress ?? 'unknown'}`,
+      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin,
     });
     const recorded = await confirm(client, claim, opts.confirmTimeoutMs ?? 5_000);
-    if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`));
+    if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`, 'info'));
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
     const gate = recorded.gate;
     return send(res, 200, message(decision === 'approve' ? 'Approved' : 'Rejected',
       decision === 'approve'
         ? `Thank you, ${claim.approver}. Approvals: ${gate?.approvedBy.length ?? '?'} of ${gate?.quorum ?? '?'}; the gate is ${gate?.state ?? 'open'}.`
-        : `Rejected by ${claim.approver}: ${reason}. The runbook stops this step.`));
+        : `Rejected by ${claim.approver}: ${reason}. The run will not do what this gate guarded.`, decision === 'approve' ? 'ok' : 'bad'));
+  }
+
+  /** GET /: every run waiting for a person, for an approver (their inbox link) or an operator (the inbox token). */
+  async function inbox(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const given = url.searchParams.get('t') ?? (/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1]) ?? '';
+    const operator = Boolean(opts.inboxToken && given && safeEqual(given, opts.inboxToken));
+    let approver: string | undefined;
+    if (!operator) {
+      const verified = verifyInbox(given, secret);
+      if (!verified.ok) {
+        return send(res, given ? 403 : 401, message('Approvals inbox', given
+          ? `This inbox link cannot be used: ${verified.reason}. Ask for a new one (npm run runbook -- inbox-link --for <you>).`
+          : 'Open the inbox with your personal inbox link (npm run runbook -- inbox-link --for <you>), or as an operator with the inbox token.', 'bad'));
+      }
+      approver = verified.claim.approver;
+      if ((await signedIn(req, res, approver, 'inbox')) === undefined) return;
+    }
+    const { rows, unreadable } = await waitingGates(client, approver);
+    const now = Date.now() / 1000;
+    for (const r of rows) {
+      if (approver) {
+        r.link = `${baseUrl}/approve?t=${signApproval({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret)}`;
+      } else if (opts.uiUrl) {
+        r.uiUrl = `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(r.workflowId)}/${encodeURIComponent(r.runId)}`;
+      }
+    }
+    send(res, 200, inboxPage({ approver, operator }, rows, unreadable));
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://gateway');
     if (url.pathname === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain', ...securityHeaders }); res.end('ok'); return; }
+    if (url.pathname === '/' && req.method === 'GET') return inbox(req, res, url);
+    if (url.pathname === '/oidc/callback' && oidc && req.method === 'GET') {
+      try {
+        const done = await oidc.finish(req);
+        res.writeHead(303, { ...securityHeaders, location: done.next, 'set-cookie': done.cookies });
+        res.end();
+      } catch (err) {
+        if (!(err instanceof SignInError)) throw err;
+        sendPage(res, { status: 403, title: 'Sign-in failed', text: `${err.message} Nothing was sent.` });
+      }
+      return;
+    }
     if (url.pathname !== '/approve') return send(res, 404, message('Not found', 'This address is not an approval link.', 'bad'));
     if (req.method !== 'GET' && req.method !== 'POST') return send(res, 405, message('Method not allowed', 'Use the link, then the buttons.', 'bad'), { allow: 'GET, POST' });
 
@@ -171,6 +253,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     }
     const token = (form ? form.get('t') : url.searchParams.get('t')) ?? '';
     const verified = verifyApproval(token, secret);
+    if (!verified.ok && verified.expired) return send(res, 410, expiredPage(verified.expired));
     if (!verified.ok) return send(res, 403, message('Link refused', `This approval link cannot be used: ${verified.reason}. Nothing was sent. Ask for a new link.`, 'bad'));
     const { claim } = verified;
     if (form) {
@@ -197,6 +280,41 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
       resolve({ url: `http://${opts.host ?? '127.0.0.1'}:${port}`, server, close: () => new Promise((r) => server.close(() => r())) });
     });
   });
+}
+
+const safeEqual = (a: string, b: string) => {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+};
+
+/** Runs read for the inbox at most; the page says when there are more. */
+const inboxLimit = 200;
+
+/** The open gates of every run waiting for a person (a visibility query, then each run's progress); for an approver, those they may decide. */
+async function waitingGates(client: Client, approver?: string): Promise<{ rows: Array<InboxRow & { runId: string }>; unreadable: string[] }> {
+  const runs: Array<{ workflowId: string; runId: string }> = [];
+  for await (const w of client.workflow.list({ query: `${RunbookStatus.name} = "waiting_for_approval" AND ExecutionStatus = "Running"` })) {
+    runs.push({ workflowId: w.workflowId, runId: w.runId });
+    if (runs.length >= inboxLimit) break;
+  }
+  const rows: Array<InboxRow & { runId: string }> = [];
+  const unreadable: string[] = [];
+  const mayDecide = (g: GateProgress, requestedBy?: string) => !approver || (
+    (!g.approvers || g.approvers.some((a) => sameApprover(a, approver))) && !g.approvedBy.some((a) => sameApprover(a, approver))
+    && !(g.fourEyes && (g.requestedBy ?? requestedBy) && sameApprover((g.requestedBy ?? requestedBy)!, approver)));
+  for (let i = 0; i < runs.length; i += 8) {
+    await Promise.all(runs.slice(i, i + 8).map(async (r) => {
+      const handle = client.workflow.getHandle(r.workflowId, r.runId);
+      const p = await client.connection.withDeadline(Date.now() + 3_000, () => handle.query(progressQuery)).catch(() => undefined);
+      if (!p?.approvals) { unreadable.push(r.workflowId); return; }
+      for (const g of p.approvals) {
+        if (g.state === 'open' && mayDecide(g, p.requestedBy)) rows.push({ ...r, runbook: p.runbook, title: p.title, gate: g });
+      }
+    }));
+  }
+  rows.sort((a, b) => Date.parse(a.gate.openedAt) - Date.parse(b.gate.openedAt));
+  return { rows, unreadable };
 }
 
 async function confirm(client: Client, claim: ApprovalClaim, timeoutMs: number) {
@@ -229,8 +347,18 @@ async function main(): Promise<void> {
     }
     secret = devApprovalSecret(process.env.RUNBOOKS_STATE_DIR || path.resolve(__dirname, '../.temporal'));
   }
-  const gateway = await startGateway({ client: await connectClient(), secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240) });
-  process.stdout.write(`${JSON.stringify({ level: 'INFO', message: 'Approval gateway ready', url: gateway.url, pid: process.pid })}\n`);
+  const settings = oidcSettingsFromEnv();
+  if (!settings && process.env.RUNBOOKS_ENV === 'production' && process.env.APPROVAL_OIDC !== 'off') {
+    throw new Error('In production approvers sign in before a link decides: set APPROVAL_OIDC_ISSUER, APPROVAL_OIDC_CLIENT_ID and APPROVAL_OIDC_CLIENT_SECRET ' +
+      '(or APPROVAL_OIDC=off to run without sign-in, knowing that whoever holds a link decides)');
+  }
+  const inboxToken = process.env.APPROVAL_INBOX_TOKEN;
+  if (inboxToken !== undefined && inboxToken.length < 32) throw new Error('APPROVAL_INBOX_TOKEN must be 32 characters or more');
+  const gateway = await startGateway({
+    client: await connectClient(), secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240),
+    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && await OidcSignIn.create(settings, secret),
+  });
+  process.stdout.write(`${JSON.stringify({ level: 'INFO', message: 'Approval gateway ready', url: gateway.url, signIn: settings ? settings.issuer : 'off', pid: process.pid })}\n`);
   const stop = () => { gateway.close().then(() => process.exit(0)); setTimeout(() => process.exit(0), 3_000).unref(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -24,7 +24,8 @@ export interface ApprovalClaim {
   linkId: string;
 }
 
-export type Verification = { ok: true; claim: ApprovalClaim } | { ok: false; reason: string };
+/** A refused link; `expired` carries the claim of a genuine link that only expired, so the page can say what it was for. */
+export type Verification = { ok: true; claim: ApprovalClaim } | { ok: false; reason: string; expired?: ApprovalClaim };
 
 const version = 2;
 
@@ -37,20 +38,54 @@ export function signApproval(claim: Omit<ApprovalClaim, 'linkId'> & { linkId?: s
   return `${payload}.${b64(sign(payload, secret))}`;
 }
 
-export function verifyApproval(token: string, secret: string, nowSeconds = Date.now() / 1000): Verification {
-  const malformed: Verification = { ok: false, reason: 'the link is malformed' };
+/** The signed fields of a token, or why it is refused (bad shape, bad signature). */
+function opened(token: string, secret: string): { fields: unknown[] } | { reason: string } {
+  const malformed = { reason: 'the link is malformed' };
   const [payload, mac, extra] = String(token ?? '').split('.');
   if (!payload || !mac || extra !== undefined) return malformed;
   const expected = sign(payload, secret);
   const given = Buffer.from(mac, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'the link signature is not valid' };
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { reason: 'the link signature is not valid' };
   let fields: unknown;
   try { fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')); } catch { return malformed; }
-  if (!Array.isArray(fields) || fields.length !== 8 || fields[0] !== version) return malformed;
+  return Array.isArray(fields) ? { fields } : malformed;
+}
+
+export function verifyApproval(token: string, secret: string, nowSeconds = Date.now() / 1000): Verification {
+  const open = opened(token, secret);
+  if ('reason' in open) return { ok: false, reason: open.reason };
+  const { fields } = open;
+  const malformed: Verification = { ok: false, reason: 'the link is malformed' };
+  if (fields.length !== 8 || fields[0] !== version) return malformed;
   const [, workflowId, runId, gate, nonce, approver, exp, linkId] = fields as [number, ...string[]];
   if (![workflowId, runId, gate, nonce, approver, linkId].every((f) => typeof f === 'string' && f)) return malformed;
-  if (!(typeof exp === 'number' && exp > nowSeconds)) return { ok: false, reason: 'the link has expired' };
-  return { ok: true, claim: { workflowId, runId, gate, nonce, approver, exp, linkId } };
+  if (typeof exp !== 'number') return malformed;
+  const claim = { workflowId, runId, gate, nonce, approver, exp, linkId };
+  if (!(exp > nowSeconds)) return { ok: false, reason: 'the link has expired', expired: claim };
+  return { ok: true, claim };
+}
+
+/** An approver's inbox link: every gate waiting for them, for a while. Signed like approval links, but never accepted as one. */
+export interface InboxClaim { approver: string; exp: number }
+
+const inboxTag = 'inbox-1';
+
+export function signInbox(claim: InboxClaim, secret: string): string {
+  const payload = b64(JSON.stringify([inboxTag, claim.approver, Math.floor(claim.exp)]));
+  return `${payload}.${b64(sign(payload, secret))}`;
+}
+
+export function verifyInbox(token: string, secret: string, nowSeconds = Date.now() / 1000): { ok: true; claim: InboxClaim } | { ok: false; reason: string } {
+  const open = opened(token, secret);
+  if ('reason' in open) return { ok: false, reason: open.reason };
+  const [tag, approver, exp] = open.fields;
+  if (open.fields.length !== 3 || tag !== inboxTag || typeof approver !== 'string' || !approver || typeof exp !== 'number') return { ok: false, reason: 'the link is not an inbox link' };
+  if (!(exp > nowSeconds)) return { ok: false, reason: 'the link has expired' };
+  return { ok: true, claim: { approver, exp } };
+}
+
+export function inboxUrl(claim: InboxClaim, secret: string): string {
+  return `${approvalBaseUrl()}/?t=${signInbox(claim, secret)}`;
 }
 
 /** The gateway's secret (APPROVAL_SECRET, or the file APPROVAL_SECRET_FILE), 32 characters at least. In development start.sh generates one under .temporal/. */

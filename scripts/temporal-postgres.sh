@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# A production-shaped Temporal without Docker: the real Temporal server v1.29.1 (frontend,
+# history, matching and worker services in one process) on its own PostgreSQL 15 cluster, with
+# mutual TLS on the frontend, a `runbooks` namespace with a retention period and the runbooks'
+# search attributes. The same deployment as docker-compose.temporal.yml.
+#
+#   scripts/temporal-postgres.sh [start]   build once, set up (idempotent), start; prints the environment
+#   scripts/temporal-postgres.sh env       prints the environment of the running server
+#   scripts/temporal-postgres.sh stop      stops the server, then PostgreSQL (fast shutdown)
+#
+#   eval "$(scripts/temporal-postgres.sh)" && ./scripts/start.sh    # worker + gateway against it
+#
+# Every step observes first and acts only when needed, so `start` can be run again at any time:
+# after a crash of the server or of PostgreSQL it starts what is down and changes nothing else.
+#
+# Env: RUNBOOKS_STATE_DIR (default .temporal; the state is in <it>/temporal-postgres),
+# RUNBOOKS_TEMPORAL_NAMESPACE (runbooks), RUNBOOKS_TEMPORAL_RETENTION (30d), RUNBOOKS_TEMPORAL_PORT
+# (the frontend's port; a free one at the first start), PG_BIN (/usr/lib/postgresql/15/bin),
+# RUNBOOKS_CACHE_DIR (where the server is built, see scripts/lib/temporal-server.sh).
+# Only stdout carries the environment; progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+say() { echo "[temporal-postgres] $*" >&2; }
+die() { say "$*"; exit 1; }
+
+command=${1:-start}
+case "$command" in start|env|stop) ;; *) die "usage: $0 [start|env|stop]" ;; esac
+
+state_root=${RUNBOOKS_STATE_DIR:-$repo/.temporal}
+[[ "$state_root" != *$'\n'* && "$state_root" != *'"'* && "$state_root" != *'\'* ]] ||
+  die "RUNBOOKS_STATE_DIR must not contain a newline, a double quote or a backslash"
+mkdir -p "$state_root"
+state=$(cd "$state_root" && pwd)/temporal-postgres
+namespace=${RUNBOOKS_TEMPORAL_NAMESPACE:-runbooks}
+[[ "$namespace" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$ ]] || die "RUNBOOKS_TEMPORAL_NAMESPACE must be 2-255 letters, digits, '.', '_' or '-' (got '$namespace')"
+retention=${RUNBOOKS_TEMPORAL_RETENTION:-30d}
+[[ "$retention" =~ ^([0-9]{1,5})([hd])$ ]] || die "RUNBOOKS_TEMPORAL_RETENTION must be hours or days such as 72h or 30d (got '$retention')"
+retention_hours=$(( 10#${BASH_REMATCH[1]} ))
+[[ ${BASH_REMATCH[2]} == h ]] || retention_hours=$(( retention_hours * 24 ))
+(( retention_hours >= 24 )) || die "RUNBOOKS_TEMPORAL_RETENTION must be at least 1d: Temporal refuses a shorter retention"
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+server_name=temporal   # the frontend's name in its certificate (TEMPORAL_TLS_SERVER_NAME); also the compose service's
+
+pg_dir=$state/pg         # owned by the cluster's OS user: data/, run/ (the socket), postgresql.log
+pg_data=$pg_dir/data
+pg_run=$pg_dir/run
+tls=$state/tls
+pid_file=$state/temporal.pid
+log_file=$state/temporal.log
+env_file=$state/env
+
+# PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` user.
+if [[ $(id -u) -eq 0 ]]; then pg_user=postgres; else pg_user=$(id -un); fi
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+server_pid() {   # the pid of our running server, if it runs
+  local pid
+  [[ -f "$pid_file" ]] || return 1
+  pid=$(<"$pid_file")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  # A pid file outliving its process may name someone else's process since: check the command.
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "temporal-server --root $state --config" || return 1
+  echo "$pid"
+}
+
+pg_running() { [[ -f "$pg_data/PG_VERSION" ]] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; }
+
+stop_all() {
+  local pid
+  if pid=$(server_pid); then
+    say "stopping the Temporal server (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then say "still running after 30 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$pid_file"
+  if pg_running; then
+    say "stopping PostgreSQL (fast shutdown)"
+    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -w -t 60 stop -m fast >/dev/null
+  fi
+}
+
+if [[ "$command" == stop ]]; then stop_all; exit 0; fi
+if [[ "$command" == env ]]; then
+  server_pid >/dev/null || die "no Temporal server of ours runs from $state: run $0 start"
+  cat "$env_file"
+  exit 0
+fi
+
+# --- what it needs -------------------------------------------------------------------------------
+missing=()
+[[ -x "$pg_bin/postgres" ]] || missing+=(postgresql-15)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if (( ${#missing[@]} )); then
+  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)
+  say "installing Debian packages: ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+source scripts/lib/npm-deps.sh
+ensure_npm_deps
+server_dir=$(scripts/lib/temporal-server.sh) || die "cannot build the Temporal server (see above)"
+cli=$(scripts/lib/temporal-cli.sh) || die "the temporal CLI is needed to create the namespace (see above)"
+
+mkdir -p "$state/config" "$state/secrets" "$tls"
+chmod 755 "$state"     # the postgres user must reach $pg_dir
+chmod 700 "$state/secrets" "$tls"
+if [[ $(id -u) -eq 0 ]] && ! runuser -u postgres -- test -x "$state"; then
+  die "PostgreSQL runs as the postgres user, which cannot reach $state (a parent directory is closed to it): set RUNBOOKS_STATE_DIR to a directory it can reach, e.g. /var/tmp/runbooks"
+fi
+
+# --- ports: chosen once (free loopback ports), kept across restarts so clients keep their address --
+ports_file=$state/ports.env
+port_names=(PG FRONTEND FRONTEND_MEMBERSHIP HISTORY HISTORY_MEMBERSHIP MATCHING MATCHING_MEMBERSHIP WORKER WORKER_MEMBERSHIP METRICS)
+if [[ ! -f "$ports_file" ]]; then
+  # Node binds them all at once on port 0, so the kernel hands out distinct free ports.
+  node -e '
+    const net = require("net");
+    const names = process.argv.slice(1);
+    const servers = names.map(() => net.createServer());
+    Promise.all(servers.map((s) => new Promise((ok, ko) => { s.once("error", ko); s.listen(0, "127.0.0.1", ok); }))).then(() => {
+      const ports = servers.map((s) => s.address().port);
+      if (process.env.RUNBOOKS_TEMPORAL_PORT) ports[1] = Number(process.env.RUNBOOKS_TEMPORAL_PORT);
+      process.stdout.write(names.map((n, i) => `${n}_PORT=${ports[i]}\n`).join(""));
+      servers.forEach((s) => s.close());
+    });' "${port_names[@]}" >"$ports_file.tmp"
+  mv "$ports_file.tmp" "$ports_file"
+fi
+for name in "${port_names[@]}"; do
+  value=$(sed -n "s/^${name}_PORT=\([0-9]\{1,5\}\)$/\1/p" "$ports_file")
+  [[ -n "$value" ]] || die "$ports_file lacks ${name}_PORT: remove the file to choose new ports"
+  printf -v "${name}_PORT" '%s' "$value"
+done
+if [[ -n "${RUNBOOKS_TEMPORAL_PORT:-}" && "$RUNBOOKS_TEMPORAL_PORT" != "$FRONTEND_PORT" ]]; then
+  die "this server was set up on port $FRONTEND_PORT; RUNBOOKS_TEMPORAL_PORT=$RUNBOOKS_TEMPORAL_PORT would move it (remove $ports_file to choose again)"
+fi
+address=127.0.0.1:$FRONTEND_PORT
+
+# --- certificates: a CA, the frontend's certificate, a client's and the system worker's ----------
+new_cert() {   # name, subject CN, extensions
+  local name=$1 cn=$2 ext=$3
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=Runbooks/CN=$cn" \
+    -keyout "$tls/$name.key" -out "$tls/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 825 -sha256 -extfile <(printf '%s\n' "$ext") -out "$tls/$name.pem" 2>/dev/null
+  rm -f "$tls/$name.csr"
+  chmod 600 "$tls/$name.key"
+}
+cert_ok() { [[ -f "$tls/$1.pem" && -f "$tls/$1.key" ]] && openssl x509 -in "$tls/$1.pem" -noout -checkend 2592000 >/dev/null 2>&1 &&
+  openssl verify -CAfile "$tls/ca.pem" "$tls/$1.pem" >/dev/null 2>&1; }
+if ! cert_ok ca; then
+  say "generating a certificate authority in $tls"
+  rm -f "$tls"/*.pem "$tls"/*.key
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -sha256 \
+    -subj "/O=Runbooks/CN=Runbooks Temporal CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  chmod 600 "$tls/ca.key"
+fi
+leaf='basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment'
+cert_ok server || new_cert server "$server_name" "$leaf
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:$server_name,DNS:localhost,IP:127.0.0.1"
+cert_ok client || new_cert client runbooks-worker "$leaf
+extendedKeyUsage=clientAuth"
+cert_ok system-worker || new_cert system-worker temporal-system-worker "$leaf
+extendedKeyUsage=clientAuth"
+
+# --- PostgreSQL 15 ---------------------------------------------------------------------------------
+mkdir -p "$pg_dir"
+[[ $(id -u) -eq 0 ]] && chown "$pg_user:" "$pg_dir"
+chmod 700 "$pg_dir"
+if [[ ! -f "$pg_data/PG_VERSION" ]]; then
+  say "initialising a PostgreSQL cluster in $pg_data (as $pg_user)"
+  as_pg mkdir -p "$pg_run"
+  as_pg "$pg_bin/initdb" -D "$pg_data" -U "$pg_user" --auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+fi
+as_pg mkdir -p "$pg_run"
+as_pg tee "$pg_data/runbooks.conf" >/dev/null <<EOF
+# Written by scripts/temporal-postgres.sh at every start.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$pg_run'
+max_connections = 100
+password_encryption = 'scram-sha-256'
+EOF
+grep -q "^include_if_exists = 'runbooks.conf'" "$pg_data/postgresql.conf" ||
+  echo "include_if_exists = 'runbooks.conf'" | as_pg tee -a "$pg_data/postgresql.conf" >/dev/null
+as_pg tee "$pg_data/pg_hba.conf" >/dev/null <<EOF
+# Written by scripts/temporal-postgres.sh: the cluster's owner over the socket, Temporal over loopback.
+local all $pg_user peer
+host temporal,temporal_visibility temporal 127.0.0.1/32 scram-sha-256
+EOF
+if ! pg_running; then
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_dir/postgresql.log" -w -t 60 start >/dev/null ||
+    die "PostgreSQL did not start: see $pg_dir/postgresql.log"
+else
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" reload >/dev/null
+fi
+psql_admin() { as_pg "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$pg_run" -p "$PG_PORT" -U "$pg_user" -d postgres "$@"; }
+
+# The server's database password: made once, kept 0600, given to the tools by environment only.
+password_file=$state/secrets/temporal-db-password
+[[ -s "$password_file" ]] || (umask 077 && openssl rand -hex 24 >"$password_file")
+db_password=$(<"$password_file")
+psql_admin -v pw="$db_password" <<'SQL'
+SELECT 'CREATE ROLE temporal LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'temporal') \gexec
+ALTER ROLE temporal LOGIN PASSWORD :'pw';
+SELECT 'CREATE DATABASE temporal OWNER temporal' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'temporal') \gexec
+SELECT 'CREATE DATABASE temporal_visibility OWNER temporal' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'temporal_visibility') \gexec
+SQL
+
+# Both schemas: the version table at 0.0 (skipped when further), then every versioned step not yet applied.
+for db in temporal:temporal visibility:temporal_visibility; do
+  schema=${db%%:*} database=${db#*:}
+  sql_tool=("$server_dir/temporal-sql-tool" --plugin postgres12 --ep 127.0.0.1 -p "$PG_PORT" -u temporal --db "$database")
+  SQL_PASSWORD=$db_password "${sql_tool[@]}" setup-schema -v 0.0 >/dev/null 2>"$state/sql-tool.log" ||
+    { cat "$state/sql-tool.log" >&2; die "setting up the $database schema failed"; }
+  SQL_PASSWORD=$db_password "${sql_tool[@]}" update-schema -d "$server_dir/schema/postgresql/v12/$schema/versioned" >/dev/null 2>"$state/sql-tool.log" ||
+    { cat "$state/sql-tool.log" >&2; die "updating the $database schema failed"; }
+done
+say "schemas temporal and temporal_visibility are up to date"
+
+# --- the server's configuration: the module's config/development-postgres12.yaml with our ports, ---
+# --- password, mutual TLS on the frontend, no archival; the HTTP API stays off (clients use gRPC). --
+config=$state/config/production.yaml
+(umask 077 && cat >"$config.tmp" <<EOF
+# Written by scripts/temporal-postgres.sh from the server's config/development-postgres12.yaml.
+log:
+  stdout: true
+  level: warn
+persistence:
+  defaultStore: postgres-default
+  visibilityStore: postgres-visibility
+  numHistoryShards: 4
+  datastores:
+    postgres-default:
+      sql:
+        pluginName: "postgres12"
+        databaseName: "temporal"
+        connectAddr: "127.0.0.1:$PG_PORT"
+        connectProtocol: "tcp"
+        user: "temporal"
+        password: "$db_password"
+        maxConns: 20
+        maxIdleConns: 20
+        maxConnLifetime: "1h"
+    postgres-visibility:
+      sql:
+        pluginName: "postgres12"
+        databaseName: "temporal_visibility"
+        connectAddr: "127.0.0.1:$PG_PORT"
+        connectProtocol: "tcp"
+        user: "temporal"
+        password: "$db_password"
+        maxConns: 2
+        maxIdleConns: 2
+        maxConnLifetime: "1h"
+global:
+  membership:
+    maxJoinDuration: 30s
+    broadcastAddress: "127.0.0.1"
+  pprof:
+    port: 0
+  metrics:
+    prometheus:
+      framework: "tally"
+      timerType: "histogram"
+      listenAddress: "127.0.0.1:$METRICS_PORT"
+  tls:
+    frontend:
+      server:
+        certFile: "$tls/server.pem"
+        keyFile: "$tls/server.key"
+        requireClientAuth: true
+        clientCaFiles: ["$tls/ca.pem"]
+      client:
+        serverName: "$server_name"
+        rootCaFiles: ["$tls/ca.pem"]
+    systemWorker:
+      certFile: "$tls/system-worker.pem"
+      keyFile: "$tls/system-worker.key"
+      client:
+        serverName: "$server_name"
+        rootCaFiles: ["$tls/ca.pem"]
+services:
+  frontend:
+    rpc: { grpcPort: $FRONTEND_PORT, membershipPort: $FRONTEND_MEMBERSHIP_PORT, bindOnIP: "127.0.0.1" }
+  history:
+    rpc: { grpcPort: $HISTORY_PORT, membershipPort: $HISTORY_MEMBERSHIP_PORT, bindOnIP: "127.0.0.1" }
+  matching:
+    rpc: { grpcPort: $MATCHING_PORT, membershipPort: $MATCHING_MEMBERSHIP_PORT, bindOnIP: "127.0.0.1" }
+  worker:
+    rpc: { grpcPort: $WORKER_PORT, membershipPort: $WORKER_MEMBERSHIP_PORT, bindOnIP: "127.0.0.1" }
+clusterMetadata:
+  enableGlobalNamespace: false
+  failoverVersionIncrement: 10
+  masterClusterName: "active"
+  currentClusterName: "active"
+  clusterInformation:
+    active:
+      enabled: true
+      initialFailoverVersion: 1
+      rpcName: "frontend"
+      rpcAddress: "$address"
+dcRedirectionPolicy:
+  policy: "noop"
+dynamicConfigClient:
+  filepath: "$state/config/dynamicconfig.yaml"
+  pollInterval: "10s"
+EOF
+) && mv "$config.tmp" "$config"
+cat >"$state/config/dynamicconfig.yaml" <<'EOF'
+# Written by scripts/temporal-postgres.sh. Update-with-start and updates, as on the dev server.
+frontend.enableUpdateWorkflowExecution:
+  - value: true
+EOF
+
+# --- the server ------------------------------------------------------------------------------------
+cli_env=(TEMPORAL_ADDRESS="$address" TEMPORAL_NAMESPACE="$namespace" TEMPORAL_TLS_CLIENT_CERT_PATH="$tls/client.pem"
+  TEMPORAL_TLS_CLIENT_KEY_PATH="$tls/client.key" TEMPORAL_TLS_SERVER_CA_CERT_PATH="$tls/ca.pem" TEMPORAL_TLS_SERVER_NAME="$server_name")
+temporal_cli() { env "${cli_env[@]}" "$cli" --disable-config-file --command-timeout 10s "$@"; }
+
+if pid=$(server_pid); then
+  say "the Temporal server runs (pid $pid)"
+else
+  say "starting the Temporal server on $address (log: $log_file)"
+  # Its own session, so a Ctrl-C in the shell that started it does not reach it.
+  setsid "$server_dir/temporal-server" --root "$state" --config config --env production --allow-no-auth start \
+    >>"$log_file" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$pid_file"
+fi
+for i in $(seq 1 240); do
+  kill -0 "$pid" 2>/dev/null || { tail -n 30 "$log_file" >&2; die "the Temporal server exited (log: $log_file)"; }
+  temporal_cli operator cluster health 2>/dev/null | grep -q SERVING && break
+  (( i < 240 )) || { tail -n 30 "$log_file" >&2; die "the Temporal server did not answer within 60 s (log: $log_file)"; }
+  sleep 0.25
+done
+
+# --- the namespace and the search attributes ------------------------------------------------------
+if temporal_cli operator namespace describe --namespace "$namespace" >/dev/null 2>&1; then
+  temporal_cli operator namespace update --namespace "$namespace" --retention "${retention_hours}h" >/dev/null
+else
+  say "creating the namespace $namespace (retention ${retention_hours}h)"
+  temporal_cli operator namespace create --namespace "$namespace" --retention "${retention_hours}h" \
+    --description "Runbooks: durable approval-gated runbooks" >/dev/null
+fi
+# The names and types come from the runbooks' own definition (workflows/kit/search-attributes.ts).
+mapfile -t wanted < <(node --import tsx -e '
+  const { runbookSearchAttributes } = require("./workflows/kit/search-attributes");
+  const types = { KEYWORD: "Keyword", TEXT: "Text", INT: "Int", DOUBLE: "Double", BOOL: "Bool", DATETIME: "Datetime", KEYWORD_LIST: "KeywordList" };
+  for (const k of runbookSearchAttributes) console.log(`${k.name} ${types[k.type]}`);')
+(( ${#wanted[@]} )) || die "could not read the runbooks' search attributes from workflows/kit/search-attributes.ts"
+for i in $(seq 1 40); do
+  existing=$(temporal_cli operator search-attribute list --namespace "$namespace" -o json)
+  args=()
+  for line in "${wanted[@]}"; do
+    read -r name type <<<"$line"
+    grep -q "\"$name\"" <<<"$existing" || args+=(--name "$name" --type "$type")
+  done
+  (( ${#args[@]} )) || break
+  (( i < 40 )) || die "search attributes still missing on $namespace: ${args[*]}"
+  (( i > 1 )) || say "registering search attributes on $namespace: ${args[*]}"
+  temporal_cli operator search-attribute create --namespace "$namespace" "${args[@]}" >/dev/null 2>&1 || true
+  sleep 0.25
+done
+
+(umask 077 && for kv in "${cli_env[@]}"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done >"$env_file")
+say "ready: $address, namespace $namespace, mutual TLS (client certificate $tls/client.pem); PostgreSQL 127.0.0.1:$PG_PORT; metrics http://127.0.0.1:$METRICS_PORT/metrics"
+say "stop with: $0 stop"
+cat "$env_file"
