@@ -122,7 +122,7 @@ test('the gate e-mails and posts each approver a link; the e-mailed link approve
   // bob opens the e-mailed link, then approves: a real HTTP round trip through the gateway.
   const page = await fetch(bobLink);
   expect(page.status).toBe(200);
-  expect(await page.text()).toContain('You are deciding as <strong>bob</strong>');
+  expect(await page.text()).toContain('<dt>You decide as</dt><dd><strong>bob</strong>');
   const decided = await post(tokenOf(bobLink), 'approve', 'checked the lag');
   expect(decided.status).toBe(200);
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });

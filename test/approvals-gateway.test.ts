@@ -62,18 +62,18 @@ test('GET shows what is being approved and decides nothing; POST approves and th
 
   const shown = await get(token);
   expect(shown.status).toBe(200);
-  expect(shown.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  expect(shown.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
   expect(shown.headers.get('x-content-type-options')).toBe('nosniff');
   expect(shown.headers.get('referrer-policy')).toBe('no-referrer');
   expect(shown.headers.get('cache-control')).toBe('no-store');
   const html = await shown.text();
   expect(html).toContain('Switch the service over');
   expect(html).toContain('Test runbook with a gate');
-  expect(html).toContain('You are deciding as <strong>bob</strong>');
+  expect(html).toContain('<dt>You decide as</dt><dd><strong>bob</strong>');
   expect(html).toMatch(/<form method="post" action="\/approve">/);
   expect(html).toContain('value="approve"');
-  expect(html).toContain('Requested by alice');
-  expect(html).toContain('This link works once, until');
+  expect(html).toContain('<dt>Asked for by</dt><dd>alice</dd>');
+  expect(html).toMatch(/<dt>This link<\/dt><dd>works once, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (59|60) min\)/);
   await expectNoSignal(handle, 0);
 
   const decided = await post(token, 'approve', 'looks good');
@@ -119,7 +119,7 @@ test('a rejection through the link needs a reason, ends the run, and shows the r
   expect((await progressOf(handle)).approvals[0]).toMatchObject({ state: 'rejected', rejectedBy: 'carol', reason: 'pharmacy is dispensing' });
 });
 
-test('forged, altered, wrongly signed and expired links get a 403 and send nothing; an oversized form gets a 413', async () => {
+test('forged, altered and wrongly signed links get a 403, expired ones a 410, and send nothing; an oversized form gets a 413', async () => {
   const { handle } = await startGated(client, queue, {});
   await waitForGate(handle, 'cutover');
   const good = await tokenFor(handle, 'bob');
@@ -138,11 +138,14 @@ test('forged, altered, wrongly signed and expired links get a 403 and send nothi
   };
   for (const [name, token] of Object.entries(cases)) {
     for (const res of [await get(token), await post(token, 'approve')]) {
-      expect([name, res.status]).toEqual([name, 403]);
+      expect([name, res.status]).toEqual([name, name === 'expired' ? 410 : 403]);
       expect(await res.text()).toContain('Nothing was sent');
     }
   }
-  expect(await (await post(cases.expired, 'approve')).text()).toContain('expired');
+  // A genuine link that only expired says what it was for and what to do.
+  const expired = await (await post(cases.expired, 'approve')).text();
+  expect(expired).toContain('This link has expired');
+  expect(expired).toContain(`It was for &quot;cutover&quot; of run ${handle.workflowId}, for bob`);
 
   const huge = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: good, decision: 'approve', reason: 'x'.repeat(100_000) }) });
   expect(huge.status).toBe(413);
