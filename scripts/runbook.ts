@@ -16,7 +16,7 @@ import { describeIssues, durationSeconds, InvalidInputError, validateInput } fro
 import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
 import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
 import { approvalSecret, approvalUrl, inboxUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
-import { connectClient, taskQueue } from '../workers/connection';
+import { connectClient, taskQueue, TemporalUnreachableError } from '../workers/connection';
 import { formatProgress } from './lib/format-progress';
 import { renderSync } from '../workflows/dhis2/render';
 import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
@@ -260,6 +260,7 @@ if (require.main === module) {
     (code) => process.exit(code),
     (err) => {
       if (err instanceof CliError) { console.error(err.message); process.exit(err.code); }
+      if (err instanceof TemporalUnreachableError) { console.error(err.message); process.exit(exitCodes.unreachable); }
       if (err instanceof WorkflowNotFoundError) { console.error(`No such run: ${err.message}`); process.exit(exitCodes.unreachable); }
       if ((err as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string })?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
         console.error(`${(err as Error).message}\n${usage}`); process.exit(exitCodes.usage);

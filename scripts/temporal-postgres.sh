@@ -40,6 +40,7 @@ retention=${RUNBOOKS_TEMPORAL_RETENTION:-30d}
 retention_hours=$(( 10#${BASH_REMATCH[1]} ))
 [[ ${BASH_REMATCH[2]} == h ]] || retention_hours=$(( retention_hours * 24 ))
 (( retention_hours >= 24 )) || die "RUNBOOKS_TEMPORAL_RETENTION must be at least 1d: Temporal refuses a shorter retention"
+[[ "${RUNBOOKS_TEMPORAL_PORT:-1}" =~ ^[1-9][0-9]{0,4}$ && ${RUNBOOKS_TEMPORAL_PORT:-1} -le 65535 ]] || die "RUNBOOKS_TEMPORAL_PORT must be a port number (got '$RUNBOOKS_TEMPORAL_PORT')"
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 server_name=temporal   # the frontend's name in its certificate (TEMPORAL_TLS_SERVER_NAME); also the compose service's
 
@@ -115,17 +116,29 @@ fi
 ports_file=$state/ports.env
 port_names=(PG FRONTEND FRONTEND_MEMBERSHIP HISTORY HISTORY_MEMBERSHIP MATCHING MATCHING_MEMBERSHIP WORKER WORKER_MEMBERSHIP METRICS)
 if [[ ! -f "$ports_file" ]]; then
-  # Node binds them all at once on port 0, so the kernel hands out distinct free ports.
+  # Free ports below 32768: the server keeps membership ports in a SMALLINT column, and the kernel's
+  # own choice (port 0) comes from the ephemeral range above it. Node holds each port it found
+  # until all are found, so they are distinct.
   node -e '
     const net = require("net");
     const names = process.argv.slice(1);
-    const servers = names.map(() => net.createServer());
-    Promise.all(servers.map((s) => new Promise((ok, ko) => { s.once("error", ko); s.listen(0, "127.0.0.1", ok); }))).then(() => {
-      const ports = servers.map((s) => s.address().port);
+    const held = [];
+    const tryPort = (port) => new Promise((ok) => {
+      const s = net.createServer();
+      s.once("error", () => ok(undefined));
+      s.listen(port, "127.0.0.1", () => ok(s));
+    });
+    (async () => {
+      for (let tries = 0; held.length < names.length; tries++) {
+        if (tries > 5000) throw new Error("no free loopback ports between 20000 and 32767");
+        const s = await tryPort(20000 + Math.floor(Math.random() * 12768));
+        if (s) held.push(s);
+      }
+      const ports = held.map((s) => s.address().port);
       if (process.env.RUNBOOKS_TEMPORAL_PORT) ports[1] = Number(process.env.RUNBOOKS_TEMPORAL_PORT);
       process.stdout.write(names.map((n, i) => `${n}_PORT=${ports[i]}\n`).join(""));
-      servers.forEach((s) => s.close());
-    });' "${port_names[@]}" >"$ports_file.tmp"
+      held.forEach((s) => s.close());
+    })();' "${port_names[@]}" >"$ports_file.tmp"
   mv "$ports_file.tmp" "$ports_file"
 fi
 for name in "${port_names[@]}"; do
@@ -355,18 +368,21 @@ mapfile -t wanted < <(node --import tsx -e '
   const types = { KEYWORD: "Keyword", TEXT: "Text", INT: "Int", DOUBLE: "Double", BOOL: "Bool", DATETIME: "Datetime", KEYWORD_LIST: "KeywordList" };
   for (const k of runbookSearchAttributes) console.log(`${k.name} ${types[k.type]}`);')
 (( ${#wanted[@]} )) || die "could not read the runbooks' search attributes from workflows/kit/search-attributes.ts"
-for i in $(seq 1 40); do
-  existing=$(temporal_cli operator search-attribute list --namespace "$namespace" -o json)
+# A new namespace reaches the frontend's cache within seconds: until then the listing fails.
+deadline=$(( SECONDS + 60 ))
+while :; do
   args=()
-  for line in "${wanted[@]}"; do
-    read -r name type <<<"$line"
-    grep -q "\"$name\"" <<<"$existing" || args+=(--name "$name" --type "$type")
-  done
-  (( ${#args[@]} )) || break
-  (( i < 40 )) || die "search attributes still missing on $namespace: ${args[*]}"
-  (( i > 1 )) || say "registering search attributes on $namespace: ${args[*]}"
-  temporal_cli operator search-attribute create --namespace "$namespace" "${args[@]}" >/dev/null 2>&1 || true
-  sleep 0.25
+  if existing=$(temporal_cli operator search-attribute list --namespace "$namespace" -o json 2>&1); then
+    for line in "${wanted[@]}"; do
+      read -r name type <<<"$line"
+      grep -q "\"$name\"" <<<"$existing" || args+=(--name "$name" --type "$type")
+    done
+    (( ${#args[@]} )) || break
+    say "registering search attributes on $namespace: ${args[*]}"
+    temporal_cli operator search-attribute create --namespace "$namespace" "${args[@]}" >/dev/null 2>&1 || true
+  fi
+  (( SECONDS < deadline )) || die "the search attributes of $namespace are not all there after 60 s (${args[*]:-$existing})"
+  sleep 0.5
 done
 
 (umask 077 && for kv in "${cli_env[@]}"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done >"$env_file")

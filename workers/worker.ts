@@ -12,7 +12,7 @@ import { loadSyncConfig, syncConfigEnv } from '../activities/dhis2/config';
 import { syncActivityQueue } from '../workflows/dhis2/resources';
 import { sshPool } from '../activities/lib/ssh-pool';
 import { loadSecretScopes } from '../activities/lib/secrets';
-import { connectClient, connectWorker, ensureSearchAttributes, taskQueue } from './connection';
+import { connectClient, connectWorker, ensureSearchAttributes, taskQueue, TemporalUnreachableError } from './connection';
 
 export interface RunWorkerOptions {
   /** The workflows module; defaults to workflows/index.ts. */
@@ -92,9 +92,9 @@ async function createSyncTargetWorkers(connection: NativeConnection, namespace: 
 
 if (require.main === module) {
   runWorker().catch((err) => {
-    // A configuration error says what to fix; anything else gets its stack.
-    const text = err instanceof ApplicationFailure ? err.message : err instanceof Error ? err.stack : String(err);
+    // A configuration error says what to fix; anything else gets its stack. Exit 4, as the CLI: Temporal unreachable.
+    const text = err instanceof ApplicationFailure || err instanceof TemporalUnreachableError ? err.message : err instanceof Error ? err.stack : String(err);
     process.stderr.write(`Worker failed: ${text}\n`);
-    process.exit(1);
+    process.exit(err instanceof TemporalUnreachableError ? 4 : 1);
   });
 }
