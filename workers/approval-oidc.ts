@@ -89,14 +89,16 @@ export class OidcSignIn {
     const flow = this.read<{ state: string; verifier: string; nonce: string; next: string; exp: number }>(req, flowCookie);
     if (!flow || !(flow.exp > Date.now() / 1000)) throw new SignInError('The sign-in took too long or did not start here. Open your link again.');
     const current = new URL(req.url ?? '/', this.settings.baseUrl);
-    let claims: Record<string, unknown> | undefined;
+    let id: unknown;
     try {
       const tokens = await this.oidc.authorizationCodeGrant(this.config, current, { pkceCodeVerifier: flow.verifier, expectedState: flow.state, expectedNonce: flow.nonce });
-      claims = tokens.claims() as Record<string, unknown> | undefined;
+      const claims = tokens.claims();
+      id = claims?.[this.settings.claim];
+      // Providers that keep profile claims out of the ID token give them at the userinfo endpoint.
+      if (id === undefined && claims?.sub) id = (await this.oidc.fetchUserInfo(this.config, tokens.access_token, claims.sub))[this.settings.claim];
     } catch (err) {
       throw new SignInError(`The sign-in was not accepted: ${(err as Error).message}`);
     }
-    const id = claims?.[this.settings.claim];
     if (typeof id !== 'string' || !id) throw new SignInError(`The provider did not say who you are (no "${this.settings.claim}" claim).`);
     return {
       identity: id,

@@ -55,6 +55,7 @@ button.approve{background:#176b2c;color:#fff;border-color:#176b2c}button.reject{
 button:focus-visible,a:focus-visible,textarea:focus-visible{outline:3px solid #1a5fb4;outline-offset:2px}
 .state{padding:.8rem 1rem;border-left:.4rem solid #555;background:#f6f6f6}.ok{border-color:#176b2c;color:#0f4d1f}.bad{border-color:#a11;color:#7a0c0c}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}
+td.act{white-space:nowrap;overflow-wrap:normal}td.act a{display:inline-block;padding:.4rem .9rem;border:2px solid #1a5fb4;border-radius:.4rem;font-weight:600;text-decoration:none;color:#1a5fb4}
 </style></head>
 <body><main><h1>${esc(title)}</h1>${body}</main></body></html>`;
 }
@@ -138,7 +139,7 @@ export function inboxPage(who: { approver?: string; operator?: boolean }, rows: 
 ${rows.map((r) => `<tr><td>${esc(r.title)}<br><code>${esc(r.workflowId)}</code></td>
 <td><strong>${esc(r.gate.gate)}</strong>: ${esc(r.gate.summary)}<br>${r.gate.approvedBy.length} of ${r.gate.quorum} approved${r.gate.approvers ? `; asked: ${esc(r.gate.approvers.join(', '))}` : ''}; until ${esc(when(r.gate.deadline, now))}</td>
 <td>${esc(span(now - Date.parse(r.gate.openedAt)))}</td>
-<td>${r.link ? `<a href="${esc(r.link)}">Decide</a>` : r.uiUrl ? `<a href="${esc(r.uiUrl)}">Open in Temporal UI</a>` : ''}</td></tr>`).join('\n')}
+<td class="act">${r.link ? `<a href="${esc(r.link)}">Decide</a>` : r.uiUrl ? `<a href="${esc(r.uiUrl)}">Open in Temporal UI</a>` : ''}</td></tr>`).join('\n')}
 </tbody></table>` : '<p class="state ok" role="status">Nothing is waiting for a decision.</p>';
   const note = unreadable.length ? `<p class="state bad">${unreadable.length} waiting run(s) could not be read (no worker answering): ${esc(unreadable.slice(0, 20).join(', '))}</p>` : '';
   const foot = who.approver
