@@ -81,7 +81,10 @@ async function runOnce<W>(client: Client, scenario: CrashScenario<W>, label: str
     const driving = scenario.drive(handle).then((r) => ({ result: r }), (err) => ({ error: err as Error }));
     if (point) {
       const first = await Promise.race([worker.exited.then(() => 'crashed' as const), driving.then(() => 'ended' as const)]);
-      if (first === 'ended') throw new Error('the run ended without reaching the crash point');
+      if (first === 'ended') {
+        const d = await driving;
+        throw new Error(`the run ended without reaching the crash point${'error' in d ? ` (it failed: ${d.error.message})` : ''}`);
+      }
       if (worker.child.signalCode !== 'SIGKILL') throw new Error(`the worker exited (${worker.child.exitCode}) instead of being killed`);
       worker = await startWorker(queue, env);
     }
