@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib/npm-deps.sh
 
 # Debian packages the tests use: PostgreSQL 15 and OpenSSH server (the lab hosts, each in a network
-# namespace of its own: iproute2, util-linux), nginx, and docker-compose (only to validate
-# docker-compose.temporal.yml; no Docker engine is needed).
+# namespace of its own: iproute2, util-linux), nginx, chromium (the browser tests), and
+# docker-compose (only to validate docker-compose.temporal.yml; no Docker engine is needed).
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
@@ -17,6 +17,7 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the test SMTP server's certificate
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)           # the browser tests (playwright-core drives it; never a browser download)
 if (( ${#missing[@]} )); then
   echo "Installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)
