@@ -260,7 +260,8 @@ export async function openApprovalTicket(req: TicketRequest): Promise<{ ref: str
     `The draft import, which you may EDIT before approving (the edited draft is what gets applied; keep "operation" and the id):`,
     reviewLink(target, key),
     '',
-    `${req.quorum} approval(s) needed${req.fourEyes ? `; four-eyes: ${req.author ?? 'the author of the change'} may not approve` : ''}. The change waits until ${req.deadline}.`,
+    `${req.quorum} approval(s) needed${!req.fourEyes ? '' : req.author ? `; four-eyes: ${req.author} may not approve`
+      : '; four-eyes is on, but the source did not say who made this change, so it cannot be enforced'}. The change waits until ${req.deadline}.`,
     '',
     ...linkLines,
     '',
