@@ -37,7 +37,7 @@ const usage = `Usage: npm run runbook -- <command>
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
   inbox-link --for APPROVER [--ttl 7d]              a signed URL of APPROVER's inbox: every gate waiting for them (7d at most)
   sync-status [--json]                              the org-unit change listener's lag; the syncs by state (exit 4: listener down)
-  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, parked)
+  syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, waiting_for_approval, parked)
   parked [--target T] [--json]                      org-unit changes a target refused for good, waiting for a person
   retry <workflowId> [--by NAME]                    try a parked change again (the source's latest state)
   drop  <workflowId> --reason TEXT [--by NAME]      give a parked change up; the changes queued behind it apply`;

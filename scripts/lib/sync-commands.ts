@@ -1,7 +1,7 @@
 /**
  * The org-unit sync's CLI commands: the listener's lag, and the per-resource sync workflows.
  *   sync-status [--json]                       the change listener's lag and the syncs by state
- *   syncs [--target T] [--state S]             the sync workflows still running (state: active, waiting_for_reference, parked)
+ *   syncs [--target T] [--state S]             the sync workflows still running (state: active, waiting_for_reference, waiting_for_approval, parked)
  *   parked [--target T]                        the parked changes (the dead letters) and why
  *   retry <id> [--by NAME] / drop <id> --reason R [--by NAME]
  */
@@ -28,7 +28,7 @@ const quote = (v: string) => `'${v.replace(/['\\]/g, '')}'`;
 export async function syncCounts(client: Client, target?: string): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   const base = `WorkflowType = ${quote(syncWorkflowType)} AND ExecutionStatus = 'Running'${target ? ` AND RunbookTarget = ${quote(target)}` : ''}`;
-  for (const state of ['active', 'waiting_for_reference', 'parked']) {
+  for (const state of ['active', 'waiting_for_reference', 'waiting_for_approval', 'parked']) {
     counts[state] = (await client.workflow.count(`${base} AND RunbookStatus = ${quote(state)}`)).count;
   }
   return counts;
