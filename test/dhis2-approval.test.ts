@@ -5,7 +5,7 @@
  * work: the ticket in t1's messaging, the draft in t1's dataStore, the signed link.
  */
 import type { Client } from '@temporalio/client';
-import { signApproval, verifyApproval } from '../activities/lib/approval-token';
+import { signApproval, signInbox, verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { syncProgressQuery, type SyncProgress } from '../workflows/dhis2/messages';
 import { syncWorkflowId } from '../workflows/dhis2/resources';
@@ -187,6 +187,19 @@ test('a second change while the first waits updates the draft and tells the tick
 
   await decide(linkIn(again, 'alice'), 'approve');
   await eventually('t1 has the reviewed code', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_SEG_REVIEWED');
+}, 120_000);
+
+test('the approver\'s inbox lists a waiting org-unit change with a link that decides it', async () => {
+  const unit = newUid('I');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Ngiehun', { code: 'OU_NGI' })]);
+  const gate = await waitingGate('t1', unit);
+  const inbox = `${gateway.url}/?t=${signInbox({ approver: 'bob', exp: Math.floor(Date.now() / 1000) + 600 }, secret)}`;
+  const id = syncWorkflowId('t1', 'organisationUnit', unit);
+  const html = await eventually('the inbox lists the change', async () => (await fetch(inbox)).text(), (t) => t.includes(id));
+  expect(html).toContain(`<strong>${gate.gate}</strong>: create organisationUnit &#39;Ngiehun&#39;`);
+  const decideLink = /<a href="([^"]+)">Decide<\/a>/.exec(html.slice(html.indexOf(id)))![1].replace(/&amp;/g, '&');
+  expect((await decide(decideLink, 'approve')).status).toBe(200);
+  await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_NGI');
 }, 120_000);
 
 test('forged, wrong-gate and replayed links send nothing; an edited draft that changes the id is refused and the change waits with new links', async () => {

@@ -136,7 +136,9 @@ export const securityHeaders = {
 
 export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { client, secret, oidc } = opts;
-  const baseUrl = (opts.baseUrl ?? process.env.APPROVAL_BASE_URL ?? '').replace(/\/+$/, '');
+  /** Where the inbox's links point: the public base URL, else this gateway's own address. */
+  let ownUrl = '';
+  const baseUrl = () => (opts.baseUrl || process.env.APPROVAL_BASE_URL || ownUrl).replace(/\/+$/, '');
   /** Links being decided right now: a double click does not send two signals. */
   const inFlight = new Set<string>();
   const send = (res: ServerResponse, status: number, html: string, extra: Record<string, string | string[]> = {}) => {
@@ -218,7 +220,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const now = Date.now() / 1000;
     for (const r of rows) {
       if (approver) {
-        r.link = `${baseUrl}/approve?t=${signApproval({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret)}`;
+        r.link = `${baseUrl()}/approve?t=${signApproval({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret)}`;
       } else if (opts.uiUrl) {
         r.uiUrl = `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(r.workflowId)}/${encodeURIComponent(r.runId)}`;
       }
@@ -277,6 +279,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     server.once('error', reject);
     server.listen(opts.port ?? 8240, opts.host ?? '127.0.0.1', () => {
       const { port } = server.address() as { port: number };
+      ownUrl = `http://${opts.host ?? '127.0.0.1'}:${port}`;
       resolve({ url: `http://${opts.host ?? '127.0.0.1'}:${port}`, server, close: () => new Promise((r) => server.close(() => r())) });
     });
   });
