@@ -53,7 +53,7 @@ test('progress, search attributes and the UI current details follow each step as
     for await (const wf of client.workflow.list({ query: `RunbookStatus = 'waiting_for_approval' AND WorkflowId = '${handle.workflowId}'` })) return wf.workflowId === handle.workflowId;
     return false;
   }, 'the run to be listed as waiting for approval');
-  expect(await currentDetails(handle)).toMatch(/Waiting for approval `cutover`: Switch the service over \(0\/1/);
+  expect(await currentDetails(handle)).toMatch(/Waiting for approval `cutover` \(0\/1, until [^)]+\): Switch the service over/);
 
   await handle.signal(approveSignal, { gate: 'cutover', by: 'bob', reason: 'window open' });
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });

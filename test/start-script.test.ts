@@ -1,27 +1,11 @@
 /** ./scripts/start.sh as a newcomer runs it: the UI answers, and Ctrl-C leaves nothing behind. */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './support/global-setup';
 import { eventually, repoRoot } from './support/processes';
-
-function descendants(pid: number): number[] {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch { /* exited meanwhile */ }
-  }
-  const found: number[] = [];
-  const walk = (p: number) => { for (const [child, parent] of parents) if (parent === p) { found.push(child); walk(child); } };
-  walk(pid);
-  return found;
-}
-
-const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+import { alive, descendants } from './support/process-tree';
 
 test('start.sh brings up the dev server with its UI, the worker and the gateway, and SIGINT stops all of it', async () => {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'start-sh-'));

@@ -69,19 +69,19 @@ export function renderChecklist(p: Progress): string {
   const current = p.steps.find((s) => s.name === p.currentStep);
   const lines = [
     `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current ? `: ${current.title}` : ''}`,
-    '',
-    ...p.steps.map((s) => {
-      const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
-      const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
-      return `- ${marks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
-    }),
   ];
+  // What the run waits for comes first: the UI shows current details in a frame of fixed height.
   for (const gate of p.approvals.filter((g) => g.state === 'open')) {
-    lines.push('', `Waiting for approval \`${gate.gate}\`: ${gate.summary} (${gate.approvedBy.length}/${gate.quorum}, until ${gate.deadline})`);
+    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${gate.deadline}): ${gate.summary}`);
     for (const r of gate.requests) {
       lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
     }
   }
+  lines.push('', ...p.steps.map((s) => {
+    const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
+    const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
+    return `- ${marks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
+  }));
   const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
   if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));
   return lines.join('\n');
