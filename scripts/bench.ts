@@ -10,6 +10,9 @@
  *   orgunit-approval  DHIS2 approvals: approver's link click -> change visible on the target
  *               (p50/p95), beside a raw signal round trip on the same server (the floor).
  *
+ *   temporal    the dev server and the production shape (scripts/temporal-postgres.sh) in one run:
+ *               start -> first activity and approval -> resumed (p50/p95), memory per run waiting at a gate.
+ *
  * Options: --runs N (default 3). Prints every measurement and the medians.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +29,7 @@ import { killPostmaster, streamingPair } from '../test/lab/pair';
 import { startProcess } from '../test/support/processes';
 import { orgunitSyncBench } from './bench-orgunit';
 import { orgunitApprovalBench } from './bench-approval';
+import { temporalBench } from './bench-temporal';
 
 const repoRoot = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -148,14 +152,15 @@ async function promotion(runs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' } } });
   const runs = Number(values.runs ?? 3);
   switch (positionals[0]) {
     case 'promotion': return promotion(runs);
     case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
+    case 'temporal': return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000]');
       process.exit(2);
   }
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A production-shaped Temporal without Docker: the real Temporal server v1.29.1 (frontend,
 # history, matching and worker services in one process) on its own PostgreSQL 15 cluster, with
-# mutual TLS on the frontend, a `runbooks` namespace with a retention period and the runbooks'
-# search attributes. The same deployment as docker-compose.temporal.yml.
+# mutual TLS on the frontend (and between the services), a `runbooks` namespace with a retention
+# period and the runbooks' search attributes. The same deployment as docker-compose.temporal.yml.
 #
 #   scripts/temporal-postgres.sh [start]   build once, set up (idempotent), start; prints the environment
 #   scripts/temporal-postgres.sh env       prints the environment of the running server
 #   scripts/temporal-postgres.sh stop      stops the server, then PostgreSQL (fast shutdown)
+#   scripts/temporal-postgres.sh certs     only makes (or renews) the CA and the certificates, and
+#                                          prints their directory: docker-compose.temporal.yml uses them
 #
 #   eval "$(scripts/temporal-postgres.sh)" && ./scripts/start.sh    # worker + gateway against it
 #
@@ -26,23 +28,23 @@ say() { echo "[temporal-postgres] $*" >&2; }
 die() { say "$*"; exit 1; }
 
 command=${1:-start}
-case "$command" in start|env|stop) ;; *) die "usage: $0 [start|env|stop]" ;; esac
+case "$command" in start|env|stop|certs) ;; *) die "usage: $0 [start|env|stop|certs]" ;; esac
 
 state_root=${RUNBOOKS_STATE_DIR:-$repo/.temporal}
-[[ "$state_root" != *$'\n'* && "$state_root" != *'"'* && "$state_root" != *'\'* ]] ||
-  die "RUNBOOKS_STATE_DIR must not contain a newline, a double quote or a backslash"
-mkdir -p "$state_root"
-state=$(cd "$state_root" && pwd)/temporal-postgres
+# The state directory ends up in YAML and PostgreSQL settings, written between double or single quotes.
+[[ "$state_root" != *[$'\n'\"\'\\]* ]] || die "RUNBOOKS_STATE_DIR must not contain a newline, a quote or a backslash (got '$state_root')"
 namespace=${RUNBOOKS_TEMPORAL_NAMESPACE:-runbooks}
 [[ "$namespace" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$ ]] || die "RUNBOOKS_TEMPORAL_NAMESPACE must be 2-255 letters, digits, '.', '_' or '-' (got '$namespace')"
 retention=${RUNBOOKS_TEMPORAL_RETENTION:-30d}
 [[ "$retention" =~ ^([0-9]{1,5})([hd])$ ]] || die "RUNBOOKS_TEMPORAL_RETENTION must be hours or days such as 72h or 30d (got '$retention')"
 retention_hours=$(( 10#${BASH_REMATCH[1]} ))
 [[ ${BASH_REMATCH[2]} == h ]] || retention_hours=$(( retention_hours * 24 ))
-(( retention_hours >= 24 )) || die "RUNBOOKS_TEMPORAL_RETENTION must be at least 1d: Temporal refuses a shorter retention"
+(( retention_hours >= 24 )) || die "RUNBOOKS_TEMPORAL_RETENTION must be at least 1d: a finished runbook's history is its record of what was done"
 [[ "${RUNBOOKS_TEMPORAL_PORT:-1}" =~ ^[1-9][0-9]{0,4}$ && ${RUNBOOKS_TEMPORAL_PORT:-1} -le 65535 ]] || die "RUNBOOKS_TEMPORAL_PORT must be a port number (got '$RUNBOOKS_TEMPORAL_PORT')"
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 server_name=temporal   # the frontend's name in its certificate (TEMPORAL_TLS_SERVER_NAME); also the compose service's
+mkdir -p "$state_root"
+state=$(cd "$state_root" && pwd)/temporal-postgres
 
 pg_dir=$state/pg         # owned by the cluster's OS user: data/, run/ (the socket), postgresql.log
 pg_data=$pg_dir/data
@@ -51,6 +53,11 @@ tls=$state/tls
 pid_file=$state/temporal.pid
 log_file=$state/temporal.log
 env_file=$state/env
+mkdir -p "$state"
+# One of us at a time per state directory. Whatever we start (PostgreSQL, the server) gets 8>&-,
+# or it would hold the lock for as long as it runs.
+exec 8>"$state/.lock"
+flock 8
 
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` user.
 if [[ $(id -u) -eq 0 ]]; then pg_user=postgres; else pg_user=$(id -un); fi
@@ -92,7 +99,7 @@ fi
 
 # --- what it needs -------------------------------------------------------------------------------
 missing=()
-[[ -x "$pg_bin/postgres" ]] || missing+=(postgresql-15)
+[[ "$command" == certs || -x "$pg_bin/postgres" ]] || missing+=(postgresql-15)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if (( ${#missing[@]} )); then
   sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)
@@ -100,14 +107,19 @@ if (( ${#missing[@]} )); then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+mkdir -p "$state/config" "$state/secrets"
+chmod 755 "$state"     # the postgres user must reach $pg_dir
+chmod 700 "$state/secrets"
+
+# --- certificates: a CA, the server's certificate (frontend and between its services), a client's ---
+scripts/lib/temporal-certs.sh "$tls" "$server_name"
+if [[ "$command" == certs ]]; then echo "$tls"; exit 0; fi
+
+# --- the server and its tools (built once into the cache), the CLI, the npm dependencies ----------
 source scripts/lib/npm-deps.sh
 ensure_npm_deps
 server_dir=$(scripts/lib/temporal-server.sh) || die "cannot build the Temporal server (see above)"
 cli=$(scripts/lib/temporal-cli.sh) || die "the temporal CLI is needed to create the namespace (see above)"
-
-mkdir -p "$state/config" "$state/secrets" "$tls"
-chmod 755 "$state"     # the postgres user must reach $pg_dir
-chmod 700 "$state/secrets" "$tls"
 if [[ $(id -u) -eq 0 ]] && ! runuser -u postgres -- test -x "$state"; then
   die "PostgreSQL runs as the postgres user, which cannot reach $state (a parent directory is closed to it): set RUNBOOKS_STATE_DIR to a directory it can reach, e.g. /var/tmp/runbooks"
 fi
@@ -151,36 +163,6 @@ if [[ -n "${RUNBOOKS_TEMPORAL_PORT:-}" && "$RUNBOOKS_TEMPORAL_PORT" != "$FRONTEN
 fi
 address=127.0.0.1:$FRONTEND_PORT
 
-# --- certificates: a CA, the frontend's certificate, a client's and the system worker's ----------
-new_cert() {   # name, subject CN, extensions
-  local name=$1 cn=$2 ext=$3
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=Runbooks/CN=$cn" \
-    -keyout "$tls/$name.key" -out "$tls/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-    -days 825 -sha256 -extfile <(printf '%s\n' "$ext") -out "$tls/$name.pem" 2>/dev/null
-  rm -f "$tls/$name.csr"
-  chmod 600 "$tls/$name.key"
-}
-cert_ok() { [[ -f "$tls/$1.pem" && -f "$tls/$1.key" ]] && openssl x509 -in "$tls/$1.pem" -noout -checkend 2592000 >/dev/null 2>&1 &&
-  openssl verify -CAfile "$tls/ca.pem" "$tls/$1.pem" >/dev/null 2>&1; }
-if ! cert_ok ca; then
-  say "generating a certificate authority in $tls"
-  rm -f "$tls"/*.pem "$tls"/*.key
-  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -sha256 \
-    -subj "/O=Runbooks/CN=Runbooks Temporal CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  chmod 600 "$tls/ca.key"
-fi
-leaf='basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment'
-cert_ok server || new_cert server "$server_name" "$leaf
-extendedKeyUsage=serverAuth
-subjectAltName=DNS:$server_name,DNS:localhost,IP:127.0.0.1"
-cert_ok client || new_cert client runbooks-worker "$leaf
-extendedKeyUsage=clientAuth"
-cert_ok system-worker || new_cert system-worker temporal-system-worker "$leaf
-extendedKeyUsage=clientAuth"
-
 # --- PostgreSQL 15 ---------------------------------------------------------------------------------
 mkdir -p "$pg_dir"
 [[ $(id -u) -eq 0 ]] && chown "$pg_user:" "$pg_dir"
@@ -208,7 +190,7 @@ host temporal,temporal_visibility temporal 127.0.0.1/32 scram-sha-256
 EOF
 if ! pg_running; then
   say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_dir/postgresql.log" -w -t 60 start >/dev/null ||
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_dir/postgresql.log" -w -t 60 start >/dev/null 8>&- ||
     die "PostgreSQL did not start: see $pg_dir/postgresql.log"
 else
   as_pg "$pg_bin/pg_ctl" -D "$pg_data" reload >/dev/null
@@ -238,7 +220,9 @@ done
 say "schemas temporal and temporal_visibility are up to date"
 
 # --- the server's configuration: the module's config/development-postgres12.yaml with our ports, ---
-# --- password, mutual TLS on the frontend, no archival; the HTTP API stays off (clients use gRPC). --
+# --- password and mutual TLS (as the server's docker/config_template.yaml does with TLS on: the ---
+# --- frontend, and between its services, whose certificate also serves its system worker), no ---
+# --- archival; the HTTP API stays off (clients use gRPC). --------------------------------------------
 config=$state/config/production.yaml
 (umask 077 && cat >"$config.tmp" <<EOF
 # Written by scripts/temporal-postgres.sh from the server's config/development-postgres12.yaml.
@@ -284,7 +268,7 @@ global:
       timerType: "histogram"
       listenAddress: "127.0.0.1:$METRICS_PORT"
   tls:
-    frontend:
+    internode:
       server:
         certFile: "$tls/server.pem"
         keyFile: "$tls/server.key"
@@ -293,9 +277,12 @@ global:
       client:
         serverName: "$server_name"
         rootCaFiles: ["$tls/ca.pem"]
-    systemWorker:
-      certFile: "$tls/system-worker.pem"
-      keyFile: "$tls/system-worker.key"
+    frontend:
+      server:
+        certFile: "$tls/server.pem"
+        keyFile: "$tls/server.key"
+        requireClientAuth: true
+        clientCaFiles: ["$tls/ca.pem"]
       client:
         serverName: "$server_name"
         rootCaFiles: ["$tls/ca.pem"]
@@ -327,9 +314,7 @@ dynamicConfigClient:
 EOF
 ) && mv "$config.tmp" "$config"
 cat >"$state/config/dynamicconfig.yaml" <<'EOF'
-# Written by scripts/temporal-postgres.sh. Update-with-start and updates, as on the dev server.
-frontend.enableUpdateWorkflowExecution:
-  - value: true
+# Written by scripts/temporal-postgres.sh: the server's defaults, changed here at run time (polled every 10 s).
 EOF
 
 # --- the server ------------------------------------------------------------------------------------
@@ -343,14 +328,14 @@ else
   say "starting the Temporal server on $address (log: $log_file)"
   # Its own session, so a Ctrl-C in the shell that started it does not reach it.
   setsid "$server_dir/temporal-server" --root "$state" --config config --env production --allow-no-auth start \
-    >>"$log_file" 2>&1 </dev/null &
+    >>"$log_file" 2>&1 </dev/null 8>&- &
   pid=$!
   echo "$pid" >"$pid_file"
 fi
-for i in $(seq 1 240); do
+deadline=$(( SECONDS + 90 ))
+until temporal_cli operator cluster health 2>/dev/null | grep -q SERVING; do
   kill -0 "$pid" 2>/dev/null || { tail -n 30 "$log_file" >&2; die "the Temporal server exited (log: $log_file)"; }
-  temporal_cli operator cluster health 2>/dev/null | grep -q SERVING && break
-  (( i < 240 )) || { tail -n 30 "$log_file" >&2; die "the Temporal server did not answer within 60 s (log: $log_file)"; }
+  (( SECONDS < deadline )) || { tail -n 30 "$log_file" >&2; die "the Temporal server did not answer within 90 s (log: $log_file)"; }
   sleep 0.25
 done
 

@@ -29,6 +29,9 @@ ensure_npm_deps
 TEMPORAL_CLI_PATH=$(scripts/lib/temporal-cli.sh)
 export TEMPORAL_CLI_PATH
 echo "Temporal CLI: $TEMPORAL_CLI_PATH" >&2
+# The real Temporal server and its SQL tool, for test/temporal-production.test.ts: built once into the cache.
+TEMPORAL_SERVER_DIR=$(scripts/lib/temporal-server.sh)
+echo "Temporal server: $TEMPORAL_SERVER_DIR" >&2
 
 echo "Typecheck..." >&2
 npx --no-install tsc -p tsconfig.json

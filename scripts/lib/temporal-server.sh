@@ -42,8 +42,9 @@ echo "Building the Temporal server $TEMPORAL_SERVER_VERSION into $target (a few 
 work=$(mktemp -d "$cache_dir/temporal-server-build.XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
-# `go install module@version` of the server is refused (its go.mod has replace directives), so:
-# download the module, copy it out of the read-only module cache, build inside it.
+# The schema tool needs the module's schema/ beside it, and the config starts from its config/: so
+# download the module, copy it out of the read-only module cache and build inside it, with the
+# dependency versions its own go.mod and go.sum pin (the proxy may also refuse `go install ...@v`).
 src_dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$module@$TEMPORAL_SERVER_VERSION" |
   sed -n -E 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
 if [[ -z "$src_dir" || ! -f "$src_dir/go.mod" ]]; then
