@@ -232,7 +232,16 @@ test('a real run waits at the restart gate: its current details show the checkli
   expect(await databaseState()).toMatchObject({ walLevel: 'replica', walLevelInAutoConf: 1, slots: [] });
 
   // Current details: the Markdown checklist rendered by the UI (in its iframe), one step per line.
-  await page.click('[data-testid=user-metadata-tab]:visible');
+  // The page reads the run's metadata when it loads: one loaded before the first workflow task
+  // finished has no User Metadata tab until it is loaded again.
+  const runUrl = page.url();
+  const metadataTab = page.locator('[data-testid=user-metadata-tab]:visible');
+  await eventually(async () => {
+    if (await metadataTab.waitFor({ timeout: 5_000 }).then(() => true, () => false)) return true;
+    await page.goto(runUrl);
+    return undefined;
+  }, 'the run page with its User Metadata tab', 60_000);
+  await metadataTab.click();
   await page.getByRole('heading', { name: 'Current Details' }).waitFor();
   const details = page.frameLocator('iframe[title=output]');
   await details.locator('li').nth(stepTitles.length - 1).waitFor();

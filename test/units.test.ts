@@ -40,7 +40,8 @@ test('approval links live 7 days at most and never past the gate deadline; the e
   const secret = 'unit-test-secret-unit-test-secret-0000';
   const token = signApproval({ workflowId: 'w', runId: 'r', gate: 'g', nonce: 'n', approver: 'bob', exp: now + 60 }, secret);
   expect(verifyApproval(token, secret, now)).toMatchObject({ ok: true, claim: { runId: 'r', nonce: 'n' } });
-  expect(verifyApproval(token, secret, now + 61)).toEqual({ ok: false, reason: 'the link has expired' });
+  // An expired link is still recognised as ours, so its page can say what it was for.
+  expect(verifyApproval(token, secret, now + 61)).toMatchObject({ ok: false, reason: 'the link has expired', expired: { approver: 'bob', gate: 'g', exp: now + 60 } });
 });
 
 test('an edited draft must stay the same operation on the same resource; key order does not make an edit', () => {

@@ -23,7 +23,8 @@ export const esc = (s: unknown): string =>
 
 /** "3 h 12 min", "45 s": how long, for people. */
 export function span(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
+  // Whole units only: "in 59 min" while a second of the hour is left.
+  const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
   if (m < 60) return `${m} min`;
