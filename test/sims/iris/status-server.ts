@@ -3,6 +3,8 @@
  * GET /csp/mirror_status.cxw -> 200 "SUCCESS" on the primary, 503 "FAILED" on any other member.
  * Started by `iris start`, stopped by `iris stop`: a down instance does not answer at all.
  * Usage: status-server.ts <home>   (prints "listening <port>" once ready)
+ * Listens on loopback unless IRIS_SIM_LISTEN names another address (a lab host's own, inside its
+ * network namespace): tests never open a port to the network.
  */
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,7 +24,7 @@ const server = createServer((req, res) => {
   const primary = s.mirror?.role === 'Primary';
   res.writeHead(primary ? 200 : 503, { 'Content-Type': 'text/plain' }).end(primary ? 'SUCCESS' : 'FAILED');
 });
-server.listen(s0.statusPort, '0.0.0.0', () => {
+server.listen(s0.statusPort, process.env.IRIS_SIM_LISTEN || '127.0.0.1', () => {
   const port = (server.address() as { port: number }).port;
   mkdirSync(path.join(home, 'run'), { recursive: true });
   writeFileSync(path.join(home, 'run', 'status.port'), String(port));
