@@ -6,38 +6,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { startGateway } from '../workers/approvals';
 import { echoReadyQuery, echoSignal } from '../test/workflows/floor';
+import { pct, until, withFloorWorker } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startDhis2Lab, sourceImport } from '../test/lab/dhis2';
 import { startProcess } from '../test/support/processes';
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const row = (label: string, xs: number[]) => `  ${label.padEnd(44)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p95 ${pct(xs, 95).toFixed(0).padStart(5)} ms   max ${Math.max(...xs).toFixed(0).padStart(5)} ms`;
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 /** A raw signal round trip on the same server: signal -> the waiting run ends -> the client has its result. */
-async function signalFloor(address: string, runs: number): Promise<number[]> {
+function signalFloor(address: string, runs: number): Promise<number[]> {
   const queue = `bench-echo-${process.pid}`;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const worker = await Worker.create({
-    connection: await NativeConnection.connect({ address }), taskQueue: queue,
-    workflowsPath: require.resolve('../test/workflows'), activities: { async floorNoop() { /* nothing */ } },
-  });
-  const running = worker.run();
-  const client = new Client({ connection: await Connection.connect({ address }) });
-  const out: number[] = [];
-  try {
+  return withFloorWorker(address, queue, async (client) => {
+    const out: number[] = [];
     for (let i = 0; i <= runs; i++) {
       const handle = await client.workflow.start('signalEcho', { taskQueue: queue, workflowId: `bench-echo-${process.pid}-${i}` });
       await handle.query(echoReadyQuery);
@@ -46,12 +29,8 @@ async function signalFloor(address: string, runs: number): Promise<number[]> {
       await handle.result();
       if (i > 0) out.push(Date.now() - t0);
     }
-  } finally {
-    worker.shutdown();
-    await running;
-    await client.connection.close();
-  }
-  return out;
+    return out;
+  });
 }
 
 export async function orgunitApprovalBench(runs: number, repoRoot: string): Promise<void> {

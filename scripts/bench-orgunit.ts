@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { floorPokeSignal } from '../test/workflows/floor';
+import { pct, withFloorWorker } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startDhis2Lab, sourceImport, type Dhis2Lab } from '../test/lab/dhis2';
@@ -19,7 +19,6 @@ import type { Dhis2Write } from '../test/sims/dhis2';
 interface Workload { updates: number; units: number; rate: number }
 interface Figures { p50: number; p95: number; max: number; throughput: number; seconds: number }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const unitId = (i: number) => `B${String(i).padStart(10, '0')}`;
 const ou = (i: number, version: number, parent: string) => ({ id: unitId(i), name: `Bench ${i} v${version}`, shortName: `Bench ${i}`, openingDate: '2020-01-01', parent: { id: parent } });
 const versionOf = (w: Dhis2Write) => Number(/ v(\d+)$/.exec(String(w.body?.name ?? ''))?.[1] ?? -1);
@@ -112,22 +111,15 @@ function bareLoop(lab: Dhis2Lab, sourceToken: string): () => void {
  * Temporal alone, on the same server: an entity workflow per (unit, target) signalled with
  * signal-with-start once per update and target, each pass one local activity doing nothing.
  */
-async function temporalFloor(address: string, load: Workload, targets: number): Promise<Figures> {
+function temporalFloor(address: string, load: Workload, targets: number): Promise<Figures> {
   const queue = `bench-floor-${process.pid}`;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const worker = await Worker.create({
-    connection: await NativeConnection.connect({ address }), taskQueue: queue,
-    workflowsPath: require.resolve('../test/workflows'), activities: { async floorNoop() { /* nothing */ } },
-  });
-  const running = worker.run();
-  const client = new Client({ connection: await Connection.connect({ address }) });
-  // Each entity gets one warm-up signal, then one per update of its unit.
-  const expected = (unit: number) => 1 + Math.floor((load.updates - 1 - unit) / load.units) + 1;
-  const id = (unit: number, t: number) => `floor-${process.pid}-${t}-${unit}`;
-  const send = (unit: number, t: number) => client.workflow.signalWithStart('signalFloor', {
-    workflowId: id(unit, t), taskQueue: queue, args: [expected(unit)], signal: floorPokeSignal, signalArgs: [],
-  });
-  try {
+  return withFloorWorker(address, queue, async (client) => {
+    // Each entity gets one warm-up signal, then one per update of its unit.
+    const expected = (unit: number) => 1 + Math.floor((load.updates - 1 - unit) / load.units) + 1;
+    const id = (unit: number, t: number) => `floor-${process.pid}-${t}-${unit}`;
+    const send = (unit: number, t: number) => client.workflow.signalWithStart('signalFloor', {
+      workflowId: id(unit, t), taskQueue: queue, args: [expected(unit)], signal: floorPokeSignal, signalArgs: [],
+    });
     for (let u = 0; u < load.units; u++) await Promise.all(Array.from({ length: targets }, (_, t) => send(u, t)));
     const start = Date.now();
     let next = 0;
@@ -137,11 +129,7 @@ async function temporalFloor(address: string, load: Workload, targets: number): 
     await Promise.all(Array.from({ length: load.units * targets }, (_, i) => client.workflow.getHandle(id(Math.floor(i / targets), i % targets)).result()));
     const seconds = (Date.now() - start) / 1000;
     return { p50: NaN, p95: NaN, max: NaN, throughput: load.updates / seconds, seconds };
-  } finally {
-    worker.shutdown();
-    await running;
-    await client.connection.close();
-  }
+  });
 }
 
 const row = (label: string, f: Figures) => `  ${label.padEnd(26)} p50 ${f.p50.toFixed(0).padStart(5)} ms   p95 ${f.p95.toFixed(0).padStart(5)} ms   max ${f.max.toFixed(0).padStart(5)} ms   ${f.throughput.toFixed(0).padStart(4)} changes/s`;

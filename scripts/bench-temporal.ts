@@ -19,36 +19,26 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { approveSignal, progressQuery } from '../workflows/kit/messages';
+import { eventMs, pct, until } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startProcess, type Proc } from '../test/support/processes';
 import { startProductionTemporal } from '../test/lab/temporal-production';
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const row = (label: string, xs: number[]) => `  ${label.padEnd(40)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p95 ${pct(xs, 95).toFixed(0).padStart(5)} ms   (${xs.length} runs)`;
-const toMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
 const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
 interface Target { name: string; env: Record<string, string>; client: Client; stop(): Promise<void> }
 
 interface Figures { toFirstActivity: number[]; toResumed: number[]; waiting: number; rssBeforeKiB: number; rssAfterKiB: number; resumedWhileWaiting: number[] }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 600_000): Promise<T> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
-    const v = await probe().catch(() => undefined);
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 const atGate = (handle: WorkflowHandle) => until(`${handle.workflowId} at its gate`, async () =>
-  (await handle.query(progressQuery)).approvals.some((g) => g.gate === 'cutover' && g.state === 'open'));
+  (await handle.query(progressQuery)).approvals.some((g) => g.gate === 'cutover' && g.state === 'open'), 600_000, 20);
 
 /** When the server handed the run's activities to the worker (their ActivityTaskStarted times), in start order. */
 async function activityStarts(handle: WorkflowHandle): Promise<number[]> {
   const events = (await handle.fetchHistory()).events ?? [];
-  return events.filter((e) => e.activityTaskStartedEventAttributes).map((e) => toMs(e.eventTime)).sort((a, b) => a - b);
+  return events.filter((e) => e.activityTaskStartedEventAttributes).map((e) => eventMs(e.eventTime)).sort((a, b) => a - b);
 }
 
 /** One gated run: start -> first activity; at the gate, approve -> the switch-over activity (the 4th: check, take down, switch over, bring up). */
@@ -100,7 +90,7 @@ async function measure(target: Target, bundle: string, runs: number, waiting: nu
       handles.push(...await Promise.all(Array.from({ length: Math.min(50, waiting - i + 1) }, (_, k) => start(i + k))));
     }
     const query = `TaskQueue = "${holdQueue}" AND RunbookStatus = "waiting_for_approval"`;
-    await until(`${waiting + 1} runs at their gate`, async () => (await client.workflow.count(query)).count >= waiting + 1);
+    await until(`${waiting + 1} runs at their gate`, async () => (await client.workflow.count(query)).count >= waiting + 1, 600_000, 20);
     const rssAfterKiB = rssKiB(holder.child.pid!);
     // With all of them waiting, a few approvals: does the worker still answer at once?
     const resumedWhileWaiting: number[] = [];

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { Client as PgClient } from 'pg';
+import { eventMs } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startLab, type Lab } from '../test/lab/hosts';
@@ -96,13 +97,12 @@ async function runbookPromotion(client: Client, queue: string, secretsDir: strin
     const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'promoteStandby');
     const started = events.find((e) => e.activityTaskStartedEventAttributes && String(e.activityTaskStartedEventAttributes.scheduledEventId) === String(scheduled?.eventId));
     const first = events[0];
-    const toMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
-    const promoteOffset = toMs(started?.eventTime) - toMs(first.eventTime);
+    const promoteOffset = eventMs(started?.eventTime) - eventMs(first.eventTime);
     if (process.env.BENCH_TIMELINE) {
       // Where the time goes: every activity's schedule -> start -> close, from the run's start.
       const names = new Map<string, string>();
       for (const e of events) {
-        const at = (toMs(e.eventTime) - toMs(first.eventTime)).toFixed(0).padStart(5);
+        const at = (eventMs(e.eventTime) - eventMs(first.eventTime)).toFixed(0).padStart(5);
         const sch = e.activityTaskScheduledEventAttributes;
         if (sch) names.set(String(e.eventId), sch.activityType?.name ?? '?');
         const id = e.activityTaskStartedEventAttributes?.scheduledEventId ?? e.activityTaskCompletedEventAttributes?.scheduledEventId;

@@ -183,15 +183,21 @@ async function decide(client: Client, kind: 'approve' | 'reject', workflowId: st
   return exitCodes.ok;
 }
 
+/** The gateway's secret and the --ttl of a link to sign (7 days at most). */
+function linkSigning(opts: Record<string, string | boolean | undefined>, defaultTtl: string): { secret: string; ttlSeconds: number } {
+  const secret = approvalSecret();
+  if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
+  const ttlSeconds = durationMs((opts.ttl as string) || defaultTtl, '--ttl') / 1000;
+  if (ttlSeconds > maxLinkTtlSeconds) throw new CliError('--ttl is at most 7d: approval links live 7 days at most', exitCodes.usage);
+  return { secret, ttlSeconds };
+}
+
 /** A signed link for the open gate of the run's current execution: bound to that run and that opening of the gate. */
 async function link(client: Client, workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
   const gate = opts.gate as string | undefined;
   const approver = opts.for as string | undefined;
   if (!gate || !approver) throw new CliError('link needs --gate and --for', exitCodes.usage);
-  const secret = approvalSecret();
-  if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
-  const ttlSeconds = durationMs((opts.ttl as string) || '24h', '--ttl') / 1000;
-  if (ttlSeconds > maxLinkTtlSeconds) throw new CliError('--ttl is at most 7d: approval links live 7 days at most', exitCodes.usage);
+  const { secret, ttlSeconds } = linkSigning(opts, '24h');
   const handle = client.workflow.getHandle(workflowId);
   const { runId } = await handle.describe();
   const progress = await handle.query(progressQuery).catch(() => undefined);
@@ -210,10 +216,7 @@ async function link(client: Client, workflowId: string, opts: Record<string, str
 function inboxLink(opts: Record<string, string | boolean | undefined>): number {
   const approver = opts.for as string | undefined;
   if (!approver) throw new CliError('inbox-link needs --for', exitCodes.usage);
-  const secret = approvalSecret();
-  if (!secret) throw new CliError('No approval secret: set APPROVAL_SECRET (32+ characters) or APPROVAL_SECRET_FILE, as the gateway has', exitCodes.usage);
-  const ttlSeconds = durationMs((opts.ttl as string) || '7d', '--ttl') / 1000;
-  if (ttlSeconds > maxLinkTtlSeconds) throw new CliError('--ttl is at most 7d: approval links live 7 days at most', exitCodes.usage);
+  const { secret, ttlSeconds } = linkSigning(opts, '7d');
   console.log(inboxUrl({ approver, exp: Date.now() / 1000 + ttlSeconds }, secret));
   return exitCodes.ok;
 }

@@ -268,7 +268,8 @@ global:
       timerType: "histogram"
       listenAddress: "127.0.0.1:$METRICS_PORT"
   tls:
-    internode:
+    # The same mutual TLS between the services and for clients (a YAML anchor, not a copy).
+    internode: &mtls
       server:
         certFile: "$tls/server.pem"
         keyFile: "$tls/server.key"
@@ -277,15 +278,7 @@ global:
       client:
         serverName: "$server_name"
         rootCaFiles: ["$tls/ca.pem"]
-    frontend:
-      server:
-        certFile: "$tls/server.pem"
-        keyFile: "$tls/server.key"
-        requireClientAuth: true
-        clientCaFiles: ["$tls/ca.pem"]
-      client:
-        serverName: "$server_name"
-        rootCaFiles: ["$tls/ca.pem"]
+    frontend: *mtls
 services:
   frontend:
     rpc: { grpcPort: $FRONTEND_PORT, membershipPort: $FRONTEND_MEMBERSHIP_PORT, bindOnIP: "127.0.0.1" }

@@ -22,6 +22,8 @@ const queue = uniqueQueue('dhis2a');
 const district = newUid('D');
 const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
 const t1Approval = { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h' };
+/** Changes t1's approval settings (the worker re-reads the file; the next gate uses them). */
+const setT1Approval = (approval: object) => lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = approval; });
 const workerEnv = () => ({ ...lab.workerEnv, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
 
 beforeAll(async () => {
@@ -239,7 +241,7 @@ test('forged, wrong-gate and replayed links send nothing; an edited draft that c
 
 test('four-eyes and quorum: the source author cannot approve their own change; two distinct approvals apply it', async () => {
   // The source's writes in this lab are made by "admin".
-  lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = { approvers: ['admin', 'alice', 'bob'], quorum: 2, fourEyes: true, timeout: '1h' }; });
+  setT1Approval({ approvers: ['admin', 'alice', 'bob'], quorum: 2, fourEyes: true, timeout: '1h' });
   try {
     const unit = newUid('Q');
     await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kpandebu', { code: 'OU_KPA' })]);
@@ -259,7 +261,7 @@ test('four-eyes and quorum: the source author cannot approve their own change; t
     const solved = await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
     expect(solved.messages.at(-1)!.text).toContain('Approved by alice, bob');
   } finally {
-    lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = t1Approval; });
+    setT1Approval(t1Approval);
   }
 }, 120_000);
 
@@ -305,7 +307,7 @@ test('a draft deleted by hand: the approval is refused with that reason and noth
 }, 120_000);
 
 test('no decision within the timeout: the configured outcome (park), told in the ticket; retry asks again', async () => {
-  lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = { ...t1Approval, timeout: '3s', onTimeout: 'park' }; });
+  setT1Approval({ ...t1Approval, timeout: '3s', onTimeout: 'park' });
   const unit = newUid('T');
   try {
     await sourceImport(lab, 'organisationUnit', [ou(unit, 'Baiwala', { code: 'OU_BAI' })]);
@@ -314,7 +316,7 @@ test('no decision within the timeout: the configured outcome (park), told in the
     const ticket = await eventually('the ticket pending', () => latestTicket(lab.targets.t1, unit), (t) => t?.status === 'PENDING');
     expect(ticket.messages.at(-1)!.text).toMatch(/No decision within 3s: the change is PARKED/);
   } finally {
-    lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = t1Approval; });
+    setT1Approval(t1Approval);
   }
   await syncOf('t1', unit).signal('retry', { by: 'ops-anna' });
   const second = await ticketFor(lab.targets.t1, unit, 1, 1);

@@ -13,9 +13,8 @@ import { diffLines } from '../../workflows/dhis2/render';
 import { endpointOf, parseFieldName, uidPattern, type ResourceType } from '../../workflows/dhis2/resources';
 import { approvalSecret, approvalUrl } from '../lib/approval-token';
 import { call, importErrors, refused, snippet, type Dhis2Server } from './api';
-import type { ApprovalSettings, SyncTarget } from './config';
+import { currentSyncConfig, targetNamed, type ApprovalSettings, type SyncTarget } from './config';
 import { stripComputed, type FieldChange, type Resource } from './mapping';
-import { currentSyncConfig, targetNamed } from './config';
 import { deleteResource, fetchResource, importResource, missingReferences, targetServer, type MissingReference, type SyncRequest } from './sync';
 
 export const draftNamespace = 'org-unit-sync';
@@ -283,10 +282,6 @@ export async function updateTicket(req: { target: string; ticket: string; text: 
 
 /** After the decision: the draft goes (a later change makes a new one), the ticket gets the outcome. */
 export async function finishApproval(req: SyncRequest & { ticket?: string; text: string; status: TicketStatus; keepDraft?: boolean }): Promise<void> {
-  const server = targetServer(targetNamed(currentSyncConfig(), req.target));
-  if (!req.keepDraft) await deleteDraft(server, req.type, req.uid);
-  if (req.ticket) {
-    await reply(server, req.ticket, req.text);
-    await setStatus(server, req.ticket, req.status);
-  }
+  if (!req.keepDraft) await deleteDraft(targetServer(targetNamed(currentSyncConfig(), req.target)), req.type, req.uid);
+  if (req.ticket) await updateTicket({ target: req.target, ticket: req.ticket, text: req.text, status: req.status });
 }

@@ -17,7 +17,7 @@ import type { Duration } from '@temporalio/common';
 import type { Dhis2Activities } from '../../activities/dhis2';
 import type { ApprovalNeeded, TicketStatus } from '../../activities/dhis2/approval';
 import type { FastOutcome } from '../../activities/dhis2/fast-path';
-import type { SyncOutcome } from '../../activities/dhis2/sync';
+import type { MissingReference, SyncOutcome } from '../../activities/dhis2/sync';
 import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
 import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncWorkflowType,
@@ -90,6 +90,14 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), startToCloseTimeout: '1 minute', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '2 minutes',
   });
   const publish = () => setCurrentDetails(renderSync(progress));
+  /** The target lacks what this resource points at: ask each missing resource's sync to run and to wake this one when the target has it. */
+  const askForReferences = async (refs: MissingReference[], action: string) => {
+    const missing = refs.filter((m) => !(m.type === type && m.uid === uid));
+    progress.waitingFor = missing.map(({ type: t, uid: u }) => ({ type: t, uid: u }));
+    record({ action, note: `the target lacks ${missing.map((m) => `${m.type} ${m.uid}${m.property ? ` (${m.property})` : ''}`).join(', ')}` });
+    await temporal.requestSync({ target, refs: missing, waiter: workflowInfo().workflowId, taskQueue: workflowInfo().taskQueue, settings });
+    show('waiting_for_reference');
+  };
   /** Parked, not dropped: this workflow is the dead letter, found with RunbookStatus = "parked". */
   const park = async (error: string, errors: Array<{ code: string; message: string; uid?: string; property?: string }>) => {
     progress.error = error;
@@ -119,7 +127,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   };
   const desk = new ApprovalDesk(host);
   const gates = gateKeeper({
-    target, type, uid, settings, progress, desk, onTarget, probe, temporal, show, record,
+    target, type, uid, progress, desk, onTarget, probe, askForReferences, show, record,
     news: { has: () => pending, take: () => { pending = false; }, give: () => { pending = true; } },
   });
 
@@ -172,13 +180,8 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     idle.touch();
 
     if (outcome.action === 'waitingForReferences') {
-      const missing = outcome.missing.filter((m) => !(m.type === type && m.uid === uid));
-      progress.waitingFor = missing.map(({ type: t, uid: u }) => ({ type: t, uid: u }));
-      record({ action: 'waiting', note: `the target lacks ${missing.map((m) => `${m.type} ${m.uid}${m.property ? ` (${m.property})` : ''}`).join(', ')}` });
-      // Ask each missing resource's sync to run and to wake this one when the target has it.
-      await temporal.requestSync({ target, refs: missing, waiter: workflowInfo().workflowId, taskQueue: workflowInfo().taskQueue, settings });
+      await askForReferences(outcome.missing, 'waiting');
       referenceWaits += 1;
-      show('waiting_for_reference');
       continue;
     }
     referenceWaits = 0;
@@ -257,12 +260,11 @@ interface GateContext {
   target: string;
   type: SyncArgs['type'];
   uid: string;
-  settings: SyncArgs['settings'];
   progress: SyncProgress;
   desk: ApprovalDesk;
   onTarget: ActivityInterfaceFor<Dhis2Activities>;
   probe: ActivityInterfaceFor<Dhis2Activities>;
-  temporal: ActivityInterfaceFor<Dhis2Activities>;
+  askForReferences: (refs: MissingReference[], action: string) => Promise<void>;
   show: (status: SyncStatus) => void;
   record: (r: Omit<SyncRecord, 'at'>) => void;
   /** Source changes not yet looked at (the workflow's `pending`). */
@@ -388,11 +390,7 @@ function gateKeeper(c: GateContext) {
         applied = { action: 'failed' as const, error: failureText(err), errors: [] };
       }
       if (applied.action !== 'waitingForReferences') return applied;
-      const missing = applied.missing.filter((m) => !(m.type === type && m.uid === uid));
-      progress.waitingFor = missing.map(({ type: t, uid: u }) => ({ type: t, uid: u }));
-      c.record({ action: 'approved, waiting', note: `the target lacks ${missing.map((m) => `${m.type} ${m.uid}`).join(', ')}` });
-      c.show('waiting_for_reference');
-      await c.temporal.requestSync({ target, refs: missing, waiter: workflowInfo().workflowId, taskQueue: workflowInfo().taskQueue, settings: c.settings });
+      await c.askForReferences(applied.missing, 'approved, waiting');
       // Woken by the referenced resource's sync (or by a source change), else tried again after a while.
       await condition(() => c.news.has(), backoff(waits + 1));
       c.news.take();

@@ -1,0 +1,37 @@
+/** What the benchmarks share: percentiles, event times, waiting for a state, and the in-process floor worker. */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+
+/** The p-th percentile (nearest rank) of some measurements. */
+export const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+
+/** A history event's time, in milliseconds since the epoch. */
+export const eventMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined): number => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+
+/** Polls `probe` until it gives a value (a failed probe counts as not yet). */
+export async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 10): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    const v = await probe().catch(() => undefined);
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Runs `body` with a worker in this process serving the test workflows (the benchmarks' floors) on `queue`. */
+export async function withFloorWorker<T>(address: string, queue: string, body: (client: Client) => Promise<T>): Promise<T> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const worker = await Worker.create({
+    connection: await NativeConnection.connect({ address }), taskQueue: queue,
+    workflowsPath: require.resolve('../../test/workflows'), activities: { async floorNoop() { /* nothing */ } },
+  });
+  const running = worker.run();
+  const client = new Client({ connection: await Connection.connect({ address }) });
+  try {
+    return await body(client);
+  } finally {
+    worker.shutdown();
+    await running;
+    await client.connection.close();
+  }
+}
