@@ -1,0 +1,205 @@
+/**
+ * Lab hosts for any runbook that reaches its servers over SSH: each host is a network namespace
+ * with its own address on a bridge the worker reaches, its own mount namespace (the same paths as
+ * on a real server, different files behind them) and its own sshd with a pinned host key. The
+ * PostgreSQL lab (hosts.ts) and the IRIS lab (iris.ts) add their servers on top.
+ *
+ * Needs root (network namespaces, sshd). Namespaces, bridges and /etc/hosts lines carry the test
+ * process's pid, so a lab whose test process died is cleaned up by the next one (cleanStaleLabs).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+
+export interface ShResult { code: number; stdout: string; stderr: string }
+
+export interface HostSpec {
+  /** One lower-case letter: the host's name in the lab and the last letter of its namespace. */
+  name: string;
+  /** The last octet of its address on the lab subnet (the bridge is .1). */
+  octet: number;
+  /** The only user sshd lets in (the worker's key is authorized for it). */
+  user: string;
+  /** Directories bound into the host's mount namespace: [outside, inside]. */
+  mounts?: Array<[string, string]>;
+  /** PATH and other variables of SSH sessions (sshd SetEnv). */
+  env: Record<string, string>;
+}
+
+export interface ShOptions {
+  /** Default: the SSH user. */
+  user?: string;
+  /** Added to the sessions' environment (HostSpec.env). */
+  env?: Record<string, string>;
+  input?: string;
+}
+
+export interface NetnsHost {
+  name: string;
+  ns: string;
+  address: string;
+  /** The host's own files as the test sees them (sshd config, host keys, whatever the lab adds). */
+  dir: string;
+  /** SHA256 fingerprints of its ed25519 and RSA host keys (sshd offers ed25519 first). */
+  hostKey: string;
+  rsaHostKey: string;
+  /** Runs a shell command inside the host (its network and mount namespaces) as `user` (default: the SSH user). */
+  sh(cmd: string, opts?: ShOptions): ShResult;
+  /** What sshd logged (for failures). */
+  sshdLog(): string;
+}
+
+export interface LabNetwork {
+  id: string;
+  subnet: string;
+  bridgeAddress: string;
+  addHost(spec: HostSpec): NetnsHost;
+  /** Resolves once every host's sshd accepts connections. */
+  waitForSsh(): Promise<void>;
+  stop(): void;
+}
+
+const run = (cmd: string, args: string[], input?: string) => execFileSync(cmd, args, { encoding: 'utf8', input, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+export const tryRun = (cmd: string, args: string[]) => { try { run(cmd, args); } catch { /* already gone */ } };
+
+const HOSTS_FILE = '/etc/hosts';
+const hostsTag = (pid: number) => `# runbooks-lab ${pid}`;
+
+/**
+ * A host name for a lab address, resolvable by the worker and by the lab hosts alike (they share
+ * /etc/hosts). Tagged with the test process's pid, removed by the returned function, and by
+ * cleanStaleLabs if that process died.
+ */
+export function addHostName(name: string, address: string): () => void {
+  writeFileSync(HOSTS_FILE, `${readFileSync(HOSTS_FILE, 'utf8').replace(/\n?$/, '\n')}${address} ${name} ${hostsTag(process.pid)}\n`);
+  return () => writeFileSync(HOSTS_FILE, readFileSync(HOSTS_FILE, 'utf8').split('\n').filter((l) => !(l.includes(` ${name} `) && l.endsWith(hostsTag(process.pid)))).join('\n'));
+}
+
+/** Removes namespaces, bridges and host names left by labs whose test process died. */
+export function cleanStaleLabs(): void {
+  const hosts = readFileSync(HOSTS_FILE, 'utf8').split('\n');
+  const kept = hosts.filter((l) => { const m = /# runbooks-lab (\d+)$/.exec(l); return !m || existsSync(`/proc/${m[1]}`); });
+  if (kept.length !== hosts.length) writeFileSync(HOSTS_FILE, kept.join('\n'));
+  const namespaces = run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]);
+  for (const ns of namespaces) {
+    const m = /^rbl(\d+)x(\d+)[a-z]$/.exec(ns);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue; // not a lab's, or its test process is alive
+    killNamespace(ns);
+    tryRun('ip', ['link', 'del', `rbl${m[1]}x${m[2]}br`]);
+  }
+}
+
+export function killNamespace(ns: string): void {
+  try {
+    for (const pid of run('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun('kill', ['-9', pid]);
+  } catch { /* gone */ }
+  tryRun('ip', ['netns', 'del', ns]);
+}
+
+let networkCount = 0;
+
+/**
+ * A bridge and a subnet for one lab. `authorizedKeys` is the worker's public key file; `dir` holds
+ * each host's files (one sub-directory per host).
+ */
+export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
+  if (process.getuid?.() !== 0) throw new Error('The lab needs root (network namespaces, sshd): run the suite through ./scripts/test.sh as root');
+  cleanStaleLabs();
+  const id = `${process.pid}x${networkCount}`;
+  // Labs that run at once (parallel jest workers, a benchmark) get distinct subnets.
+  const subnet = `10.${212 + Number(process.env.JEST_WORKER_ID ?? 0)}.${networkCount++ % 250}`;
+  const bridge = `rbl${id}br`;
+  run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+  run('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
+  run('ip', ['link', 'set', bridge, 'up']);
+  mkdirSync('/run/sshd', { recursive: true });
+
+  const hosts: NetnsHost[] = [];
+  const sshds: ChildProcess[] = [];
+  return {
+    id, subnet, bridgeAddress: `${subnet}.1`,
+    addHost(spec) {
+      const { host, sshd } = makeHost(spec, { id, subnet, bridge, dir, authorizedKeys });
+      hosts.push(host);
+      sshds.push(sshd);
+      return host;
+    },
+    async waitForSsh() {
+      for (const h of hosts) await waitForPort(h.address, 22, () => `sshd on lab host ${h.name} (${h.address}) did not start: ${h.sshdLog().trim().slice(-2000)}`);
+    },
+    stop() {
+      for (const s of sshds) s.kill('SIGKILL');
+      for (const h of hosts) killNamespace(h.ns);
+      tryRun('ip', ['link', 'del', bridge]);
+    },
+  };
+}
+
+function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: string; dir: string; authorizedKeys: string }): { host: NetnsHost; sshd: ChildProcess } {
+  const ns = `rbl${net.id}${spec.name}`;
+  const address = `${net.subnet}.${spec.octet}`;
+  run('ip', ['netns', 'add', ns]);
+  run('ip', ['link', 'add', `${ns}0`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+  run('ip', ['link', 'set', `${ns}0`, 'master', net.bridge, 'up']);
+  const inNs = (...args: string[]) => run('ip', ['netns', 'exec', ns, ...args]);
+  inNs('ip', 'link', 'set', 'lo', 'up');
+  inNs('ip', 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+  inNs('ip', 'link', 'set', 'eth0', 'up');
+
+  const hostDir = path.join(net.dir, spec.name);
+  const mounts = spec.mounts ?? [];
+  for (const d of [hostDir, ...mounts.flatMap(([outside, inside]) => [outside, inside])]) mkdirSync(d, { recursive: true });
+
+  const hostKeyFile = path.join(hostDir, 'ssh_host_ed25519_key');
+  const rsaKeyFile = path.join(hostDir, 'ssh_host_rsa_key');
+  run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKeyFile]);
+  run('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', rsaKeyFile]);
+  const fingerprintOf = (f: string) => run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${f}.pub`]).split(' ')[1];
+  const sshdConfig = path.join(hostDir, 'sshd_config');
+  const setEnv = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' ');
+  writeFileSync(sshdConfig, [
+    `ListenAddress ${address}`, 'Port 22', `HostKey ${hostKeyFile}`, `HostKey ${rsaKeyFile}`, `PidFile ${path.join(hostDir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${net.authorizedKeys}`, 'StrictModes no', 'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no', 'UsePAM yes', 'PermitRootLogin no', `AllowUsers ${spec.user}`, 'AllowStreamLocalForwarding yes',
+    'AllowTcpForwarding yes', 'MaxSessions 50', 'MaxStartups 50:30:100',
+    ...(setEnv ? [`SetEnv ${setEnv}`] : []),
+  ].join('\n') + '\n');
+  // Its own mount namespace too. tini as a subreaper, as init is on a real host: a killed server
+  // process is reaped at once, not left a zombie.
+  const binds = mounts.map(([outside, inside]) => `mount --bind ${outside} ${inside}`).join(' && ');
+  const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+    `${binds ? `${binds} && ` : ''}exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let sshdLog = '';
+  sshd.stderr!.on('data', (d: Buffer) => { if (sshdLog.length < 20_000) sshdLog += d; });
+
+  const sh = (cmd: string, opts: ShOptions = {}): ShResult => {
+    try {
+      const stdout = execFileSync('nsenter', ['-t', String(sshd.pid), '-m', '-n', '/usr/sbin/runuser', '-u', opts.user ?? spec.user, '--', 'bash', '-c', cmd], {
+        encoding: 'utf8', input: opts.input, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...spec.env, ...opts.env },
+      });
+      return { code: 0, stdout, stderr: '' };
+    } catch (err) {
+      const e = err as { status: number; stdout: string; stderr: string };
+      return { code: e.status ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  };
+  const host: NetnsHost = {
+    name: spec.name, ns, address, dir: hostDir, hostKey: fingerprintOf(hostKeyFile), rsaHostKey: fingerprintOf(rsaKeyFile), sh, sshdLog: () => sshdLog,
+  };
+  return { host, sshd };
+}
+
+/** Waits until host:port accepts a TCP connection; `why` explains a timeout. */
+export async function waitForPort(host: string, port: number, why: () => string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, host, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(why());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
