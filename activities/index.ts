@@ -4,6 +4,7 @@
  */
 import { createApprovalActivities } from './approvals';
 import { createDhis2Activities } from './dhis2';
+import { createIrisActivities } from './iris';
 import { createLockActivities } from './locks';
 import { createPostgresActivities } from './postgres';
 
@@ -11,6 +12,7 @@ export function createActivities() {
   return {
     ...createApprovalActivities(),
     ...createDhis2Activities(),
+    ...createIrisActivities(),
     ...createLockActivities(),
     ...createPostgresActivities(),
   };

@@ -10,7 +10,7 @@ import { verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { startMailServer, startWebhookReceiver, type MailServer, type WebhookReceiver } from './support/inboxes';
 import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
-import { currentDetails, progressOf, startGated, tempDir, waitForProgress } from './support/runs';
+import { currentDetails, progressOf, readableHistory, startGated, tempDir, waitForProgress } from './support/runs';
 
 const secret = 'request-test-secret-that-is-long-enough-42';
 const queue = uniqueQueue('requests');
@@ -53,19 +53,6 @@ const linksIn = (text: string) => [...text.matchAll(/(http:\/\/\S+\/approve\?t=[
 const tokenOf = (url: URL) => url.searchParams.get('t')!;
 const post = (token: string, decision: 'approve' | 'reject', reason = '') =>
   fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: token, decision, reason }) });
-
-/** The run's whole history with every payload decoded, as anyone with read access can see it. */
-async function readableHistory(handle: WorkflowHandle): Promise<string> {
-  const history = await handle.fetchHistory();
-  // Payloads come as base64 (or bytes): decode every one, as the Web UI and `temporal workflow show` do.
-  return JSON.stringify(history, (_k, v) => {
-    if (v && typeof v === 'object' && 'metadata' in v && 'data' in v) {
-      const bytes = typeof v.data === 'string' ? Buffer.from(v.data, 'base64') : Buffer.from(v.data as Uint8Array);
-      return { metadata: v.metadata, data: bytes.toString('utf8') };
-    }
-    return v;
-  });
-}
 
 const allSent = (handle: WorkflowHandle, count: number) =>
   waitForProgress(handle, `${count} approval requests sent`, (p) => p.approvals[0]?.requests.filter((r) => r.state === 'sent').length === count);

@@ -12,6 +12,7 @@ import { syncWorkflowId } from '../workflows/dhis2/resources';
 import type { Dhis2Sim } from './sims/dhis2';
 import { eventually, newUid, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
 import { startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+import { readableHistory } from './support/runs';
 
 const secret = 'dhis2-approval-test-secret-0123456789abcdef';
 let lab: Dhis2Lab;
@@ -117,7 +118,7 @@ test('a new org unit reaches t2 at once; t1 gets a draft and a ticket; the appro
   expect(claim.ok && claim.claim).toMatchObject({ approver: 'alice', workflowId: syncWorkflowId('t1', 'organisationUnit', unit), gate: gate.gate, nonce: gate.nonce });
   expect(verifyApproval(tokenOf(bob), secret)).toMatchObject({ ok: true, claim: { approver: 'bob' } });
   // The links never enter the run's history.
-  const history = JSON.stringify(await syncOf('t1', unit).fetchHistory());
+  const history = await readableHistory(syncOf('t1', unit));
   expect(history).not.toContain(tokenOf(alice));
 
   await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], name: 'Daru Community Health Centre' }] }));

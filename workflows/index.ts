@@ -6,6 +6,9 @@ export { setupPostgresStandby } from './postgres/setup-standby';
 export { promotePostgresStandby } from './postgres/promote-standby';
 export { orgUnitSyncSetup } from './dhis2/sync-setup';
 export { orgUnitSnapshot } from './dhis2/snapshot';
+export { mirrorHssys } from './iris/mirror-hssys';
+export { createMirroredNamespace } from './iris/create-namespace';
+export { switchIrisMirror } from './iris/switch-mirror';
 /** Keeps one DHIS2 resource in step on one target (started by the org-unit change listener). */
 export { orgUnitSync } from './dhis2/sync-resource';
 /** The kit's lock: one run at a time per target (started by the runbooks themselves, not by people). */

@@ -17,7 +17,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { describeIssues } from '../../workflows/kit/input';
 
-export const secretPurposes = ['ssh-key', 'db-password', 'replication-password', 'smtp-password', 'webhook-url', 'api-token', 'api-password'] as const;
+export const secretPurposes = ['ssh-key', 'db-password', 'replication-password', 'smtp-password', 'webhook-url', 'api-token', 'api-password', 'iris-password'] as const;
 export type SecretPurpose = typeof secretPurposes[number];
 
 /** What a secret is about to be used for: where it goes (the address connected to or written on) and why. */

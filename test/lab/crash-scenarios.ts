@@ -1,9 +1,10 @@
-/** The PostgreSQL runbooks' crash-matrix scenarios: a fresh lab each, and what must hold at the end. */
+/** The runbooks' crash-matrix scenarios on lab hosts: a fresh lab each, and what must hold at the end. */
 import type { Client } from '@temporalio/client';
 import type { CrashScenario } from '../support/crash-matrix';
 import { eventually } from '../support/processes';
 import { approveUntilDone } from '../support/runs';
 import { IN_HOST, startLab, type Lab } from './hosts';
+import { mirrorHssysInputFor, startIrisLab, type IrisLab } from './iris';
 import { hostInput, setupInput } from './inputs';
 import { killPostmaster, streamingPair } from './pair';
 
@@ -57,6 +58,29 @@ export function promoteScenario(client: Client, pairQueue: string, secretsDir: s
       if (lab.a.isUp()) throw new Error('A runs: two primaries are possible');
       if (lab.a.sh(`docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' openelisglobal-database`).stdout.trim() !== 'no') throw new Error('A can restart on its own');
       if (lab.a.sh(`test -f ${IN_HOST.pgData}/standby.signal`).code !== 0) throw new Error('A would start writable: no standby.signal');
+    },
+  };
+}
+
+/**
+ * mirrorHssys on a fresh mirror pair: whatever crashed, HSSYS ends mirrored (mounted and mirrored
+ * on the primary; mounted, active and caught up on the backup) and never dismounted on either.
+ */
+export function mirrorHssysScenario(secretsDir: string): CrashScenario<IrisLab> {
+  return {
+    name: 'hssys', workflowType: 'mirrorHssys', workerEnv: { RUNBOOKS_SECRETS_DIR: secretsDir },
+    async prepare() {
+      const lab = await startIrisLab({ secretsDir, containers: ['b'] });
+      return { input: mirrorHssysInputFor(lab), world: lab, cleanup: () => lab.stop() };
+    },
+    drive: approveUntilDone,
+    async check(lab, result) {
+      if (!(result as { mirrored?: boolean }).mirrored) throw new Error(`the run did not report HSSYS mirrored: ${JSON.stringify(result)}`);
+      const [a, b] = [lab.a.state().databases.HSSYS, lab.b.state().databases.HSSYS];
+      if (!a.mounted || !b.mounted) throw new Error(`HSSYS is dismounted on ${a.mounted ? 'the backup' : 'the primary'}`);
+      if (!a.mirror || a.mirror.activationRequired) throw new Error(`HSSYS on the primary is not mirrored: ${JSON.stringify(a.mirror)}`);
+      if (!b.mirror || b.mirror.activationRequired || b.mirror.catchup) throw new Error(`HSSYS on the backup is not active and caught up: ${JSON.stringify(b.mirror)}`);
+      if (lab.b.state().tasks.length !== 1) throw new Error(`the backup has ${lab.b.state().tasks.length} mirror monitor tasks, not 1`);
     },
   };
 }

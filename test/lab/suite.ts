@@ -1,6 +1,6 @@
 /**
- * A test file's PostgreSQL labs: one worker serves every lab the file starts (the labs share one
- * secrets directory), and everything is stopped after the file.
+ * A test file's labs (PostgreSQL by default, or any lab `start` makes): one worker serves every lab
+ * the file starts (the labs share one secrets directory), and everything is stopped after the file.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -9,11 +9,11 @@ import type { Client } from '@temporalio/client';
 import { startWorker, testClient, uniqueQueue, type Proc } from '../support/processes';
 import { startLab, type Lab } from './hosts';
 
-export function useLabs(prefix: string) {
+export function useLabs<L extends { stop(): Promise<void> } = Lab>(prefix: string, start: (secretsDir: string) => Promise<L> = (secretsDir) => startLab({ secretsDir }) as unknown as Promise<L>) {
   const queue = uniqueQueue(prefix);
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-secrets-`));
   const workerEnv = { RUNBOOKS_SECRETS_DIR: secretsDir };
-  const labs: Lab[] = [];
+  const labs: L[] = [];
   let client: Client | undefined;
   let worker: Proc | undefined;
 
@@ -32,8 +32,8 @@ export function useLabs(prefix: string) {
     queue,
     secretsDir,
     get client(): Client { return client!; },
-    async newLab(): Promise<Lab> {
-      const lab = await startLab({ secretsDir });
+    async newLab(): Promise<L> {
+      const lab = await start(secretsDir);
       labs.push(lab);
       return lab;
     },

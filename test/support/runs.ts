@@ -66,3 +66,16 @@ export async function approveUntilDone(handle: WorkflowHandle, by = 'on-call'): 
     await approver;
   }
 }
+
+/** The run's whole history with every payload decoded, as anyone with read access can see it. */
+export async function readableHistory(handle: WorkflowHandle): Promise<string> {
+  const history = await handle.fetchHistory();
+  // Payloads come as base64 (or bytes): decode every one, as the Web UI and `temporal workflow show` do.
+  return JSON.stringify(history, (_k, v) => {
+    if (v && typeof v === 'object' && 'metadata' in v && 'data' in v) {
+      const bytes = typeof v.data === 'string' ? Buffer.from(v.data, 'base64') : Buffer.from(v.data as Uint8Array);
+      return { metadata: v.metadata, data: bytes.toString('utf8') };
+    }
+    return v;
+  });
+}

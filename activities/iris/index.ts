@@ -1,0 +1,19 @@
+/** The Health Connect (IRIS) mirroring activities: one factory, as every system's. */
+import { copyDatabaseFile, placeDatabaseFile } from './copy';
+import { activateDatabase, addDatabaseToMirror, catchUpDatabase, dismountDatabase, mountDatabase, waitUntilCaughtUp } from './databases';
+import { checkIrisSecretScopes, preflightMirrorHssys, verifyHssysMirror } from './preflight';
+import { enableProductionAutoStart, installFoundationNamespace, preflightMirroredNamespace, waitForNamespace } from './namespace';
+import { ensureHsServices, ensureNetworkHostName, scheduleMirrorTask } from './services';
+import { preflightSwitchover, startInstance, stopInstance, verifyFromOutside, waitForRole } from './switchover';
+
+export function createIrisActivities() {
+  return {
+    checkIrisSecretScopes, preflightMirrorHssys, verifyHssysMirror,
+    ensureHsServices, ensureNetworkHostName, scheduleMirrorTask,
+    addDatabaseToMirror, dismountDatabase, mountDatabase, activateDatabase, catchUpDatabase, waitUntilCaughtUp,
+    copyDatabaseFile, placeDatabaseFile,
+    preflightMirroredNamespace, installFoundationNamespace, enableProductionAutoStart, waitForNamespace,
+    preflightSwitchover, stopInstance, startInstance, waitForRole, verifyFromOutside,
+  };
+}
+export type IrisActivities = ReturnType<typeof createIrisActivities>;

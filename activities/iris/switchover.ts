@@ -1,0 +1,116 @@
+/**
+ * A planned switchover of a mirror pair: both members healthy first, then a graceful stop of the
+ * primary (the backup takes over), checks through mirror_status.cxw and the load balancer, and the
+ * old primary started again until it is the caught-up backup.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { request } from 'undici';
+import type { ChangeReport } from '../../workflows/kit/runbook';
+import { statusUrlOf, type IrisNode } from '../../workflows/iris/schema';
+import { cmd } from '../lib/shell';
+import { healthy, inspectMember, type MemberState } from './inspect';
+import { checkMirrorPair, type PairRequest } from './preflight';
+import { onInstance, onNode, runScript } from './session';
+
+/** The names of the mirror's databases as the member lists them. */
+async function mirroredDatabases(node: IrisNode): Promise<string[]> {
+  const r = await runScript(node, '%SYS', [
+    'set m="",rs=##class(%ResultSet).%New("SYS.Mirror:MirroredDatabaseList") do rs.Execute() while rs.Next() { set m=m_rs.Get("Name")_"," } do o.%Set("names",m)',
+  ]);
+  return String(r.names ?? '').split(',').filter(Boolean);
+}
+
+/** What is not healthy on a backup: databases not active and caught up, or missing. */
+function backupProblems(state: MemberState, mirror: string): string[] {
+  return [
+    ...Object.values(state.databases).filter((db) => db.dir && !healthy(db, mirror)).map((db) => `${db.name} is not active and caught up`),
+    ...state.missing.map((name) => `${name} is missing`),
+  ];
+}
+
+/** GET a URL with a time limit: its status and body, or why there was no answer. */
+export async function probe(url: string, timeoutMs = 5_000): Promise<{ status: number; body: string } | { error: string }> {
+  try {
+    const res = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.body.text()).slice(0, 200);
+    return { status: res.statusCode, body };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no answer (${r.error})` : `${r.status} ${r.body.trim()}`);
+
+/** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
+export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
+  const refuse = (message: string) => ApplicationFailure.nonRetryable(`Switchover refused: ${message}. Nothing was changed.`, 'PreflightRefused');
+  await checkMirrorPair(r);
+  const databases = await mirroredDatabases(r.primary);
+  const backup = await inspectMember(r.backup, r.mirror, databases);
+  const problems = backupProblems(backup, r.mirror);
+  if (problems.length) throw refuse(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
+  const [p, b] = await Promise.all([probe(statusUrlOf(r.primary)), probe(statusUrlOf(r.backup))]);
+  if ('error' in p || p.status !== 200) throw refuse(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
+  if ('error' in b || b.status !== 503) throw refuse(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
+  return { databases };
+}
+
+/** `iris stop <instance> quietly`: a graceful stop, after which the backup takes over. */
+export async function stopInstance(r: { node: IrisNode; dryRun: boolean }): Promise<ChangeReport> {
+  if (r.dryRun) return { changed: false, actions: [`would stop ${r.node.instance} on ${r.node.name} (graceful: the backup takes over)`] };
+  const out = await onNode(r.node, (s) => s.exec(onInstance(r.node, cmd('iris', 'stop', r.node.instance, 'quietly')), { timeoutMs: 10 * 60_000 }));
+  if (out.code !== 0) throw new Error(`iris stop on ${r.node.name} failed (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
+  if (/is not running/.test(out.stdout)) return { changed: false, actions: [] };
+  return { changed: true, actions: [`stopped ${r.node.instance} on ${r.node.name}`] };
+}
+
+export async function startInstance(r: { node: IrisNode; dryRun: boolean }): Promise<ChangeReport> {
+  if (r.dryRun) return { changed: false, actions: [`would start ${r.node.instance} on ${r.node.name}`] };
+  const out = await onNode(r.node, (s) => s.exec(onInstance(r.node, cmd('iris', 'start', r.node.instance)), { timeoutMs: 10 * 60_000 }));
+  if (out.code !== 0) throw new Error(`iris start on ${r.node.name} failed (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
+  if (/is already running/.test(out.stdout)) return { changed: false, actions: [] };
+  return { changed: true, actions: [`started ${r.node.instance} on ${r.node.name}`] };
+}
+
+/** Polls until the member has the role, is Active, and (as a backup) has every mirrored database caught up. */
+export async function waitForRole(r: { node: IrisNode; mirror: string; role: 'Primary' | 'Backup'; databases: string[]; withinSeconds: number; dryRun: boolean }): Promise<{ seconds: number }> {
+  if (r.dryRun) return { seconds: 0 };
+  const started = Date.now();
+  let last = '';
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      const s = await inspectMember(r.node, r.mirror, r.databases);
+      const problems = r.role === 'Backup' ? backupProblems(s, r.mirror) : [];
+      if (s.role === r.role && s.memberStatus === 'Active' && !problems.length) return { seconds: Math.round((Date.now() - started) / 1000) };
+      last = `${s.role || 'no role'} (${s.memberStatus || 'no status'})${problems.length ? `; ${problems.join(', ')}` : ''}`;
+    } catch (err) {
+      last = (err as Error).message.slice(0, 300);
+    }
+    if (Date.now() - started > r.withinSeconds * 1000) {
+      throw ApplicationFailure.nonRetryable(`${r.node.name} is not the active ${r.role} after ${r.withinSeconds} s: ${last}`, 'RoleNotReached');
+    }
+    Context.current().heartbeat();
+    await Context.current().sleep(wait);
+  }
+}
+
+/** The health checks and the application through the load balancer, as clients see them. */
+export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
+  if (r.dryRun) return { primary: r.primary.name };
+  const problems: string[] = [];
+  const p = await probe(statusUrlOf(r.primary));
+  if ('error' in p || p.status !== 200 || !/SUCCESS/.test(p.body)) problems.push(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
+  for (const other of r.others) {
+    const o = await probe(statusUrlOf(other));
+    if (!('error' in o) && o.status !== 503) problems.push(`${statusUrlOf(other)} answers ${describe(o)}, not 503`);
+  }
+  let application: number | undefined;
+  if (r.applicationUrl) {
+    const a = await probe(r.applicationUrl, 10_000);
+    application = 'error' in a ? undefined : a.status;
+    if (!application || application < 200 || application > 299) problems.push(`${r.applicationUrl} answers ${describe(a)}`);
+  }
+  if (problems.length) throw new Error(`Not as it should be after the switch: ${problems.join('; ')}`);
+  return { primary: r.primary.name, application };
+}

@@ -1,0 +1,79 @@
+/** Inputs of the Health Connect (InterSystems IRIS) mirroring runbooks. */
+import { z } from 'zod';
+import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
+
+const hostName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address');
+
+export const irisNode = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)').describe('A label for messages, e.g. healthconnect-0'),
+  address: hostName.describe('Host name or IP: SSH goes there, and so does the mirror health check'),
+  ssh: z.strictObject({
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name').describe('Best the instance owner (irisowner), so copies of IRIS.DAT keep their owner'),
+    hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'the pinned host key fingerprint as `ssh-keygen -lf <key> -E sha256` prints it (SHA256:...)'),
+    privateKey: secretRef,
+  }),
+  instance: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'an instance name as `iris list` shows it').default('IRIS'),
+  container: z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a container name'),
+    sudo: z.boolean().default(false).describe('Prefix docker with sudo -n'),
+  }).optional().describe('The container deployment: run `iris` and file commands through `docker exec -i <name>`'),
+  mirrorStatusUrl: z.url({ protocol: /^https?$/ }).optional()
+    .describe('The member\'s /csp/mirror_status.cxw (default http://<address>:52773/csp/mirror_status.cxw)'),
+});
+export type IrisNode = z.infer<typeof irisNode>;
+
+const mirrorName = z.string().regex(/^[A-Z][A-Z0-9_]{0,14}$/, 'a mirror name: upper-case letters, digits, _ (at most 15)').default('HEALTHCONNECT');
+
+const pair = {
+  primary: irisNode.describe('The member that is primary now'),
+  backup: irisNode.describe('The failover member that is backup now'),
+  mirror: mirrorName,
+};
+const distinct = (i: { primary: IrisNode; backup: IrisNode }) => i.primary.address !== i.backup.address || !!i.primary.container !== !!i.backup.container
+  || (i.primary.container && i.backup.container && i.primary.container.name !== i.backup.container.name);
+const sameMember = { message: 'primary and backup are the same member', path: ['backup', 'address'] };
+
+export const mirrorHssysInput = z.strictObject({
+  ...runbookInputFields,
+  ...pair,
+  networkHostName: hostName.describe('The load balancer or VIP name that Health Connect hands out (set before the copy, so the backup gets it too)'),
+  hsServices: z.strictObject({ password: secretRef.describe('HS_Services\'s password (set on both members)') }),
+  copyAttempts: z.number().int().min(1).max(10).default(3).describe('How many times a copy whose checksum differs is redone'),
+  catchUpWithinSeconds: z.number().int().min(5).max(86_400).default(600),
+}).refine(distinct, sameMember);
+export type MirrorHssysInput = z.infer<typeof mirrorHssysInput>;
+
+export const namespaceName = z.string().regex(/^[A-Z][A-Z0-9]{0,63}$/, 'a Foundation namespace name: upper-case letters and digits, starting with a letter');
+
+export const createMirroredNamespaceInput = z.strictObject({
+  ...runbookInputFields,
+  ...pair,
+  namespace: namespaceName,
+  autoStartProduction: z.boolean().default(true).describe('Set <NS>PKG.FoundationProduction to start with the instance'),
+  catchUpWithinSeconds: z.number().int().min(5).max(86_400).default(600),
+}).refine(distinct, sameMember);
+export type CreateMirroredNamespaceInput = z.infer<typeof createMirroredNamespaceInput>;
+
+export const switchIrisMirrorInput = z.strictObject({
+  ...runbookInputFields,
+  ...pair,
+  applicationUrl: z.url({ protocol: /^https?$/ }).describe('A URL through the load balancer that must answer 2xx after the switch'),
+  switchApproval: approvalPolicy.default(defaultApprovalPolicy),
+  takeOverWithinSeconds: z.number().int().min(5).max(3600).default(120),
+  rejoinWithinSeconds: z.number().int().min(5).max(86_400).default(600),
+}).refine(distinct, sameMember);
+export type SwitchIrisMirrorInput = z.infer<typeof switchIrisMirrorInput>;
+
+/** One run at a time per mirror member. */
+export const memberLocks = (...nodes: IrisNode[]) => nodes.map((n) => `iris:${n.address}:${n.container?.name ?? n.instance}`);
+
+/** Every secret a run would send, where, and why: checked against the worker's scopes before anything connects. */
+export function irisSecretUses(nodes: IrisNode[], hsServices?: { secret: string }) {
+  return nodes.flatMap((n) => [
+    { secret: n.ssh.privateKey.secret, host: n.address, purpose: 'ssh-key' as const },
+    ...(hsServices ? [{ secret: hsServices.secret, host: n.address, purpose: 'iris-password' as const }] : []),
+  ]);
+}
+
+export const statusUrlOf = (n: IrisNode) => n.mirrorStatusUrl ?? `http://${n.address.includes(':') ? `[${n.address}]` : n.address}:52773/csp/mirror_status.cxw`;

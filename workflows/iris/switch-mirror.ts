@@ -1,0 +1,56 @@
+/**
+ * A planned switchover of a Health Connect mirror pair: the backup becomes the primary, the old
+ * primary comes back as the backup. Refused unless both members are healthy and the backup is
+ * caught up on every mirrored database; a person approves the moment.
+ *
+ * Until the backup has taken over, a failure starts the old primary again (its undo, registered
+ * before the stop); after that the run goes forward only.
+ */
+import type { IrisActivities } from '../../activities/iris';
+import { runbookActivities } from '../kit/activities';
+import { defineRunbook } from '../kit/runbook';
+import { irisSecretUses, memberLocks, statusUrlOf, switchIrisMirrorInput } from './schema';
+
+const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '20s', retry: { maximumAttempts: 3 } });
+const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '20s', retry: { maximumAttempts: 5 } });
+const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '20s', retry: { maximumAttempts: 5 } });
+
+export const switchIrisMirror = defineRunbook({
+  name: 'switchIrisMirror',
+  title: 'Switch a Health Connect mirror over to its backup (planned)',
+  schema: switchIrisMirrorInput,
+  steps: {
+    preflight: 'Check both members are healthy and the backup is caught up',
+    approve: 'Approval to switch over',
+    stopPrimary: 'Stop the primary gracefully',
+    takeOver: 'Wait until the backup is the active primary',
+    verifyNewPrimary: 'Check mirror_status.cxw and the application through the load balancer',
+    startOldPrimary: 'Start the old primary again',
+    rejoin: 'Wait until the old primary is the caught-up backup',
+    verify: 'Check mirror_status.cxw on both members',
+  },
+  lockKeys: (input) => memberLocks(input.primary, input.backup),
+}, async (rb, input) => {
+  const { primary, backup, mirror, dryRun } = input;
+  const found = await rb.step('preflight', async () => {
+    await check.checkIrisSecretScopes(irisSecretUses([primary, backup]));
+    return check.preflightSwitchover({ primary, backup, mirror });
+  });
+  await rb.step('approve', () => rb.requireApproval('switchover', {
+    summary: `Switch mirror ${mirror} over: stop ${primary.name} (primary) so that ${backup.name} takes over; ` +
+      `clients through the load balancer see a short interruption. Mirrored databases: ${found.databases.join(', ')}`,
+    ...input.switchApproval,
+  }));
+  await rb.step('stopPrimary', async (step) => {
+    step.undo(`Start ${primary.name} again`, () => act.startInstance({ node: primary, dryRun }));
+    return act.stopInstance({ node: primary, dryRun });
+  });
+  await rb.step('takeOver', () => long.waitForRole({ node: backup, mirror, role: 'Primary', databases: [], withinSeconds: input.takeOverWithinSeconds, dryRun }));
+  // The backup is the primary now: starting the old one again is the way forward, not an undo.
+  rb.releaseUndos();
+  await rb.step('verifyNewPrimary', () => check.verifyFromOutside({ primary: backup, others: [], applicationUrl: input.applicationUrl, dryRun }));
+  await rb.step('startOldPrimary', () => act.startInstance({ node: primary, dryRun }));
+  await rb.step('rejoin', () => long.waitForRole({ node: primary, mirror, role: 'Backup', databases: found.databases, withinSeconds: input.rejoinWithinSeconds, dryRun }));
+  await rb.step('verify', () => check.verifyFromOutside({ primary: backup, others: [primary], applicationUrl: input.applicationUrl, dryRun }));
+  return { primary: backup.name, backup: primary.name, statusUrl: statusUrlOf(backup) };
+});
