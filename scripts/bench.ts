@@ -13,6 +13,9 @@
  *   temporal    the dev server and the production shape (scripts/temporal-postgres.sh) in one run:
  *               start -> first activity and approval -> resumed (p50/p95), memory per run waiting at a gate.
  *
+ *   hssys       Health Connect: how long mirrorHssys leaves HSSYS unavailable on the primary
+ *               (dismount -> mount), beside a bare copy of the same IRIS.DAT between the same hosts.
+ *
  * Options: --runs N (default 3). Prints every measurement and the medians.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +34,7 @@ import { startProcess } from '../test/support/processes';
 import { orgunitSyncBench } from './bench-orgunit';
 import { orgunitApprovalBench } from './bench-approval';
 import { temporalBench } from './bench-temporal';
+import { hssysBench } from './bench-hssys';
 
 const repoRoot = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -158,9 +162,10 @@ async function main(): Promise<void> {
     case 'promotion': return promotion(runs);
     case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
+    case 'hssys': return hssysBench(Number(values.runs ?? 5), repoRoot);
     case 'temporal': return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5]');
       process.exit(2);
   }
 }

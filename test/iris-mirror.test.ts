@@ -57,13 +57,20 @@ test('mirrors HSSYS: copy checksummed with owner and mode kept, backup active an
   expect(lab.b.state().tasks).toHaveLength(1);
 }, 180_000);
 
-test('swapped roles are refused before anything changes', async () => {
+test('swapped roles, and a member that is down, are refused before anything changes', async () => {
   const lab = await suite.newLab();
   lab.swapRoles();
   const before = [JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state())];
   const r = await run(lab);
   expect(causeOf(r.error)).toMatch(/Roles are swapped: healthconnect-0 is the Backup and healthconnect-1 the Primary.*Nothing was changed/);
   expect([JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state())]).toEqual(before);
+
+  const other = await suite.newLab();
+  other.b.crash();
+  const down = await run(other);
+  expect(causeOf(down.error)).toMatch(/healthconnect-1 \(.*\) cannot be asked for its mirror state: .*(down|cannot connect).*Nothing was changed/s);
+  expect(other.a.state().databases.HSSYS).toMatchObject({ mounted: true, mirror: null });
+  expect(other.a.state().users.HS_Services.enabled).toBe(false);
 }, 120_000);
 
 test('a corrupted copy is detected by its checksum and made again; a refused dismount and a failed catch-up are retried', async () => {

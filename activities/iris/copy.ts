@@ -7,6 +7,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { IrisNode } from '../../workflows/iris/schema';
+import { activitySignal } from '../lib/heartbeat';
 import { shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
 import { databaseOn } from './databases';
@@ -51,7 +52,13 @@ export async function copyDatabaseFile(r: CopyRequest): Promise<CopyReport> {
       // umask 077 until the mode is set; nofollow: a link planted at the staged name is not written through.
       const sink = `umask 077; rm -f -- ${shq(staged)} && dd of=${shq(staged)} bs=1M conv=fsync oflag=nofollow status=none && chmod ${want.mode} -- ${shq(staged)}` +
         ` && { [ "$(stat -c '%u:%g' -- ${shq(staged)})" = ${want.uid}:${want.gid} ] || chown ${want.uid}:${want.gid} -- ${shq(staged)}; }`;
-      const piped = await from.pipeTo(onInstance(r.from, `cat -- ${shq(source)}`), to, onInstance(r.to, sink));
+      const signal = activitySignal();
+      const piped = await from.pipeTo(onInstance(r.from, `cat -- ${shq(source)}`), to, onInstance(r.to, sink), { signal });
+      if (signal?.aborted) {
+        // Cancelled (or this attempt timed out): the channels are closed; leave no half copy behind.
+        await to.exec(onInstance(r.to, `rm -f -- ${shq(staged)}`));
+        throw signal.reason ?? new Error('the copy was cancelled');
+      }
       if (piped.code !== 0 || piped.sinkCode !== 0) {
         await to.exec(onInstance(r.to, `rm -f -- ${shq(staged)}`));
         if (/chown|Operation not permitted/i.test(piped.stderr)) {

@@ -81,7 +81,7 @@ export class SshSession {
    * Runs `command` here and `sink` on another host with this command's stdout as its stdin
    * (e.g. tar -c | tar -x between two hosts, through the worker). Resolves with both exit codes.
    */
-  pipeTo(command: string, other: SshSession, sink: string): Promise<{ code: number; sinkCode: number; stderr: string }> {
+  pipeTo(command: string, other: SshSession, sink: string, opts: { signal?: AbortSignal } = {}): Promise<{ code: number; sinkCode: number; stderr: string }> {
     const open = (c: Client, line: string) => new Promise<ClientChannel>((resolve, reject) => c.exec(line, (err, ch) => (err ? reject(err) : resolve(quiet(ch)))));
     return Promise.all([open(this.client, command), open(other.client, sink)]).then(([src, dst]) => new Promise((resolve) => {
       let stderr = '';
@@ -94,7 +94,10 @@ export class SshSession {
       src.once('end', () => dst.end());
       dst.resume(); // its stdout must be read to the end, or the channel never closes
       src.end();
-      codes.then(([code, sinkCode]) => resolve({ code, sinkCode, stderr }));
+      // Cancelled: close both channels, so the remote commands see their input and output go away.
+      const stop = () => { src.close(); dst.close(); };
+      if (opts.signal?.aborted) stop(); else opts.signal?.addEventListener('abort', stop, { once: true });
+      codes.then(([code, sinkCode]) => { opts.signal?.removeEventListener('abort', stop); resolve({ code, sinkCode, stderr }); });
     }));
   }
 

@@ -11,9 +11,9 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
 import { irisSecretUses, memberLocks, mirrorHssysInput } from './schema';
 
-const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '20s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', heartbeatTimeout: '20s', retry: { maximumAttempts: 5 } });
-const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '20s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
+const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
 
 const HSSYS = 'HSSYS';
 
