@@ -1,0 +1,107 @@
+/**
+ * createMirroredNamespace and switchIrisMirror on a mirror pair whose HSSYS the real mirrorHssys
+ * runbook mirrored first: real sshd on lab hosts, the IRIS simulator, nginx as the load balancer.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { approveSignal, progressQuery, type Progress } from '../workflows/kit/messages';
+import { useLabs } from './lab/suite';
+import { irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
+import { waitForGate } from './support/runs';
+
+const suite = useLabs<IrisLab>('iris-ns', (secretsDir) => startIrisLab({ secretsDir }));
+let seq = 0;
+
+const start = (type: string, input: unknown) =>
+  suite.client.workflow.start(type, { taskQueue: suite.queue, workflowId: `${type}-${suite.queue}-${++seq}`, args: [input] });
+
+async function outcome(handle: WorkflowHandle) {
+  const done = await handle.result().then((result) => ({ result, error: undefined }), (error: Error) => ({ result: undefined, error }));
+  return { ...done, progress: await handle.query(progressQuery) };
+}
+
+const causeOf = (err: unknown): string => { const e = err as { message: string; cause?: unknown }; return e?.cause ? `${e.message}: ${causeOf(e.cause)}` : e?.message; };
+const actions = (p: Progress) => p.steps.flatMap((s) => s.actions);
+const pair = (lab: IrisLab) => ({ primary: irisNodeInput(lab.a), backup: irisNodeInput(lab.b), mirror: MIRROR, requestedBy: 'alice' });
+const status = async (url: string) => { try { const r = await fetch(url, { signal: AbortSignal.timeout(5_000) }); return `${r.status} ${await r.text()}`; } catch { return 'no answer'; } };
+
+/** A lab whose HSSYS is mirrored, by the runbook itself. */
+async function mirroredLab(): Promise<IrisLab> {
+  const lab = await suite.newLab();
+  const r = await outcome(await start('mirrorHssys', mirrorHssysInputFor(lab)));
+  if (r.error) throw new Error(`mirrorHssys failed: ${causeOf(r.error)}`);
+  return lab;
+}
+
+test('a mirrored Foundation namespace: installed on the primary, its database active and caught up on the backup; a second run changes nothing', async () => {
+  const lab = await mirroredLab();
+  const first = await outcome(await start('createMirroredNamespace', { ...pair(lab), namespace: 'CLINICAL' }));
+  expect(first.error).toBeUndefined();
+  expect(first.result).toEqual({ namespace: 'CLINICAL', created: true });
+  const [a, b] = [lab.a.state(), lab.b.state()];
+  expect(a.namespaces.CLINICAL).toBeDefined();
+  expect(a.databases.CLINICAL).toMatchObject({ mounted: true, mirror: { set: MIRROR } });
+  expect(a.productions.CLINICAL).toMatchObject({ autoStart: 'CLINICALPKG.FoundationProduction', running: true });
+  expect(b.namespaces.CLINICAL).toBeDefined();
+  expect(b.databases.CLINICAL).toMatchObject({ mounted: true, readOnly: true, mirror: { activationRequired: false, catchup: false } });
+
+  const second = await outcome(await start('createMirroredNamespace', { ...pair(lab), namespace: 'CLINICAL' }));
+  expect(second.error).toBeUndefined();
+  expect(second.result).toEqual({ namespace: 'CLINICAL', created: false });
+  expect(actions(second.progress)).toEqual([]);
+}, 180_000);
+
+test('a namespace that exists with different settings is refused; so is one before HSSYS is mirrored; a dry-run changes nothing', async () => {
+  const lab = await mirroredLab();
+  // LOCAL exists on the primary, but its database is not mirrored.
+  const made = lab.a.session('HSLIB', 'kill vars set vars("Mirror")=0 set sc=##class(HS.Util.Installer.Foundation).Install("LOCAL",.vars) write !,"SC=",sc,!');
+  expect(made.stdout).toContain('SC=1');
+  // The backup dejournals that install (HSSYS records the namespace) on its own, as IRIS does.
+  lab.b.session('%SYS', 'write 1');
+  const before = [JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state())];
+  const refused = await outcome(await start('createMirroredNamespace', { ...pair(lab), namespace: 'LOCAL' }));
+  expect(causeOf(refused.error)).toMatch(/Namespace LOCAL already exists on healthconnect-0 with different settings: its database is not mirrored.*Nothing was changed/);
+
+  const dry = await outcome(await start('createMirroredNamespace', { ...pair(lab), namespace: 'LAB', dryRun: true }));
+  expect(dry.error).toBeUndefined();
+  expect(actions(dry.progress).join('\n')).toMatch(/would install Foundation namespace LAB on healthconnect-0, mirrored\nwould set LABPKG.FoundationProduction to start automatically/);
+  expect([JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state())]).toEqual(before);
+
+  const fresh = await suite.newLab();
+  const early = await outcome(await start('createMirroredNamespace', { ...pair(fresh), namespace: 'LAB' }));
+  expect(causeOf(early.error)).toMatch(/HSSYS is not mirrored, active and caught up on healthconnect-1: run mirrorHssys first/);
+}, 180_000);
+
+test('a planned switchover: after approval the backup is the primary, the old primary the caught-up backup, health checks and the load balancer agree', async () => {
+  const lab = await mirroredLab();
+  const input = { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, switchApproval: { approvers: ['bob'], fourEyes: true } };
+  const dry = await outcome(await start('switchIrisMirror', { ...input, dryRun: true }));
+  expect(dry.error).toBeUndefined();
+  expect(actions(dry.progress).join('\n')).toMatch(/would stop IRIS on healthconnect-0 \(graceful: the backup takes over\)\nwould start IRIS on healthconnect-0/);
+  expect(lab.a.state().mirror?.role).toBe('Primary');
+
+  const handle = await start('switchIrisMirror', input);
+  await waitForGate(handle, 'switchover');
+  // Nothing has stopped while the gate is open.
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+  await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
+  const done = await outcome(handle);
+  expect(done.error).toBeUndefined();
+  expect(done.result).toMatchObject({ primary: 'healthconnect-1', backup: 'healthconnect-0' });
+  expect(lab.b.state().mirror?.role).toBe('Primary');
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
+  expect(lab.a.state().databases.HSSYS.mirror).toMatchObject({ activationRequired: false, catchup: false });
+  expect(await status(`http://${lab.b.address}:52773/csp/mirror_status.cxw`)).toBe('200 SUCCESS');
+  expect(await status(`http://${lab.a.address}:52773/csp/mirror_status.cxw`)).toBe('503 FAILED');
+  expect(await status(`${lab.lbUrl}/csp/mirror_status.cxw`)).toBe('200 SUCCESS');
+}, 180_000);
+
+test('a switchover with an unhealthy backup is refused, nothing stopped', async () => {
+  const lab = await mirroredLab();
+  // HSSYS dismounted on the backup: it could not serve as primary.
+  const r = lab.b.session('%SYS', 'set sc=##class(SYS.Database).DismountDatabase("/usr/irissys/mgr/hssys/") write !,"SC=",sc,!');
+  expect(r.stdout).toContain('SC=1');
+  const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw` }));
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: HSSYS is not active and caught up.*Nothing was changed/);
+  expect(refused.progress.approvals).toEqual([]);
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+}, 180_000);
