@@ -38,7 +38,10 @@ test('mirrors HSSYS: copy checksummed with owner and mode kept, backup active an
   expect(existsSync(`${lab.b.hssysDat}.runbooks-incoming`)).toBe(false);
   // The network host name was set before the copy: the backup's IRIS.DAT carries it.
   expect(lab.b.session('%SYS', 'write !,"NHN=",^|"HSSYS"|%SYS("HealthShare","NetworkHostName"),!').stdout).toContain('NHN=loadbalancer');
-  for (const h of [lab.a, lab.b]) expect(lab.passwordMatches(h, lab.hsServicesPassword)).toBe(true);
+  for (const h of [lab.a, lab.b]) {
+    expect(lab.passwordMatches(h, lab.hsServicesPassword)).toBe(true);
+    expect(lab.credentialMatches(h, lab.hsServicesPassword)).toBe(true);
+  }
   expect(lab.b.state().tasks.filter((t) => t.taskClass === 'HS.Util.Mirror.Task' && t.namespace === 'HSSYS')).toHaveLength(1);
   expect(actionsOf(first.progress).copy.join()).toMatch(/copied IRIS\.DAT of HSSYS .* from healthconnect-0 to healthconnect-1/);
 

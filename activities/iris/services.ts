@@ -1,5 +1,6 @@
 /**
- * What Health Connect needs around a mirrored HSSYS: HS_Services enabled with a known password,
+ * What Health Connect needs around a mirrored HSSYS: HS_Services enabled with a known password
+ * (and the interoperability credential of the same name),
  * the network host name pointing at the load balancer, and the mirror monitor launch task on the
  * backup. Each looks first and acts only when needed.
  */
@@ -27,13 +28,18 @@ export async function ensureHsServices(r: { node: IrisNode; mirror: string; pass
   const password = resolveSecret(r.password.secret, { host: r.node.address, purpose: 'iris-password' });
   const hs = (await inspectMember(r.node, r.mirror)).hsServices;
   if (hs.enabled && !hs.changePassword && fingerprintMatches(hs.fingerprint, password)) return { changed: false, actions: [] };
-  const action = `HS_Services on ${r.node.name}: enabled, password from secret "${r.password.secret}"`;
+  const action = `HS_Services on ${r.node.name}: enabled, password (and the HS_Services credential) from secret "${r.password.secret}"`;
   if (r.dryRun) return { changed: false, actions: [`would set ${action}`] };
   await runScript(r.node, '%SYS', [
     `kill p set p("Enabled")=1,p("ChangePassword")=0,p("Password")=${osString(password)}`,
     checkStatus('##class(Security.Users).Modify("HS_Services",.p)', 'Changing HS_Services'),
-    `kill p set ^Runbooks("HS_Services","fingerprint")=${osString(fingerprint(password))}`,
+    'kill p',
   ], { redact: [password] });
+  // The interoperability credential of the same name, which Health Connect's productions log in with.
+  await runScript(r.node, 'HSLIB', [
+    checkStatus(`##class(Ens.Config.Credentials).SetCredential("HS_Services","HS_Services",${osString(password)},1)`, 'Setting the HS_Services credential'),
+  ], { redact: [password] });
+  await runScript(r.node, '%SYS', [`set ^Runbooks("HS_Services","fingerprint")=${osString(fingerprint(password))}`]);
   return { changed: true, actions: [`set ${action}`] };
 }
 

@@ -38,7 +38,8 @@ export function onInstance(node: IrisNode, command: string): string {
 /** An ObjectScript string literal. Values come from validated input; a control character could end a line of the script. */
 export function osString(value: string): string {
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw ApplicationFailure.nonRetryable(`A value sent to IRIS contains a control character: ${JSON.stringify(value)}`, 'BadValue');
+  // The value is not repeated in the message: it may be a password.
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw ApplicationFailure.nonRetryable('A value sent to IRIS contains a control character (a line break or the like): fix the input or the secret', 'BadValue');
   return `"${value.replace(/"/g, '""')}"`;
 }
 

@@ -13,7 +13,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { setFaults, swapRoles, crash, passwordMatches } from '../sims/iris/admin';
+import { credentialMatches, setFaults, swapRoles, crash, passwordMatches } from '../sims/iris/admin';
 import type { Faults } from '../sims/iris/faults';
 import { loadState, type InstanceState } from '../sims/iris/state';
 import { startNetwork, waitForPort, type NetnsHost, type ShResult } from './netns';
@@ -59,6 +59,8 @@ export interface IrisLab {
   /** A becomes backup, B primary: the picture after an earlier failover. */
   swapRoles(): void;
   passwordMatches(h: IrisLabHost, password: string): boolean;
+  /** The HS_Services interoperability credential in HSLIB has this password. */
+  credentialMatches(h: IrisLabHost, password: string): boolean;
   stop(): Promise<void>;
 }
 
@@ -143,6 +145,7 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
     dir, a, b, secretsDir, hsServicesPassword, lbUrl: lb.url,
     swapRoles: () => swapRoles(a.state().mirror?.role === 'Primary' ? a.home : b.home),
     passwordMatches: (h, password) => passwordMatches(h.home, 'HS_Services', password),
+    credentialMatches: (h, password) => credentialMatches(h.home, 'HSLIB', 'HS_Services', 'HS_Services', password),
     async stop() {
       lb.process.kill('SIGKILL');
       for (const h of [a, b]) h.sh('iris stop IRIS quietly', { env: { PATH: `${simBin}:/usr/bin:/bin`, IRIS_SIM_HOME: h.home } });

@@ -95,6 +95,14 @@ export function passwordMatches(home: string, user: string, password: string): b
   return createHash('sha256').update(salt + password).digest('hex') === h;
 }
 
+/** Whether the credential `id` of `namespace` (Ens.Config.Credentials) has this user name and password. */
+export function credentialMatches(home: string, namespace: string, id: string, username: string, password: string): boolean {
+  const c = (JSON.parse(readFileSync(path.join(home, 'instance.json'), 'utf8')) as InstanceState).credentials?.[`${namespace}/${id}`];
+  if (!c || c.username !== username) return false;
+  const [salt, h] = c.passwordHash.split('$');
+  return createHash('sha256').update(salt + password).digest('hex') === h;
+}
+
 function flags(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) if (argv[i].startsWith('--')) out[argv[i].slice(2)] = argv[++i];

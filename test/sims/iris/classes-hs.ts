@@ -2,8 +2,9 @@
  * HealthShare / Health Connect classes (HS.*, visible in HSLIB and the Foundation namespaces) and
  * Ens.Director (interoperability namespaces).
  */
+import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { arity, array, str } from './args';
+import { arity, array, num, str } from './args';
 import type { ClassDef } from './classes';
 import { ERR, NAMESPACE_REGISTRY, createDatabase, findDatabase, writeGlobal, type Tx } from './instance';
 import { OK, statusError, truthy, type Value } from './values';
@@ -76,6 +77,25 @@ export const HS_CLASSES: Record<string, ClassDef> = {
         return s.tx((t) => {
           if (t.s.mirror && !t.isPrimary) return ERR.notPrimary('Starting productions');
           for (const p of Object.values(t.s.productions)) if (p.autoStart) p.running = true;
+          return OK;
+        });
+      },
+    },
+  },
+  'Ens.Config.Credentials': {
+    where: 'interop',
+    classMethods: {
+      // SetCredential(id, username, password, overwrite=0): the credential productions log in with,
+      // kept in the CURRENT namespace. An existing one is replaced only with overwrite=1.
+      SetCredential: (s, a) => {
+        arity(a, 4);
+        const key = `${s.namespace()}/${str(a, 0)}`;
+        if (!str(a, 0)) return statusError(5001, 'Credentials ID is required');
+        return s.tx((t) => {
+          t.s.credentials ??= {};
+          if (t.s.credentials[key] && !num(a, 3)) return statusError(5805, `ID key not unique for extent 'Ens.Config.Credentials': ${str(a, 0)}`);
+          const salt = randomBytes(8).toString('hex');
+          t.s.credentials[key] = { username: str(a, 1), passwordHash: `${salt}$${createHash('sha256').update(salt + str(a, 2)).digest('hex')}` };
           return OK;
         });
       },

@@ -67,6 +67,8 @@ export interface InstanceState {
   users: Record<string, UserState>;
   tasks: { id: number; name: string; taskClass: string; namespace: string; schedule: string }[];
   productions: Record<string, { autoStart: string; running: boolean }>;
+  /** Interoperability credentials, per namespace (Ens.Config.Credentials): `<NAMESPACE>/<id>`. Absent in older state files. */
+  credentials?: Record<string, { username: string; passwordHash: string }>;
 }
 
 export interface JournalEntry { generation: number; globals: Record<string, string>; directory: string; createdMirrored: boolean }
