@@ -36,16 +36,24 @@ export interface DetachedOptions {
   onKill?: string;
 }
 
+/**
+ * Starts the job unless it exists: a job that runs (or ran) is adopted, never started twice.
+ * `attached` says it was already there.
+ */
+export async function startJob(s: SshSession, jobId: string, command: string): Promise<{ attached: boolean; state: JobState }> {
+  const d = jobDir(jobId);
+  const state = await jobState(s, jobId);
+  if (state.state !== 'none') return { attached: state.state === 'running' || state.state === 'exited', state };
+  await s.run(`mkdir -p ${d} && cd ${d} && ${cmd('printf', '%s\n', command)} > command && ` +
+    `{ setsid nohup sh -c ${shq(`${command}; echo $? > exit.tmp; mv exit.tmp exit`)} > log 2>&1 < /dev/null & echo $! > pid; }`, { what: 'starting a job' });
+  return { attached: false, state: { state: 'running' } };
+}
+
 /** Starts the job (unless it exists) and waits for it, heartbeating. Returns its exit code and log tail. */
 export async function runDetached(s: SshSession, jobId: string, command: string, opts: DetachedOptions = {}): Promise<{ code: number; log: string; attached: boolean }> {
   const context = Context.current();
-  const d = jobDir(jobId);
-  let state = await jobState(s, jobId);
-  const attached = state.state === 'running' || state.state === 'exited';
-  if (state.state === 'none') {
-    await s.run(`mkdir -p ${d} && cd ${d} && ${cmd('printf', '%s\n', command)} > command && ` +
-      `{ setsid nohup sh -c ${shq(`${command}; echo $? > exit.tmp; mv exit.tmp exit`)} > log 2>&1 < /dev/null & echo $! > pid; }`, { what: 'starting a job' });
-  }
+  const { attached } = await startJob(s, jobId, command);
+  let state: JobState;
   for (;;) {
     state = await jobState(s, jobId);
     if (state.state === 'exited') return { code: state.code, log: state.log, attached };

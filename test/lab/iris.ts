@@ -11,11 +11,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { credentialMatches, setFaults, swapRoles, crash, passwordMatches } from '../sims/iris/admin';
 import type { Faults } from '../sims/iris/faults';
 import { loadState, type InstanceState } from '../sims/iris/state';
+import { freePort } from '../support/global-setup';
 import { startNetwork, waitForPort, type NetnsHost, type ShResult } from './netns';
 
 export const IRIS_OWNER = { name: 'irisowner', uid: 51773, gid: 51773 };
@@ -154,12 +154,6 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
     },
   };
 }
-
-const freePort = () => new Promise<number>((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address() as { port: number }; s.close(() => resolve(port)); });
-});
 
 /** nginx on loopback in front of both members: a 503 (a backup) sends the request on to the other. */
 async function startLoadBalancer(dir: string, members: string[]): Promise<{ url: string; process: ChildProcess }> {
