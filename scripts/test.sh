@@ -32,6 +32,9 @@ echo "Temporal CLI: $TEMPORAL_CLI_PATH" >&2
 # The real Temporal server and its SQL tool, for test/temporal-production.test.ts: built once into the cache.
 TEMPORAL_SERVER_DIR=$(scripts/lib/temporal-server.sh)
 echo "Temporal server: $TEMPORAL_SERVER_DIR" >&2
+# FerretDB (the MongoDB wire protocol on SQLite), for the Firely tests: built once into the cache.
+FERRETDB_BIN=$(scripts/lib/ferretdb.sh)
+echo "FerretDB: $FERRETDB_BIN" >&2
 
 echo "Typecheck..." >&2
 npx --no-install tsc -p tsconfig.json
