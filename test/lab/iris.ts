@@ -16,7 +16,7 @@ import { credentialMatches, setFaults, swapRoles, crash, passwordMatches } from 
 import type { Faults } from '../sims/iris/faults';
 import { loadState, type InstanceState } from '../sims/iris/state';
 import { freePort } from '../support/global-setup';
-import { startNetwork, waitForPort, type NetnsHost, type ShResult } from './netns';
+import { ensureUser, startNetwork, waitForPort, type NetnsHost, type ShResult } from './netns';
 
 export const IRIS_OWNER = { name: 'irisowner', uid: 51773, gid: 51773 };
 export const IRIS_SSH_KEY_SECRET = 'lab-iris-ssh';
@@ -64,13 +64,6 @@ export interface IrisLab {
   stop(): Promise<void>;
 }
 
-/** The irisowner user the IRIS images run as; created once on this machine. */
-export function ensureIrisOwner(): void {
-  try { run('id', ['-u', IRIS_OWNER.name]); return; } catch { /* create it */ }
-  try { run('groupadd', ['-g', String(IRIS_OWNER.gid), IRIS_OWNER.name]); } catch { /* exists */ }
-  run('useradd', ['-u', String(IRIS_OWNER.uid), '-g', String(IRIS_OWNER.gid), '-M', '-d', `/home/${IRIS_OWNER.name}`, '-s', '/bin/bash', IRIS_OWNER.name]);
-}
-
 export interface IrisLabOptions {
   secretsDir: string;
   /** Hosts reached through `docker exec` (the procedure's container deployment). */
@@ -78,7 +71,7 @@ export interface IrisLabOptions {
 }
 
 export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
-  ensureIrisOwner();
+  ensureUser(IRIS_OWNER.name, IRIS_OWNER.uid);   // the user the IRIS images run as
   const dir = mkdtempSync('/tmp/rbiris-');
   chmodSync(dir, 0o755);
   const { secretsDir } = opts;

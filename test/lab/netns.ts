@@ -76,6 +76,13 @@ export function addHostName(name: string, address: string): () => void {
   return () => writeFileSync(HOSTS_FILE, readFileSync(HOSTS_FILE, 'utf8').split('\n').filter((l) => !(l.includes(` ${name} `) && l.endsWith(hostsTag(process.pid)))).join('\n'));
 }
 
+/** A local user for lab hosts' SSH logins (created once on this machine). */
+export function ensureUser(name: string, uid: number): void {
+  try { run('id', ['-u', name]); return; } catch { /* create it */ }
+  try { run('groupadd', ['-g', String(uid), name]); } catch { /* exists */ }
+  run('useradd', ['-u', String(uid), '-g', String(uid), '-M', '-d', `/home/${name}`, '-s', '/bin/bash', name]);
+}
+
 /** Removes namespaces, bridges and host names left by labs whose test process died. */
 export function cleanStaleLabs(): void {
   const hosts = readFileSync(HOSTS_FILE, 'utf8').split('\n');
@@ -107,8 +114,13 @@ export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
   if (process.getuid?.() !== 0) throw new Error('The lab needs root (network namespaces, sshd): run the suite through ./scripts/test.sh as root');
   cleanStaleLabs();
   const id = `${process.pid}x${networkCount}`;
-  // Labs that run at once (parallel jest workers, a benchmark) get distinct subnets.
-  const subnet = `10.${212 + Number(process.env.JEST_WORKER_ID ?? 0)}.${networkCount++ % 250}`;
+  // Labs that run at once (parallel jest workers, another test run, a benchmark) get distinct
+  // subnets: one no interface of this machine has yet, starting from this process's own place.
+  const second = 212 + Number(process.env.JEST_WORKER_ID ?? 0);
+  const inUse = run('ip', ['-o', '-4', 'addr', 'show']);
+  let third = (process.pid + networkCount++) % 250;
+  for (let i = 0; i < 250 && inUse.includes(` 10.${second}.${third}.`); i++) third = (third + 1) % 250;
+  const subnet = `10.${second}.${third}`;
   const bridge = `rbl${id}br`;
   run('ip', ['link', 'add', bridge, 'type', 'bridge']);
   run('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
