@@ -2,6 +2,7 @@
  * mirrorHssys against a two-member lab: real sshd on network-namespace hosts, the IRIS simulator as
  * each instance (one reached directly, one through `docker exec`), a real Temporal server and worker.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { progressQuery, type Progress } from '../workflows/kit/messages';
 import { useLabs } from './lab/suite';
@@ -87,9 +88,21 @@ test('a corrupted copy is detected by its checksum and made again; a refused dis
   expect(hssys(lab, 'a')).toMatchObject({ mounted: true });
 }, 180_000);
 
+test('a copy that keeps failing ends the run with a clear failure and HSSYS mounted again on the primary', async () => {
+  const lab = await suite.newLab();
+  lab.b.faults({ corruptCopy: 5 });
+  const r = await run(lab, { copyAttempts: 2 });
+  expect(causeOf(r.error)).toMatch(/Every copy of IRIS\.DAT of HSSYS .* \(2\) differed from the source: check the disk and the network of healthconnect-1\. Nothing was placed/);
+  expect(r.progress.compensations).toEqual([expect.objectContaining({ title: 'Mount HSSYS on healthconnect-0 again', state: 'done' })]);
+  expect(hssys(lab, 'a')).toMatchObject({ mounted: true });
+  expect(hssys(lab, 'b')).toMatchObject({ mounted: true, mirror: null });
+  expect(existsSync(`${lab.b.hssysDat}.runbooks-incoming`)).toBe(false);
+}, 120_000);
+
 test('a dry-run checks for real and returns the plan, changing nothing', async () => {
   const lab = await suite.newLab();
-  const before = [JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state()), readFileSync(lab.b.hssysDat)];
+  const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+  const before = [JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state()), sha(lab.a.hssysDat), sha(lab.b.hssysDat)];
   const r = await run(lab, { dryRun: true });
   expect(r.error).toBeUndefined();
   const plan = r.result as { dryRun: boolean; steps: Array<{ name: string; actions: string[] }> };
@@ -101,5 +114,5 @@ test('a dry-run checks for real and returns the plan, changing nothing', async (
   expect(planned.dismountPrimary).toMatch(/would dismount HSSYS on healthconnect-0/);
   expect(planned.copy).toMatch(/would copy IRIS\.DAT of HSSYS/);
   expect(planned.mirrorTask).toMatch(/would schedule the mirror monitor task/);
-  expect([JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state()), readFileSync(lab.b.hssysDat)]).toEqual(before);
+  expect([JSON.stringify(lab.a.state()), JSON.stringify(lab.b.state()), sha(lab.a.hssysDat), sha(lab.b.hssysDat)]).toEqual(before);
 }, 120_000);
