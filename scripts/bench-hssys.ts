@@ -7,7 +7,7 @@
  *
  * Options: --runs N (default 5). Needs root (the lab's network namespaces and sshd).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -65,18 +65,23 @@ export async function hssysBench(runs: number, repoRoot: string): Promise<void> 
   const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
   await worker.waitFor(/Worker ready/);
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  let datBytes = 0;
   const figures = { unavailable: [] as number[], floor: [] as number[], dismount: [] as number[], copy: [] as number[], mount: [] as number[], run: [] as number[] };
   try {
     for (let i = 0; i < runs; i++) {
       const lab = await startIrisLab({ secretsDir });
       try {
+        datBytes = statSync(lab.a.hssysDat).size;
         figures.floor.push(await bareCopy(lab));
         const watch = watchUnavailable(lab);
         const t0 = performance.now();
         const handle = await client.workflow.start('mirrorHssys', { taskQueue: queue, workflowId: `bench-hssys-${process.pid}-${i}`, args: [mirrorHssysInputFor(lab)] });
-        await handle.result();
+        try {
+          await handle.result();
+        } finally {
+          watch.stop();
+        }
         figures.run.push(performance.now() - t0);
-        watch.stop();
         figures.unavailable.push(await watch.window);
         // Where the window goes: the primary's dismount, the copy and the primary's mount (first of each), start to completion.
         const events = (await handle.fetchHistory()).events ?? [];
@@ -94,7 +99,7 @@ export async function hssysBench(runs: number, repoRoot: string): Promise<void> 
         await lab.stop();
       }
     }
-    console.log(`\nhssys benchmark (IRIS simulator, IRIS.DAT of ${(3145878 / 1048576).toFixed(1)} MB, both members reached over SSH, ${runs} runs)`);
+    console.log(`\nhssys benchmark (IRIS simulator, IRIS.DAT of ${(datBytes / 1048576).toFixed(1)} MB, both members reached over SSH, ${runs} runs)`);
     console.log(row('HSSYS unavailable on the primary', figures.unavailable));
     console.log(row('floor: bare copy of IRIS.DAT A -> B', figures.floor));
     console.log(row('  of which: dismount activity', figures.dismount));

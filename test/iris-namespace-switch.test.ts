@@ -8,7 +8,8 @@ import { useLabs } from './lab/suite';
 import { irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
 import { waitForGate } from './support/runs';
 
-const suite = useLabs<IrisLab>('iris-ns', (secretsDir) => startIrisLab({ secretsDir }));
+// A, the first primary, is the container deployment: installs through docker exec, the switchover stops and starts the container.
+const suite = useLabs<IrisLab>('iris-ns', (secretsDir) => startIrisLab({ secretsDir, containers: ['a'] }));
 let seq = 0;
 
 const start = (type: string, input: unknown) =>

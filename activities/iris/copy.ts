@@ -10,10 +10,17 @@ import type { IrisNode } from '../../workflows/iris/schema';
 import { activitySignal } from '../lib/heartbeat';
 import { shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
-import { databaseOn } from './databases';
+import { databaseOn, mountDatabase } from './databases';
 import { onInstance, onNode } from './session';
 
 export const STAGED_SUFFIX = '.runbooks-incoming';
+/** The target's own IRIS.DAT, kept aside when the copy takes its place (the way back if the copy cannot be mounted). */
+export const PREVIOUS_SUFFIX = '.runbooks-previous';
+
+const checksum = (sha256: string) => {
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw ApplicationFailure.nonRetryable(`"${sha256.slice(0, 80)}" is not a SHA-256 checksum`, 'BadValue');
+  return sha256;
+};
 
 export interface CopyRequest { from: IrisNode; to: IrisNode; mirror: string; database: string; attempts: number; dryRun: boolean }
 export interface CopyReport extends ChangeReport { bytes: number; sha256: string; attempts: number }
@@ -79,18 +86,41 @@ export async function copyDatabaseFile(r: CopyRequest): Promise<CopyReport> {
 
 export interface PlaceRequest { node: IrisNode; mirror: string; database: string; sha256: string; dryRun: boolean }
 
-/** Moves the checked copy into place on the dismounted database (a rename: never a half-written IRIS.DAT). */
+/**
+ * Moves the checked copy into place on the dismounted database (a rename: never a half-written
+ * IRIS.DAT). The database's own file is kept aside as IRIS.DAT.runbooks-previous.
+ */
 export async function placeDatabaseFile(r: PlaceRequest): Promise<ChangeReport> {
+  const sha256 = checksum(r.sha256);
   const db = await databaseOn(r);
   const target = `${db.dir}IRIS.DAT`;
   const staged = `${target}${STAGED_SUFFIX}`;
+  const previous = `${target}${PREVIOUS_SUFFIX}`;
   if (r.dryRun) return { changed: false, actions: [`would move the copy into place as ${target} on ${r.node.name}`] };
   if (db.mounted) throw ApplicationFailure.nonRetryable(`${r.database} is mounted on ${r.node.name}: its IRIS.DAT cannot be replaced. Nothing was changed.`, 'TargetMounted');
   const sum = (f: string) => `sha256sum -- ${shq(f)} | cut -d' ' -f1`;
   const out = await onNode(r.node, (s) => s.exec(onInstance(r.node,
-    `if [ -f ${shq(staged)} ]; then [ "$(${sum(staged)})" = ${r.sha256} ] || { echo 'the staged copy no longer matches the source checksum' >&2; exit 3; }; mv -f -- ${shq(staged)} ${shq(target)} && echo placed; ` +
-    `elif [ "$(${sum(target)})" = ${r.sha256} ]; then echo already; else echo 'there is no staged copy' >&2; exit 3; fi`)));
+    `if [ -f ${shq(staged)} ]; then [ "$(${sum(staged)})" = ${sha256} ] || { echo 'the staged copy no longer matches the source checksum' >&2; exit 3; }; ` +
+    `{ [ ! -f ${shq(target)} ] || mv -f -- ${shq(target)} ${shq(previous)}; } && mv -f -- ${shq(staged)} ${shq(target)} && echo placed; ` +
+    `elif [ "$(${sum(target)})" = ${sha256} ]; then echo already; else echo 'there is no staged copy' >&2; exit 3; fi`)));
   if (out.code === 3) throw ApplicationFailure.nonRetryable(`Cannot place the copy of ${r.database} on ${r.node.name}: ${out.stderr.trim()}. Run the runbook again to copy afresh.`, 'NoStagedCopy');
   if (out.code !== 0) throw new Error(`placing the copy on ${r.node.name} failed (exit ${out.code}): ${out.stderr.trim()}`);
   return out.stdout.trim() === 'placed' ? { changed: true, actions: [`moved the copy into place as ${target} on ${r.node.name}`] } : { changed: false, actions: [] };
+}
+
+/**
+ * The undo of taking a database down for a copy: mounted again, and if the placed copy is what
+ * is there (it may be what cannot be mounted), with the database's own file put back first.
+ */
+export async function restoreDatabaseFile(r: { node: IrisNode; mirror: string; database: string; placedSha256: string; dryRun: boolean }): Promise<ChangeReport> {
+  const sha256 = checksum(r.placedSha256);
+  const db = await databaseOn(r);
+  if (db.mounted || r.dryRun) return { changed: false, actions: [] };
+  const target = `${db.dir}IRIS.DAT`;
+  const previous = `${target}${PREVIOUS_SUFFIX}`;
+  const out = await onNode(r.node, (s) => s.run(onInstance(r.node,
+    `if [ -f ${shq(previous)} ] && [ "$(sha256sum -- ${shq(target)} 2>/dev/null | cut -d' ' -f1)" = ${sha256} ]; then mv -f -- ${shq(previous)} ${shq(target)} && echo restored; fi`),
+  { what: `putting the own IRIS.DAT of ${r.database} back` }));
+  const mounted = await mountDatabase({ ...r, dryRun: false });
+  return { changed: true, actions: [...(out.includes('restored') ? [`put the own IRIS.DAT of ${r.database} back on ${r.node.name}`] : []), ...mounted.actions] };
 }

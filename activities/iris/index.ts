@@ -1,5 +1,5 @@
 /** The Health Connect (IRIS) mirroring activities: one factory, as every system's. */
-import { copyDatabaseFile, placeDatabaseFile } from './copy';
+import { copyDatabaseFile, placeDatabaseFile, restoreDatabaseFile } from './copy';
 import { activateDatabase, addDatabaseToMirror, catchUpDatabase, dismountDatabase, mountDatabase, waitUntilCaughtUp } from './databases';
 import { checkIrisSecretScopes, preflightMirrorHssys, verifyHssysMirror } from './preflight';
 import { enableProductionAutoStart, installFoundationNamespace, preflightMirroredNamespace, waitForNamespace } from './namespace';
@@ -11,7 +11,7 @@ export function createIrisActivities() {
     checkIrisSecretScopes, preflightMirrorHssys, verifyHssysMirror,
     ensureHsServices, ensureNetworkHostName, scheduleMirrorTask,
     addDatabaseToMirror, dismountDatabase, mountDatabase, activateDatabase, catchUpDatabase, waitUntilCaughtUp,
-    copyDatabaseFile, placeDatabaseFile,
+    copyDatabaseFile, placeDatabaseFile, restoreDatabaseFile,
     preflightMirroredNamespace, installFoundationNamespace, enableProductionAutoStart, waitForNamespace,
     preflightSwitchover, stopInstance, startInstance, waitForRole, verifyFromOutside,
   };

@@ -62,7 +62,8 @@ export async function preflightMirrorHssys(r: PairRequest): Promise<HssysPlan> {
 
 /** The end state mirrorHssys promises; throws naming what is not so. */
 export async function verifyHssysMirror(r: PairRequest & { networkHostName: string }): Promise<{ mirrored: true; missing: string[] }> {
-  const { primary, backup } = await checkMirrorPair(r);
+  // Retryable, and worded for the end of a run that changed things (not a preflight refusal).
+  const { primary, backup } = await checkMirrorPair(r).catch((err: Error) => { throw new Error(`Cannot verify the mirror: ${err.message.replace(/ Nothing was changed\.$/, '')}`); });
   const problems: string[] = [];
   const p = primary.databases.HSSYS;
   if (!p.mounted || !p.mirrored) problems.push(`on ${r.primary.name} HSSYS is ${p.mounted ? '' : 'not mounted, '}${p.mirrored ? 'mirrored' : 'not mirrored'}`);

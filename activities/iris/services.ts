@@ -34,11 +34,11 @@ export async function ensureHsServices(r: { node: IrisNode; mirror: string; pass
     `kill p set p("Enabled")=1,p("ChangePassword")=0,p("Password")=${osString(password)}`,
     checkStatus('##class(Security.Users).Modify("HS_Services",.p)', 'Changing HS_Services'),
     'kill p',
-  ], { redact: [password] });
+  ], { redact: [password, password.replace(/"/g, '""')] });
   // The interoperability credential of the same name, which Health Connect's productions log in with.
   await runScript(r.node, 'HSLIB', [
     checkStatus(`##class(Ens.Config.Credentials).SetCredential("HS_Services","HS_Services",${osString(password)},1)`, 'Setting the HS_Services credential'),
-  ], { redact: [password] });
+  ], { redact: [password, password.replace(/"/g, '""')] });
   await runScript(r.node, '%SYS', [`set ^Runbooks("HS_Services","fingerprint")=${osString(fingerprint(password))}`]);
   return { changed: true, actions: [`set ${action}`] };
 }

@@ -11,7 +11,7 @@ import { statusUrlOf, type IrisNode } from '../../workflows/iris/schema';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
-import { onInstance, onNode, runScript } from './session';
+import { onNode, runScript } from './session';
 
 /** The names of the mirror's databases as the member lists them. */
 async function mirroredDatabases(node: IrisNode): Promise<string[]> {
@@ -56,10 +56,20 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
   return { databases };
 }
 
-/** `iris stop <instance> quietly`: a graceful stop, after which the backup takes over. */
+/**
+ * How to stop and start the instance: `iris stop <instance> quietly` / `iris start <instance>`, or
+ * for the container deployment `docker stop` / `docker start` (IRIS is the container's main
+ * process: an `iris stop` inside it would end the container, and nothing could start it from inside).
+ */
+function lifecycle(node: IrisNode, what: 'stop' | 'start'): string {
+  if (node.container) return `${node.container.sudo ? 'sudo -n ' : ''}${cmd('docker', what, ...(what === 'stop' ? ['-t', '600'] : []), node.container.name)}`;
+  return what === 'stop' ? cmd('iris', 'stop', node.instance, 'quietly') : cmd('iris', 'start', node.instance);
+}
+
+/** A graceful stop, after which the backup takes over. */
 export async function stopInstance(r: { node: IrisNode; dryRun: boolean }): Promise<ChangeReport> {
   if (r.dryRun) return { changed: false, actions: [`would stop ${r.node.instance} on ${r.node.name} (graceful: the backup takes over)`] };
-  const out = await onNode(r.node, (s) => s.exec(onInstance(r.node, cmd('iris', 'stop', r.node.instance, 'quietly')), { timeoutMs: 10 * 60_000 }));
+  const out = await onNode(r.node, (s) => s.exec(lifecycle(r.node, 'stop'), { timeoutMs: 10 * 60_000 }));
   if (out.code !== 0) throw new Error(`iris stop on ${r.node.name} failed (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
   if (/is not running/.test(out.stdout)) return { changed: false, actions: [] };
   return { changed: true, actions: [`stopped ${r.node.instance} on ${r.node.name}`] };
@@ -67,7 +77,7 @@ export async function stopInstance(r: { node: IrisNode; dryRun: boolean }): Prom
 
 export async function startInstance(r: { node: IrisNode; dryRun: boolean }): Promise<ChangeReport> {
   if (r.dryRun) return { changed: false, actions: [`would start ${r.node.instance} on ${r.node.name}`] };
-  const out = await onNode(r.node, (s) => s.exec(onInstance(r.node, cmd('iris', 'start', r.node.instance)), { timeoutMs: 10 * 60_000 }));
+  const out = await onNode(r.node, (s) => s.exec(lifecycle(r.node, 'start'), { timeoutMs: 10 * 60_000 }));
   if (out.code !== 0) throw new Error(`iris start on ${r.node.name} failed (exit ${out.code}): ${(out.stderr || out.stdout).trim()}`);
   if (/is already running/.test(out.stdout)) return { changed: false, actions: [] };
   return { changed: true, actions: [`started ${r.node.instance} on ${r.node.name}`] };
@@ -96,14 +106,26 @@ export async function waitForRole(r: { node: IrisNode; mirror: string; role: 'Pr
 }
 
 /** The health checks and the application through the load balancer, as clients see them. */
-export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
+export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string; withinSeconds: number; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
   if (r.dryRun) return { primary: r.primary.name };
+  // A load balancer notices a new primary at its next health check: ask again until the deadline.
+  const started = Date.now();
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5_000)) {
+    const { problems, application } = await lookFromOutside(r);
+    if (!problems.length) return { primary: r.primary.name, application };
+    if (Date.now() - started > r.withinSeconds * 1000) throw new Error(`Not as it should be after the switch: ${problems.join('; ')}`);
+    Context.current().heartbeat();
+    await Context.current().sleep(wait);
+  }
+}
+
+async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string }): Promise<{ problems: string[]; application?: number }> {
   const problems: string[] = [];
   const p = await probe(statusUrlOf(r.primary));
   if ('error' in p || p.status !== 200 || !/SUCCESS/.test(p.body)) problems.push(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
   for (const other of r.others) {
     const o = await probe(statusUrlOf(other));
-    if (!('error' in o) && o.status !== 503) problems.push(`${statusUrlOf(other)} answers ${describe(o)}, not 503`);
+    if ('error' in o || o.status !== 503) problems.push(`${statusUrlOf(other)} answers ${describe(o)}, not 503`);
   }
   let application: number | undefined;
   if (r.applicationUrl) {
@@ -111,6 +133,5 @@ export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode
     application = 'error' in a ? undefined : a.status;
     if (!application || application < 200 || application > 299) problems.push(`${r.applicationUrl} answers ${describe(a)}`);
   }
-  if (problems.length) throw new Error(`Not as it should be after the switch: ${problems.join('; ')}`);
-  return { primary: r.primary.name, application };
+  return { problems, application };
 }

@@ -140,7 +140,10 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
     passwordMatches: (h, password) => passwordMatches(h.home, 'HS_Services', password),
     credentialMatches: (h, password) => credentialMatches(h.home, 'HSLIB', 'HS_Services', 'HS_Services', password),
     async stop() {
-      lb.process.kill('SIGKILL');
+      // SIGTERM: nginx's fast shutdown takes its workers with it (a SIGKILLed master leaves them running).
+      const gone = new Promise((resolve) => lb.process.once('exit', resolve));
+      lb.process.kill('SIGTERM');
+      await gone;
       for (const h of [a, b]) h.sh('iris stop IRIS quietly', { env: { PATH: `${simBin}:/usr/bin:/bin`, IRIS_SIM_HOME: h.home } });
       net.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -11,6 +11,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
+import { cmd } from '../../activities/lib/shell';
 
 export interface ShResult { code: number; stdout: string; stderr: string }
 
@@ -179,7 +180,7 @@ function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: str
   ].join('\n') + '\n');
   // Its own mount namespace too. tini as a subreaper, as init is on a real host: a killed server
   // process is reaped at once, not left a zombie.
-  const binds = mounts.map(([outside, inside]) => `mount --bind ${outside} ${inside}`).join(' && ');
+  const binds = mounts.map(([outside, inside]) => cmd('mount', '--bind', outside, inside)).join(' && ');
   const sshd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
     `${binds ? `${binds} && ` : ''}exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let sshdLog = '';

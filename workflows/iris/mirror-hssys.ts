@@ -14,6 +14,8 @@ import { irisSecretUses, memberLocks, mirrorHssysInput } from './schema';
 const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
 const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+/** Bringing HSSYS back: retried for as long as a day (a member unreachable for a while must not leave it dismounted). */
+const restore = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', scheduleToCloseTimeout: '1 day', heartbeatTimeout: '10s', retry: { maximumAttempts: 10_000 } });
 
 const HSSYS = 'HSSYS';
 
@@ -23,6 +25,7 @@ export const mirrorHssys = defineRunbook({
   schema: mirrorHssysInput,
   steps: {
     preflight: 'Check both members and their roles',
+    remountPrimary: 'Mount HSSYS on the primary (found dismounted)',
     hsServices: 'Enable HS_Services with its password on both members',
     networkHostName: 'Set the network host name to the load balancer',
     addToMirror: 'Add HSSYS to the mirror on the primary',
@@ -47,13 +50,19 @@ export const mirrorHssys = defineRunbook({
     await check.checkIrisSecretScopes(irisSecretUses([primary, backup], input.hsServices.password));
     return check.preflightMirrorHssys({ primary, backup, mirror });
   });
+  if (!plan.primaryMounted) {
+    // Left dismounted by an earlier attempt or by hand: serving it again comes first.
+    await rb.step('remountPrimary', () => restore.mountDatabase(on(primary)));
+  } else {
+    rb.skip('remountPrimary', 'HSSYS is mounted on the primary');
+  }
   await rb.step('hsServices', () => Promise.all([primary, backup].map((node) => act.ensureHsServices({ node, mirror, password: input.hsServices.password, dryRun }))));
   await rb.step('networkHostName', () => act.ensureNetworkHostName({ node: primary, mirror, name: input.networkHostName, dryRun }));
   await rb.step('addToMirror', () => act.addDatabaseToMirror(on(primary)));
 
   if (plan.backupNeeds === 'copy') {
     const primaryDown = await rb.step('dismountPrimary', async (step) => {
-      const undo = step.undo(`Mount HSSYS on ${primary.name} again`, () => act.mountDatabase(on(primary)));
+      const undo = step.undo(`Mount HSSYS on ${primary.name} again`, () => restore.mountDatabase(on(primary)));
       step.report(await act.dismountDatabase(on(primary)));
       return undo;
     });
@@ -65,7 +74,8 @@ export const mirrorHssys = defineRunbook({
     });
     let backupDown: Undo | undefined;
     await rb.step('dismountBackup', async (step) => {
-      backupDown = step.undo(`Mount HSSYS on ${backup.name} again`, () => act.mountDatabase(on(backup)));
+      // If the placed copy cannot be mounted, the backup's own IRIS.DAT (kept aside by placeCopy) comes back.
+      backupDown = step.undo(`Mount HSSYS on ${backup.name} again (with its own IRIS.DAT if the copy is not mounted yet)`, () => restore.restoreDatabaseFile({ ...on(backup), placedSha256: copied.sha256 }));
       return act.dismountDatabase(on(backup));
     });
     await rb.step('placeCopy', () => act.placeDatabaseFile({ node: backup, mirror, database: HSSYS, sha256: copied.sha256, dryRun }));

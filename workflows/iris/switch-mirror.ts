@@ -42,15 +42,21 @@ export const switchIrisMirror = defineRunbook({
     ...input.switchApproval,
   }));
   await rb.step('stopPrimary', async (step) => {
+    // The gate may have been open for hours: look again before taking the primary down.
+    if (!dryRun) await check.preflightSwitchover({ primary, backup, mirror });
     step.undo(`Start ${primary.name} again`, () => act.startInstance({ node: primary, dryRun }));
     return act.stopInstance({ node: primary, dryRun });
   });
   await rb.step('takeOver', () => long.waitForRole({ node: backup, mirror, role: 'Primary', databases: [], withinSeconds: input.takeOverWithinSeconds, dryRun }));
   // The backup is the primary now: starting the old one again is the way forward, not an undo.
   rb.releaseUndos();
-  await rb.step('verifyNewPrimary', () => check.verifyFromOutside({ primary: backup, others: [], applicationUrl: input.applicationUrl, dryRun }));
+  const within = input.takeOverWithinSeconds;
+  // Whatever the clients see, the old primary comes back as the backup: a mirror without one is worse.
+  const seen = await rb.step('verifyNewPrimary', () => long.verifyFromOutside({ primary: backup, others: [], applicationUrl: input.applicationUrl, withinSeconds: within, dryRun }))
+    .then(() => undefined, (err: unknown) => err);
   await rb.step('startOldPrimary', () => act.startInstance({ node: primary, dryRun }));
   await rb.step('rejoin', () => long.waitForRole({ node: primary, mirror, role: 'Backup', databases: found.databases, withinSeconds: input.rejoinWithinSeconds, dryRun }));
-  await rb.step('verify', () => check.verifyFromOutside({ primary: backup, others: [primary], applicationUrl: input.applicationUrl, dryRun }));
+  if (seen) throw seen;
+  await rb.step('verify', () => long.verifyFromOutside({ primary: backup, others: [primary], applicationUrl: input.applicationUrl, withinSeconds: within, dryRun }));
   return { primary: backup.name, backup: primary.name, statusUrl: statusUrlOf(backup) };
 });
