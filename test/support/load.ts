@@ -1,13 +1,21 @@
 /**
  * A steady client load through a proxy, as the clinic systems in front of Firely Server make it:
- * a few connections, each sending reads (the capability statement, a search) and writes (new
- * Patients), one request after another. Every answer is checked; every failure is kept with why.
+ * a few keep-alive connections, each sending reads (the capability statement, a search) and writes
+ * (Patients PUT with an id the client chose, so a write can be sent again safely), one request after
+ * another. Every answer is checked; every failure is kept with why.
+ *
+ * As HTTP clients do for idempotent requests, a request whose kept-alive connection the proxy closed
+ * before any answer (an nginx reload closes its old workers' idle connections) is sent once more on
+ * a new connection; those are counted in `resent`. A second failure, or any error status, is a failure.
  */
+import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 
 export interface LoadStats {
   requests: number;
   failures: string[];
+  /** Requests sent again after their connection was closed before any answer. */
+  resent: number;
   /** Patients whose creation was acknowledged (201), with the server that answered. */
   written: Array<{ id: string; by: string }>;
   /** Which upstream answered, per answer (X-Upstream). */
@@ -17,27 +25,36 @@ export interface LoadStats {
 
 export function startLoad(baseUrl: string, opts: { connections?: number; writeEvery?: number } = {}) {
   const pool = new Pool(baseUrl, { connections: opts.connections ?? 4, pipelining: 1 });
-  const stats: LoadStats = { requests: 0, failures: [], written: [], byUpstream: new Map(), latenciesMs: [] };
+  const stats: LoadStats = { requests: 0, failures: [], resent: 0, written: [], byUpstream: new Map(), latenciesMs: [] };
   let stopping = false;
   const one = async (n: number) => {
     const write = n % (opts.writeEvery ?? 5) === 0;
-    const path = write ? '/Patient' : n % 2 ? '/metadata' : '/Patient?_count=1';
+    const id = randomUUID();
+    const path = write ? `/Patient/${id}` : n % 2 ? '/metadata' : '/Patient?_count=1';
+    const method = write ? 'PUT' : 'GET';
     const t0 = performance.now();
+    const send = () => pool.request({
+      method, path,
+      headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' },
+      body: write ? JSON.stringify({ resourceType: 'Patient', id, name: [{ family: `Load${n}` }] }) : undefined,
+      headersTimeout: 30_000, bodyTimeout: 30_000,
+    });
     try {
-      const res = await pool.request({
-        method: write ? 'POST' : 'GET', path,
-        headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' },
-        body: write ? JSON.stringify({ resourceType: 'Patient', name: [{ family: `Load${n}` }] }) : undefined,
-        headersTimeout: 30_000, bodyTimeout: 30_000,
+      const res = await send().catch((err: Error & { code?: string }) => {
+        if (err.code !== 'UND_ERR_SOCKET' && err.code !== 'ECONNRESET') throw err;
+        stats.resent += 1;
+        return send();
       });
       const body = await res.body.text();
       stats.latenciesMs.push(performance.now() - t0);
       const upstream = String(res.headers['x-upstream'] ?? '?');
       stats.byUpstream.set(upstream, (stats.byUpstream.get(upstream) ?? 0) + 1);
-      if (res.statusCode !== (write ? 201 : 200)) stats.failures.push(`${write ? 'POST' : 'GET'} ${path}: ${res.statusCode} ${body.slice(0, 200)}`);
-      else if (write) stats.written.push({ id: JSON.parse(body).id, by: upstream });
+      // A PUT that was sent again may find its first copy arrived: 200 (updated) instead of 201.
+      const ok = write ? res.statusCode === 201 || res.statusCode === 200 : res.statusCode === 200;
+      if (!ok) stats.failures.push(`${method} ${path}: ${res.statusCode} ${body.slice(0, 200)}`);
+      else if (write) stats.written.push({ id, by: upstream });
     } catch (err) {
-      stats.failures.push(`${write ? 'POST' : 'GET'} ${path}: ${(err as Error).message}`);
+      stats.failures.push(`${method} ${path}: ${(err as Error).message}`);
     } finally {
       stats.requests += 1;
     }
