@@ -4,6 +4,7 @@
  */
 import { createApprovalActivities } from './approvals';
 import { createDhis2Activities } from './dhis2';
+import { createFirelyActivities } from './firely';
 import { createIrisActivities } from './iris';
 import { createLockActivities } from './locks';
 import { createPostgresActivities } from './postgres';
@@ -12,6 +13,7 @@ export function createActivities() {
   return {
     ...createApprovalActivities(),
     ...createDhis2Activities(),
+    ...createFirelyActivities(),
     ...createIrisActivities(),
     ...createLockActivities(),
     ...createPostgresActivities(),

@@ -16,6 +16,10 @@
  *   hssys       Health Connect: how long mirrorHssys leaves HSSYS unavailable on the primary
  *               (dismount -> mount), beside a bare copy of the same IRIS.DAT between the same hosts.
  *
+ *   cutover     Firely Server migration under a steady load through nginx: failed (and resent) requests,
+ *               the worst latency during the switch beside the steady-state p99/max through the same proxy,
+ *               and cutover approval -> first / all answers from the new upstream.
+ *
  * Options: --runs N (default 3). Prints every measurement and the medians.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,6 +39,7 @@ import { orgunitSyncBench } from './bench-orgunit';
 import { orgunitApprovalBench } from './bench-approval';
 import { temporalBench } from './bench-temporal';
 import { hssysBench } from './bench-hssys';
+import { cutoverBench } from './bench-cutover';
 
 const repoRoot = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -163,9 +168,10 @@ async function main(): Promise<void> {
     case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
     case 'hssys': return hssysBench(Number(values.runs ?? 5), repoRoot);
+    case 'cutover': return cutoverBench(Number(values.runs ?? 3), repoRoot);
     case 'temporal': return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5] | cutover [--runs 3]');
       process.exit(2);
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import { snapshotInput, syncSetupInput } from './dhis2/schema';
+import { migrateFirelyServerInput } from './firely/schema';
 import { createMirroredNamespaceInput, mirrorHssysInput, switchIrisMirrorInput } from './iris/schema';
 import { promoteStandbyInput, setupStandbyInput } from './postgres/schema';
 
@@ -23,5 +24,6 @@ export const catalog: CatalogEntry[] = [
   { name: 'mirrorHssys', title: 'Mirror HSSYS across a Health Connect mirror pair', schema: mirrorHssysInput, example: 'examples/mirrorHssys.json' },
   { name: 'createMirroredNamespace', title: 'Create a mirrored Foundation namespace on Health Connect', schema: createMirroredNamespaceInput, example: 'examples/createMirroredNamespace.json' },
   { name: 'switchIrisMirror', title: 'Switch a Health Connect mirror over to its backup (planned)', schema: switchIrisMirrorInput, example: 'examples/switchIrisMirror.json' },
+  { name: 'migrateFirelyServer', title: 'Migrate Firely Server to a new instance and database with zero downtime', schema: migrateFirelyServerInput, example: 'examples/migrateFirelyServer.json' },
   { name: 'orgUnitSnapshot', title: 'Copy every org unit, group and group set from the source DHIS2 to a target', schema: snapshotInput, example: 'examples/orgUnitSnapshot.json' },
 ];

@@ -9,6 +9,7 @@ export { orgUnitSnapshot } from './dhis2/snapshot';
 export { mirrorHssys } from './iris/mirror-hssys';
 export { createMirroredNamespace } from './iris/create-namespace';
 export { switchIrisMirror } from './iris/switch-mirror';
+export { migrateFirelyServer } from './firely/migrate';
 /** Keeps one DHIS2 resource in step on one target (started by the org-unit change listener). */
 export { orgUnitSync } from './dhis2/sync-resource';
 /** The kit's lock: one run at a time per target (started by the runbooks themselves, not by people). */

@@ -81,3 +81,31 @@ export async function killJob(s: SshSession, jobId: string, onKill?: string): Pr
 export async function forgetJob(s: SshSession, jobId: string): Promise<void> {
   await s.run(`rm -rf ${jobDir(jobId)}`, { what: 'removing a job directory' });
 }
+
+/**
+ * Starts a job that ended (or whose process is gone) again with its own command, in the same
+ * directory: the previous log is kept as log.<n>. Returns how many times it has been restarted.
+ */
+export async function restartJob(s: SshSession, jobId: string): Promise<number> {
+  const d = jobDir(jobId);
+  const out = await s.run(`cd ${d} && n=$(( $(cat restarts 2>/dev/null || echo 0) + 1 )) && echo "$n" > restarts && mv -f log "log.$n" && rm -f exit pid killing && ` +
+    `{ setsid nohup sh -c "$(cat command); "'echo $? > exit.tmp; mv exit.tmp exit' > log 2>&1 < /dev/null & echo $! > pid; } && echo "$n"`, { what: `restarting the job ${jobId}` });
+  return Number(out.trim());
+}
+
+/** How many times the job was restarted. */
+export async function jobRestarts(s: SshSession, jobId: string): Promise<number> {
+  return Number((await s.run(`cat ${jobDir(jobId)}/restarts 2>/dev/null || echo 0`, { what: 'job restarts' })).trim()) || 0;
+}
+
+/** The job's log from byte `offset` (at most `max` bytes), and the offset after it. */
+export async function readJobLog(s: SshSession, jobId: string, offset: number, max = 1_048_576): Promise<{ text: string; next: number; size: number }> {
+  const d = jobDir(jobId);
+  const out = await s.run(`f=${d}/log; [ -f "$f" ] || { echo 0; exit 0; }; size=$(wc -c < "$f"); echo "$size"; tail -c +${offset + 1} "$f" | head -c ${max}`, { what: 'reading the job log' });
+  const nl = out.indexOf('\n');
+  const size = Number(out.slice(0, nl < 0 ? undefined : nl));
+  const text = nl < 0 ? '' : out.slice(nl + 1);
+  // A log shorter than the offset is a new log (the job was restarted): read it from the start next time.
+  if (size < offset) return { text: '', next: 0, size };
+  return { text, next: offset + Buffer.byteLength(text), size };
+}

@@ -7,17 +7,36 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startFirelyServer, type FirelySim } from '../sims/firely/control';
+import { FSI_BIN, startFirelyServer, TOKENS, writeLicense, type FirelySim } from '../sims/firely/control';
 import { startFerretDb, type FerretDb } from '../support/ferretdb';
 import { ensureUser, startNetwork, waitForPort, type NetnsHost } from './netns';
 
 export const PROXY_USER = { name: 'proxyadmin', uid: 51880 };
+/** The migration host's user: runs fsi, and (as the old server's own user) may stop the old server. */
+export const FIRELY_USER = { name: 'firelyadmin', uid: 51881 };
 export const PROXY_SSH_KEY_SECRET = 'lab-proxy-ssh';
+const IN_HOST_OPT = '/opt/firely';
+const IN_HOST_VAR = '/var/lib/firely-migration';
+/** How often the lab's fsi polls its source (the real tool: every 5 s). */
+export const FSI_POLL_MS = 100;
 const IN_HOST_NGINX = '/etc/nginx-firely';
 const PROXY_PORT = 8080;
 
 export interface FirelyLab {
   proxy: NetnsHost;
+  /** Where the ingest tool runs (and the old server's stop command). */
+  migration: NetnsHost;
+  /** The license file on the migration host: rewrite it with `writeLabLicense`. */
+  licenseFile: string;
+  writeLabLicense(plugins: string[]): void;
+  /** The ingest tool's crash knob on the migration host (FSI_SIM_FAULTS). */
+  setFsiFaults(f: { crashAfterItems?: number }): void;
+  /** The journal directory (as the test sees it). */
+  journalDir: string;
+  /** Writes Patients and Observations to the old server directly; resolves with the Patients' ids. */
+  seed(patients: number, observations: number): Promise<string[]>;
+  /** A whole migrateFirelyServer input for this lab. */
+  migrationInput(over?: Record<string, unknown>): Record<string, unknown>;
   /** Clients' base URL: through nginx. */
   proxyUrl: string;
   old: FirelySim;
@@ -36,6 +55,7 @@ const upstreamConf = (server: string) => `upstream firely {\n    server ${server
 
 export async function startFirelyLab(opts: { secretsDir: string }): Promise<FirelyLab> {
   ensureUser(PROXY_USER.name, PROXY_USER.uid);
+  ensureUser(FIRELY_USER.name, FIRELY_USER.uid);
   const dir = mkdtempSync('/tmp/rbfirely-');
   chmodSync(dir, 0o755);
   mkdirSync(opts.secretsDir, { mode: 0o700, recursive: true });
@@ -45,13 +65,34 @@ export async function startFirelyLab(opts: { secretsDir: string }): Promise<Fire
   const net = startNetwork(dir, path.join(dir, 'authorized_keys'));
   const stops: Array<() => Promise<void>> = [async () => net.stop()];
   try {
-    const [oldDb, newDb] = await Promise.all([startFerretDb(), startFerretDb()]);
+    // On the bridge: the migration host reaches both databases.
+    const [oldDb, newDb] = await Promise.all([startFerretDb({ listen: net.bridgeAddress }), startFerretDb({ listen: net.bridgeAddress })]);
     stops.push(() => oldDb.stop(), () => newDb.stop());
-    const server = (name: string, version: string, db: FerretDb) =>
-      startFirelyServer({ name, version, mongoUrl: db.uri('vonkdata'), stateDir: path.join(dir, name), listen: net.bridgeAddress, port: 0 });
+    const as = { uid: FIRELY_USER.uid, gid: FIRELY_USER.uid };
+    const server = (name: string, version: string, db: FerretDb) => {
+      // Its own state directory: it writes its fault knobs' counters there.
+      mkdirSync(path.join(dir, name));
+      execFileSync('chown', [`${as.uid}:${as.gid}`, path.join(dir, name)]);
+      return startFirelyServer({ name, version, mongoUrl: db.uri('vonkdata'), stateDir: path.join(dir, name), listen: net.bridgeAddress, port: 0, as });
+    };
     const [oldServer, newServer] = await Promise.all([server('old', '5.11.0', oldDb), server('new', '6.1.0', newDb)]);
     stops.push(() => oldServer.stop(), () => newServer.stop());
     const upstreamOf = (s: FirelySim) => new URL(s.baseUrl).host;
+
+    // The migration host: fsi on the PATH, its license and the old server's stop script in /opt/firely, the journal under /var/lib.
+    const mDir = path.join(dir, 'm');
+    const [optDir, varDir, homeDir] = ['opt', 'var', 'home'].map((d) => path.join(mDir, d));
+    for (const d of [optDir, varDir, homeDir]) mkdirSync(d, { recursive: true });
+    const licenseFile = path.join(optDir, 'license.json');
+    const writeLabLicense = (plugins: string[]) => { writeLicense(licenseFile, plugins); execFileSync('chown', [`${FIRELY_USER.uid}:${FIRELY_USER.uid}`, licenseFile]); };
+    writeLabLicense([TOKENS.bulkImport, TOKENS.unlimited, TOKENS.migration]);
+    writeFileSync(path.join(optDir, 'old.pid'), `${oldServer.proc.child.pid}\n`);
+    writeFileSync(path.join(optDir, 'stop-old-server'), `#!/bin/sh\nkill "$(cat ${IN_HOST_OPT}/old.pid)"\n`, { mode: 0o755 });
+    execFileSync('chown', ['-R', `${FIRELY_USER.uid}:${FIRELY_USER.uid}`, mDir]);
+    const migration = net.addHost({
+      name: 'm', octet: 3, user: FIRELY_USER.name, mounts: [[optDir, IN_HOST_OPT], [varDir, IN_HOST_VAR], [homeDir, `/home/${FIRELY_USER.name}`]],
+      env: { PATH: `${path.dirname(FSI_BIN)}:/usr/bin:/bin`, FSI_SIM_POLL_INTERVAL_MS: String(FSI_POLL_MS), FSI_SIM_FAULTS: `${IN_HOST_OPT}/fsi-faults.json` },
+    });
 
     const nginxDir = path.join(dir, 'p', 'nginx');
     mkdirSync(path.join(nginxDir, 'tmp'), { recursive: true });
@@ -84,15 +125,34 @@ http {
     stops.push(async () => { proxy.sh(`nginx -c ${IN_HOST_NGINX}/nginx.conf -s stop`); });
     await waitForPort(proxy.address, PROXY_PORT, () => `nginx did not listen: ${readFileSync(path.join(nginxDir, 'error.log'), 'utf8')}`);
 
+    const sshOf = (h: NetnsHost, name: string, user: string) => ({ name, address: h.address, ssh: { user, hostKey: h.hostKey, privateKey: { secret: PROXY_SSH_KEY_SECRET } } });
+    const proxyInput = () => ({
+      kind: 'nginx',
+      host: sshOf(proxy, 'proxy', PROXY_USER.name),
+      upstreamFile: `${IN_HOST_NGINX}/upstream.conf`, configFile: `${IN_HOST_NGINX}/nginx.conf`, nginx: '/usr/sbin/nginx',
+      verifyUrl: `http://${proxy.address}:${PROXY_PORT}/metadata`,
+    });
+    const database = (db: FerretDb) => ({ connectionString: db.uri('vonkdata'), collection: 'vonkentries' });
     return {
+      migration, licenseFile, writeLabLicense, journalDir: path.join(varDir, 'journal'),
+      setFsiFaults: (f) => { const file = path.join(optDir, 'fsi-faults.json'); writeFileSync(file, JSON.stringify(f)); execFileSync('chown', [`${FIRELY_USER.uid}:${FIRELY_USER.uid}`, file]); },
+      seed: (patients, observations) => seedServer(oldServer.baseUrl, patients, observations),
+      migrationInput: (over = {}) => ({
+        requestedBy: 'alice',
+        oldServer: {
+          baseUrl: oldServer.baseUrl, upstream: upstreamOf(oldServer), database: database(oldDb),
+          stop: { host: sshOf(migration, 'migration', FIRELY_USER.name), command: [`${IN_HOST_OPT}/stop-old-server`] },
+        },
+        newServer: { baseUrl: newServer.baseUrl, upstream: upstreamOf(newServer), database: database(newDb), expectedVersion: '6' },
+        migrationHost: sshOf(migration, 'migration', FIRELY_USER.name),
+        ingest: { license: `${IN_HOST_OPT}/license.json`, journalDir: `${IN_HOST_VAR}/journal`, minFreeMegabytes: 1, mongoBatch: 200 },
+        proxy: proxyInput(),
+        resourceTypes: ['Patient', 'Observation'],
+        ...over,
+      }),
       proxy, proxyUrl: `http://${proxy.address}:${PROXY_PORT}`, old: oldServer, new: newServer, oldDb, newDb, upstreamOf,
       currentUpstream: () => /server\s+([^\s;]+)/.exec(readFileSync(path.join(nginxDir, 'upstream.conf'), 'utf8'))?.[1] ?? '',
-      proxyInput: () => ({
-        kind: 'nginx',
-        host: { name: 'proxy', address: proxy.address, ssh: { user: PROXY_USER.name, hostKey: proxy.hostKey, privateKey: { secret: PROXY_SSH_KEY_SECRET } } },
-        upstreamFile: `${IN_HOST_NGINX}/upstream.conf`, configFile: `${IN_HOST_NGINX}/nginx.conf`, nginx: '/usr/sbin/nginx',
-        verifyUrl: `http://${proxy.address}:${PROXY_PORT}/metadata`,
-      }),
+      proxyInput,
       async stop() {
         for (const stop of stops.reverse()) await stop().catch(() => undefined);
         rmSync(dir, { recursive: true, force: true });
@@ -103,4 +163,16 @@ http {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+async function seedServer(baseUrl: string, patients: number, observations: number): Promise<string[]> {
+  const post = async (type: string, body: object) => {
+    const r = await fetch(`${baseUrl}/${type}`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(body) });
+    if (r.status !== 201) throw new Error(`seeding ${type}: ${r.status} ${await r.text()}`);
+    return ((await r.json()) as { id: string }).id;
+  };
+  const ids: string[] = [];
+  for (let i = 0; i < patients; i++) ids.push(await post('Patient', { resourceType: 'Patient', name: [{ family: `Seed${i}` }], gender: i % 2 ? 'female' : 'male' }));
+  for (let i = 0; i < observations; i++) await post('Observation', { resourceType: 'Observation', status: 'final', code: { text: `seed ${i}` } });
+  return ids;
 }

@@ -53,7 +53,7 @@ async function waitUntilAccepting(url: string, child: ChildProcess, logFile: str
   }
 }
 
-export async function startFerretDb(opts: { binary?: string; dir?: string; timeoutMs?: number } = {}): Promise<FerretDb> {
+export async function startFerretDb(opts: { binary?: string; dir?: string; timeoutMs?: number; /** Default 127.0.0.1 (a lab bridge address lets its hosts reach it). */ listen?: string } = {}): Promise<FerretDb> {
   const binary = opts.binary ?? ferretdbBinary();
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'ferretdb-'));
   const dataDir = path.join(dir, 'data');
@@ -62,11 +62,11 @@ export async function startFerretDb(opts: { binary?: string; dir?: string; timeo
   const port = await freePort();
   const logFd = openSync(logFile, 'a');
   const child = spawn(binary, [
-    '--handler=sqlite', `--sqlite-url=file:${dataDir}/`, `--listen-addr=127.0.0.1:${port}`,
+    '--handler=sqlite', `--sqlite-url=file:${dataDir}/`, `--listen-addr=${opts.listen ?? '127.0.0.1'}:${port}`,
     `--state-dir=${dir}`, '--telemetry=disable', '--debug-addr=-', '--log-level=warn',
   ], { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
-  const url = `mongodb://127.0.0.1:${port}/`;
+  const url = `mongodb://${opts.listen ?? '127.0.0.1'}:${port}/`;
   const stop = async (o: { keepDir?: boolean } = {}) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');

@@ -1,6 +1,6 @@
 /** Inputs of the Firely Server migration runbook (so far: the reverse proxy it switches). */
 import { z } from 'zod';
-import { secretRef } from '../kit/input';
+import { approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields, secretRef } from '../kit/input';
 
 const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 export const hostPort = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port, e.g. 10.0.0.5:4080');
@@ -30,3 +30,73 @@ export const nginxProxy = z.strictObject({
     .describe('The response header that names the upstream which answered (add_header X-Upstream $upstream_addr always;)'),
 });
 export type NginxProxy = z.infer<typeof nginxProxy>;
+
+/** A MongoDB connection string without a password: it is passed to the ingest tool on the migration host's command line and kept in the run's history. */
+const mongoUrl = z.string().max(500)
+  .regex(/^mongodb(\+srv)?:\/\/[^\s'"`$\\]+$/, 'a mongodb:// connection string')
+  .refine((u) => !/^mongodb(\+srv)?:\/\/[^/@]*:[^/@]*@/.test(u), 'must not hold a password: it would be in the run\'s history and in the migration host\'s process list (use x.509 or a credential the host holds)')
+  .refine((u) => /^mongodb(\+srv)?:\/\/[^/]+\/[A-Za-z0-9_-]{1,63}(\?.*)?$/.test(u), 'must name the database, e.g. mongodb://db:27017/vonkdata');
+const collection = z.string().regex(/^[A-Za-z0-9_.-]{1,120}$/, 'a collection name').default('vonkentries');
+const resourceType = z.string().regex(/^[A-Z][A-Za-z]{1,63}$/, 'a FHIR resource type, e.g. Patient');
+
+const firelyServer = {
+  baseUrl: z.url({ protocol: /^https?$/ }).describe('The server\'s own base URL (not through the proxy), e.g. http://10.0.0.5:4080'),
+  upstream: hostPort.describe('The server as the proxy reaches it: host:port in the upstream block'),
+  database: z.strictObject({ connectionString: mongoUrl, collection }).describe('Its MongoDB database (Firely\'s MongoDbOptions)'),
+};
+
+export const migrateFirelyServerInput = z.strictObject({
+  ...runbookInputFields,
+  oldServer: z.strictObject({
+    ...firelyServer,
+    stop: z.strictObject({
+      host: sshHost,
+      command: z.array(z.string().min(1).max(500).regex(/^[^\0\n]*$/, 'one line')).min(1).max(20)
+        .describe('The command that stops it, one argument per item (each is quoted), e.g. ["sudo", "-n", "systemctl", "stop", "firely-server"]'),
+    }).describe('How the decommission stops the old server'),
+  }),
+  newServer: z.strictObject({
+    ...firelyServer,
+    expectedVersion: z.string().regex(/^\d+(\.\d+){0,2}$/, 'a version or its prefix, e.g. 6 or 6.1.0').describe('What /metadata must name (a prefix: "6" accepts 6.1.0)'),
+  }),
+  migrationHost: sshHost.describe('Where the ingest tool runs (it reaches both databases)'),
+  ingest: z.strictObject({
+    command: z.string().regex(/^[A-Za-z0-9_./-]{1,200}$/, 'a command name or path').default('fsi')
+      .describe('The ingest tool on the migration host (the dotnet tool Firely.Server.Ingest installs `fsi`)'),
+    license: absolutePath.describe('The license file on the migration host'),
+    journalDir: absolutePath.describe('The recovery journal directory on the migration host: empty for a fresh migration'),
+    fhirVersion: z.literal('R4').default('R4'),
+    mongoBatch: z.number().int().min(1).max(10_000).default(500),
+    idleLinesInARow: z.number().int().min(2).max(100).default(3)
+      .describe('"No new items found" this many times in a row (with converging counts) means caught up'),
+    maxRestarts: z.number().int().min(0).max(20).default(3).describe('A tool that dies is restarted with its journal this many times; then the run stops'),
+    minFreeMegabytes: z.number().int().min(0).default(1024).describe('Free space wanted where the journal lives'),
+    catchUpWithin: duration.default('12h'),
+  }).describe('Firely Server Ingest, run continuously from the old database into the new one'),
+  sharding: z.strictObject({ enabled: z.boolean().default(false) }).default({ enabled: false })
+    .describe('Provision the target schema first and shard its entries collection ({im:1, type:1, res_id:"hashed"}); needs the sharding token'),
+  proxy: nginxProxy,
+  resourceTypes: z.array(resourceType).min(1).max(200).describe('The types counted on both servers (and sampled)'),
+  countTolerance: z.number().int().min(0).max(1_000_000).default(0)
+    .describe('How far a type\'s counts may differ while clients write (the writes in flight); 0 for a quiet system'),
+  sampleSize: z.number().int().min(0).max(1000).default(20).describe('Resources per type compared field by field'),
+  oldServerIdleSeconds: z.number().int().min(1).max(3600).default(10)
+    .describe('After the switch: the old server counts as drained when it saw no write for this long'),
+  cutoverApproval: approvalPolicy.default(defaultApprovalPolicy),
+  decommissionApproval: approvalPolicy.default(defaultApprovalPolicy),
+}).refine((i) => i.oldServer.upstream !== i.newServer.upstream, { message: 'the old and the new server are the same upstream', path: ['newServer', 'upstream'] })
+  .refine((i) => i.oldServer.database.connectionString !== i.newServer.database.connectionString || i.oldServer.database.collection !== i.newServer.database.collection,
+    { message: 'the old and the new server use the same database', path: ['newServer', 'database'] });
+export type MigrateFirelyServerInput = z.infer<typeof migrateFirelyServerInput>;
+
+/** One run at a time per proxy and per target database. */
+export const migrationLocks = (i: MigrateFirelyServerInput) => [
+  `firely-proxy:${i.proxy.host.address}:${i.proxy.upstreamFile}`, `firely-db:${i.newServer.database.connectionString}:${i.newServer.database.collection}`,
+];
+
+/** Every secret a run sends, where, and why: checked before anything connects. */
+export const migrationSecretUses = (i: MigrateFirelyServerInput) => [i.migrationHost, i.proxy.host, i.oldServer.stop.host]
+  .map((h) => ({ secret: h.ssh.privateKey.secret, host: h.address, purpose: 'ssh-key' as const }));
+
+/** The ingest job of a run on the migration host: the run's workflow id, made safe for a shell and a directory name. */
+export const ingestJobId = (workflowId: string) => `fsi-${workflowId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 150)}`;

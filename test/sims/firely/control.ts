@@ -23,8 +23,8 @@ export interface SimProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function launch(bin: string, args: string[], env: Record<string, string | undefined> = {}): SimProcess {
-  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function launch(bin: string, args: string[], env: Record<string, string | undefined> = {}, as?: { uid: number; gid: number }): SimProcess {
+  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => { out += d.toString(); listeners.forEach((l) => l()); };
@@ -77,12 +77,14 @@ export interface FirelySimOptions {
   stateDir: string;
   port?: number;
   listen?: string;
+  /** Run it as this user (a lab host's user may then stop it). */
+  as?: { uid: number; gid: number };
 }
 
 export async function startFirelyServer(o: FirelySimOptions): Promise<FirelySim> {
   mkdirSync(o.stateDir, { recursive: true });
   const proc = launch(SERVER_BIN, ['--name', o.name, '--version', o.version, '--mongo-url', o.mongoUrl, '--state-dir', o.stateDir,
-    '--port', String(o.port ?? 0), '--listen', o.listen ?? '127.0.0.1']);
+    '--port', String(o.port ?? 0), '--listen', o.listen ?? '127.0.0.1'], {}, o.as);
   const m = await proc.waitFor(/Now listening on: (http:\/\/\S+)/);
   return {
     name: o.name, version: o.version, baseUrl: m[1], stateDir: o.stateDir, proc,

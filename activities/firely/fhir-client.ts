@@ -1,0 +1,81 @@
+/**
+ * Asking a Firely Server over its REST API, as a hostile network allows: every request has a
+ * deadline, every body a size limit, and an answer that is not what the FHIR specification says
+ * is an error naming the server and the request, never a crash.
+ */
+import { request } from 'undici';
+
+const MAX_BODY = 8 * 1024 * 1024;
+
+export interface FhirAnswer { status: number; body: Record<string, unknown> | undefined; headers: Record<string, string> }
+
+/** One request to `base` + `path`; the body parsed when it is JSON. */
+export async function fhir(base: string, path: string, opts: { method?: string; body?: unknown; timeoutMs?: number } = {}): Promise<FhirAnswer> {
+  const url = `${base.replace(/\/+$/, '')}${path}`;
+  const res = await request(url, {
+    method: (opts.method ?? 'GET') as 'GET',
+    headers: { accept: 'application/fhir+json', ...(opts.body ? { 'content-type': 'application/fhir+json' } : {}) },
+    body: opts.body ? JSON.stringify(opts.body) : undefined,
+    headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
+  }).catch((err: Error) => { throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`); });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.length;
+    if (size > MAX_BODY) { res.body.destroy(); throw new Error(`${opts.method ?? 'GET'} ${url}: the answer is larger than ${MAX_BODY} bytes`); }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  let body: Record<string, unknown> | undefined;
+  if (text) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      body = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined;
+    } catch { body = undefined; }
+  }
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
+  return { status: res.statusCode, body, headers };
+}
+
+/** What an OperationOutcome (or any answer) says, for an error message. */
+export function outcomeText(a: FhirAnswer): string {
+  const issue = Array.isArray(a.body?.issue) ? (a.body!.issue as Array<Record<string, unknown>>)[0] : undefined;
+  const text = issue ? `${String(issue.code ?? '')}: ${String(issue.diagnostics ?? '')}` : '';
+  return `${a.status}${text ? ` (${text.slice(0, 300)})` : ''}`;
+}
+
+/** `GET [base]/{type}?_summary=count&_total=accurate`: v6 has DefaultTotal=none, so `_total` must be asked for. */
+export async function countOf(base: string, type: string): Promise<number> {
+  const a = await fhir(base, `/${type}?_summary=count&_total=accurate`);
+  const total = a.body?.total;
+  if (a.status !== 200 || typeof total !== 'number' || !Number.isSafeInteger(total) || total < 0) {
+    throw new Error(`${base} did not count ${type}: ${outcomeText(a)}${a.status === 200 ? ' (no total in the Bundle)' : ''}`);
+  }
+  return total;
+}
+
+export interface Entry { id: string; versionId: string; lastUpdated: string; resource: Record<string, unknown> }
+
+/** Resources of a search Bundle (current versions), following `next` links up to `limit`. */
+export async function search(base: string, type: string, query: string, limit: number): Promise<Entry[]> {
+  const found: Entry[] = [];
+  let path: string | undefined = `/${type}?${query}`;
+  const origin = new URL(base);
+  while (path && found.length < limit) {
+    const a = await fhir(base, path);
+    if (a.status !== 200 || a.body?.resourceType !== 'Bundle') throw new Error(`${base}${path}: ${outcomeText(a)}`);
+    for (const e of Array.isArray(a.body.entry) ? a.body.entry as Array<{ resource?: Record<string, unknown> }> : []) {
+      const r = e.resource;
+      const meta = r?.meta as { versionId?: unknown; lastUpdated?: unknown } | undefined;
+      if (r && typeof r.id === 'string' && meta) found.push({ id: r.id, versionId: String(meta.versionId), lastUpdated: String(meta.lastUpdated), resource: r });
+    }
+    const next = Array.isArray(a.body.link) ? (a.body.link as Array<{ relation?: string; url?: string }>).find((l) => l.relation === 'next')?.url : undefined;
+    // Only links to the same server are followed: a hostile answer must not send the worker elsewhere.
+    if (!next) break;
+    const u = new URL(next, base);
+    if (u.origin !== origin.origin) throw new Error(`${base} answered a next link to another server (${u.origin})`);
+    path = `${u.pathname.slice(origin.pathname.replace(/\/+$/, '').length)}${u.search}`;
+  }
+  return found.slice(0, limit);
+}

@@ -1,0 +1,205 @@
+/**
+ * Firely Server Ingest (`fsi`) on the migration host: checked before anything starts (license
+ * tokens, the tool, the recovery journal, disk), run detached in Continuous mode with its journal and
+ * OnlyIfNewer so a worker that dies leaves it running and the next one adopts it, followed through its
+ * log, restarted with its journal when it dies, and stopped at the end (or by a rollback).
+ *
+ * Its per-batch lines are undocumented (the reference): lines are matched by level and substring.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ChangeReport } from '../../workflows/kit/runbook';
+import type { MigrateFirelyServerInput, SshHost } from '../../workflows/firely/schema';
+import { whileHeartbeating } from '../lib/heartbeat';
+import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
+import { cmd, shq } from '../lib/shell';
+import type { SshSession } from '../lib/ssh';
+import { withSsh } from '../lib/ssh-pool';
+import { countBoth, countsLine, type TypeCount } from './servers';
+
+export const FSI_TOKENS = {
+  migration: 'http://fire.ly/vonk/plugins/migration',
+  unlimited: 'http://fire.ly/vonk/plugins/bulk-data-import/unlimited',
+  sharding: 'http://fire.ly/vonk/plugins/repository/mongo-db/sharding',
+} as const;
+
+const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
+
+const sshTo = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>) => withSsh({
+  label: `${h.name} (${h.address})`, host: h.address, port: h.ssh.port, user: h.ssh.user, hostKey: h.ssh.hostKey, privateKey: h.ssh.privateKey,
+}, fn);
+const onHost = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>) => whileHeartbeating(() => sshTo(h, fn));
+
+type Ingest = MigrateFirelyServerInput['ingest'];
+export interface IngestRequest {
+  host: SshHost;
+  ingest: Ingest;
+  source: MigrateFirelyServerInput['oldServer']['database'];
+  target: MigrateFirelyServerInput['newServer']['database'];
+  /** The run's job on the migration host (one per run: a second start adopts it). */
+  jobId: string;
+}
+
+/** The tool's command line: the migration, continuous, with the journal and OnlyIfNewer (late writes never overwrite newer ones). */
+export const ingestCommand = (r: IngestRequest) => cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license,
+  '--sourceType', 'MongoDb', '--srcMongoConnectionString', r.source.connectionString, '--srcMongoCollection', r.source.collection,
+  '--srcMongoRunningMode', 'Continuous', '--useRecoveryJournal', r.ingest.journalDir, '--update-existing-resources', 'OnlyIfNewer',
+  '--dbType', 'MongoDb', '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString,
+  '--mongoCollection', r.target.collection, '--mongoBatch', r.ingest.mongoBatch);
+
+/**
+ * The migration host can run this migration: the tool is there, the license has the tokens (the
+ * migration, the journal's unlimited one, sharding when asked) and has not expired, the journal
+ * directory is empty (or this run's), and there is room for it.
+ */
+export async function preflightMigrationHost(r: IngestRequest & { sharding: boolean }): Promise<{ resuming: boolean; freeMegabytes: number; licensee: string }> {
+  return onHost(r.host, async (s) => {
+    const tool = await s.exec(`command -v ${shq(r.ingest.command)}`);
+    if (tool.code !== 0) throw refuse(`The ingest tool \`${r.ingest.command}\` is not on ${r.host.name}'s PATH (install it: dotnet tool install --global Firely.Server.Ingest).`);
+    const text = await s.exec(`head -c 1048576 -- ${shq(r.ingest.license)}`);
+    if (text.code !== 0) throw refuse(`The license file ${r.ingest.license} cannot be read on ${r.host.name}: ${text.stderr.trim()}.`);
+    let license: { Licensee?: unknown; Expires?: unknown; Plugins?: unknown };
+    try { license = JSON.parse(text.stdout) as typeof license; } catch { throw refuse(`The license file ${r.ingest.license} on ${r.host.name} is not JSON.`); }
+    const plugins = Array.isArray(license.Plugins) ? license.Plugins.map(String) : [];
+    const wanted = [FSI_TOKENS.migration, FSI_TOKENS.unlimited, ...(r.sharding ? [FSI_TOKENS.sharding] : [])];
+    const missing = wanted.filter((t) => !plugins.includes(t));
+    if (missing.length) throw refuse(`The license ${r.ingest.license} lacks ${missing.join(' and ')} (the migration needs ${wanted.join(', ')}). Ask Firely for a license with them.`);
+    const expires = Date.parse(String(license.Expires));
+    if (!(expires > Date.now())) throw refuse(`The license ${r.ingest.license} expired (${String(license.Expires)}).`);
+
+    const state = await jobState(s, r.jobId);
+    const resuming = state.state !== 'none';
+    const journal = await s.exec(`[ -d ${shq(r.ingest.journalDir)} ] && ls -A -- ${shq(r.ingest.journalDir)} | head -5`);
+    if (!resuming && journal.stdout.trim()) {
+      throw refuse(`The recovery journal directory ${r.ingest.journalDir} on ${r.host.name} is not empty (${journal.stdout.trim().split('\n').join(', ')}): ` +
+        'a migration that ran before? For a fresh migration empty it and the target database, or give another directory.');
+    }
+    // Free space where the journal will be: the nearest directory that exists.
+    const df = await s.run(`d=${shq(r.ingest.journalDir)}; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | tail -1`, { what: 'df' });
+    const freeMegabytes = Math.floor(Number(df.trim().split(/\s+/)[3]) / 1024);
+    if (!(freeMegabytes >= r.ingest.minFreeMegabytes)) throw refuse(`Only ${freeMegabytes} MB free for the journal ${r.ingest.journalDir} on ${r.host.name}; ${r.ingest.minFreeMegabytes} MB wanted.`);
+    return { resuming, freeMegabytes, licensee: String(license.Licensee ?? '') };
+  });
+}
+
+/** Provisions the target's schema without ingesting (`--sourceType None`): the step before sharding its collection. */
+export async function provisionTarget(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport> {
+  const line = cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license, '--sourceType', 'None', '--dbType', 'MongoDb',
+    '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString, '--mongoCollection', r.target.collection);
+  if (r.dryRun) return { changed: false, actions: [`would provision the target schema: ${line}`] };
+  const out = await onHost(r.host, (s) => s.exec(line, { timeoutMs: 600_000 }));
+  if (out.code !== 0) throw ApplicationFailure.nonRetryable(`Provisioning the target failed on ${r.host.name} (exit ${out.code}):\n${lastLines(out.stdout + out.stderr)}`, 'ProvisionFailed');
+  return { changed: true, actions: [`provisioned the target schema (${r.target.collection})`] };
+}
+
+/** Starts the tool detached, or adopts the one this run started before (a retry or a new worker never starts a second one). */
+export async function startIngest(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport & { adopted: boolean }> {
+  const line = ingestCommand(r);
+  if (r.dryRun) return { changed: false, adopted: false, actions: [`would start on ${r.host.name}: ${line}`] };
+  return onHost(r.host, async (s) => {
+    await s.run(`umask 077; mkdir -p -- ${shq(r.ingest.journalDir)}`, { what: 'creating the journal directory' });
+    const { attached, state } = await startJob(s, r.jobId, line);
+    // Adopted: running (or ended: waitForIngest restarts it with its journal).
+    if (attached || state.state !== 'running') return { changed: false, adopted: true, actions: [] };
+    return { changed: true, adopted: false, actions: [`started the ingest tool on ${r.host.name} (job ${r.jobId}): ${line}`] };
+  });
+}
+
+export interface IngestStatus {
+  batches: number;
+  /** Items processed in total, as the tool last said. */
+  processed: number;
+  errors: number;
+  restarts: number;
+  idleInARow: number;
+  lastBatch: string;
+  counts: TypeCount[];
+}
+
+const IDLE = /\bINF\] No new items found in the database\./;
+const BATCH = /\] Batch (\d+): .*?(\d+) items processed in total\./;
+const ERR = /^\[[0-9:]+ (ERR|FTL)\] /;
+const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join('\n');
+
+export interface WaitForIngestRequest extends IngestRequest {
+  /** caughtUp: idle lines in a row and converging counts; cycles: that many idle lines after now (the drain's "one more full cycle"). */
+  until: { caughtUp: { oldUrl: string; newUrl: string; types: string[]; tolerance: number } } | { cycles: number };
+  withinSeconds: number;
+  dryRun: boolean;
+}
+
+/**
+ * Follows the tool's log until the condition holds, heartbeating its progress (batches, items,
+ * errors, idle polls in a row), which the UI shows on the pending activity. A tool that died is
+ * restarted with its journal, at most `maxRestarts` times over the run; then the run stops with
+ * the log's last lines.
+ */
+export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStatus> {
+  const status: IngestStatus = { batches: 0, processed: 0, errors: 0, restarts: 0, idleInARow: 0, lastBatch: '', counts: [] };
+  if (r.dryRun) return status;
+  const context = Context.current();
+  const deadline = Date.now() + r.withinSeconds * 1000;
+  // Its own heartbeats carry the progress (whileHeartbeating's would blank it).
+  return sshTo(r.host, async (s) => {
+    // Where the log is now: only idle lines printed from here on count.
+    const { size } = await readJobLog(s, r.jobId, 0, 0);
+    const tail = await readJobLog(s, r.jobId, Math.max(0, size - 65_536), 65_536);
+    let offset = tail.next;
+    for (const line of tail.text.split('\n')) { const m = BATCH.exec(line); if (m) Object.assign(status, { batches: Number(m[1]), processed: Number(m[2]), lastBatch: line }); }
+    let idleAfterStart = 0;
+    let convergedRounds = 0;
+    let carry = '';
+    for (;;) {
+      const state = await jobState(s, r.jobId);
+      status.restarts = await jobRestarts(s, r.jobId);
+      if (state.state === 'none') throw ApplicationFailure.nonRetryable(`The ingest job ${r.jobId} is not on ${r.host.name}: was its directory removed?`, 'IngestGone');
+      if (state.state === 'exited' || state.state === 'lost' || state.state === 'stopping') {
+        if (state.state === 'stopping') throw ApplicationFailure.nonRetryable(`The ingest job ${r.jobId} is being stopped.`, 'IngestStopped');
+        const why = state.state === 'exited' ? `exit code ${state.code}` : 'its process is gone';
+        if (status.restarts >= r.ingest.maxRestarts) {
+          throw ApplicationFailure.nonRetryable(`The ingest tool on ${r.host.name} died (${why}) after ${status.restarts} restarts. Its last lines:\n${lastLines(state.log)}`, 'IngestDied');
+        }
+        status.restarts = await restartJob(s, r.jobId);
+        context.log.warn(`The ingest tool on ${r.host.name} died (${why}); restarted with its journal (restart ${status.restarts}/${r.ingest.maxRestarts})`);
+        offset = 0; carry = ''; status.idleInARow = 0; convergedRounds = 0;
+      }
+      const chunk = await readJobLog(s, r.jobId, offset);
+      offset = chunk.next;
+      const lines = (carry + chunk.text).split('\n');
+      carry = lines.pop() ?? '';
+      let freshIdle = false;
+      for (const line of lines) {
+        const batch = BATCH.exec(line);
+        if (batch) Object.assign(status, { batches: Number(batch[1]), processed: Number(batch[2]), lastBatch: line, idleInARow: 0 });
+        else if (IDLE.test(line)) { status.idleInARow += 1; idleAfterStart += 1; freshIdle = true; }
+        if (ERR.test(line)) status.errors += 1;
+      }
+      if ('cycles' in r.until) {
+        if (idleAfterStart >= r.until.cycles) return status;
+      } else if (freshIdle && status.idleInARow >= r.ingest.idleLinesInARow) {
+        // Nothing new at the tool's last polls; now the counts must agree too, twice in a row.
+        const c = r.until.caughtUp;
+        status.counts = await countBoth({ oldUrl: c.oldUrl, newUrl: c.newUrl, types: c.types });
+        convergedRounds = status.counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance) ? convergedRounds + 1 : 0;
+        if (convergedRounds >= 2) return status;
+      }
+      if (Date.now() > deadline) {
+        throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ${status.processed} items processed, ` +
+          `${status.idleInARow} idle polls in a row${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
+      }
+      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, idleInARow: status.idleInARow, restarts: status.restarts });
+      await context.sleep(500);
+    }
+  });
+}
+
+/** Stops the tool (SIGTERM: it finishes its batch and saves its journal) and waits until it is gone. */
+export async function stopIngest(r: { host: SshHost; jobId: string; dryRun: boolean }): Promise<ChangeReport> {
+  if (r.dryRun) return { changed: false, actions: [`would stop the ingest tool on ${r.host.name}`] };
+  return onHost(r.host, async (s) => {
+    const state = await jobState(s, r.jobId);
+    if (state.state !== 'running' && state.state !== 'stopping') return { changed: false, actions: [] };
+    await killJob(s, r.jobId);
+    return { changed: true, actions: [`stopped the ingest tool on ${r.host.name} (job ${r.jobId})`] };
+  });
+}
