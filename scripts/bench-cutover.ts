@@ -25,7 +25,7 @@ import { startFirelyLab } from '../test/lab/firely';
 import { startLoad, type LoadSample } from '../test/support/load';
 import { approveSignal, progressQuery, type Progress } from '../workflows/kit/messages';
 
-const LOAD = { connections: 4, writeEvery: 200 };
+const LOAD = { connections: 4, writeEvery: 50 };
 const STEADY_MS = 10_000;
 const SEED = { patients: 300, observations: 100 };
 /** "During the switch" ends this long after the last answer from the old upstream. */

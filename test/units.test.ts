@@ -1,8 +1,8 @@
 /**
  * Small pieces that guard against hostile values, checked directly: a SCRAM verifier with an
  * absurd iteration count, libpq connection strings with quotes and spaces, IPv6 spellings in
- * pg_hba.conf, the approval-link expiry bound, what a reviewer may do to an org-unit draft, and
- * which changes need approval.
+ * pg_hba.conf, the approval-link expiry bound, what a reviewer may do to an org-unit draft,
+ * which changes need approval, and when the Firely ingest tool's log says it keeps up.
  */
 import { linkExpiry, maxLinkTtlSeconds, signApproval, verifyApproval } from '../activities/lib/approval-token';
 import { scramMatches, scramVerifier } from '../activities/lib/scram';
@@ -10,6 +10,7 @@ import { conninfo } from '../activities/postgres/hosts';
 import { canonicalAddress, hbaLine } from '../activities/postgres/primary';
 import { checkDraft, draftHash, needsApproval } from '../activities/dhis2/approval';
 import { loadSyncConfig } from '../activities/dhis2/config';
+import { IngestLogReader } from '../activities/firely/ingest';
 
 test('a SCRAM verifier from the server with a huge iteration count is not computed (it would take hours): it simply does not match', () => {
   const good = scramVerifier('s3cret');
@@ -66,4 +67,32 @@ test('the example sync configuration loads; a create or delete of a gated type n
   expect(needsApproval(hmis, 'organisationUnit', 'create', [])).toEqual(['code', 'shortName']);
   expect(needsApproval(hmis, 'organisationUnit', 'delete', [])).toEqual(['code', 'shortName']);
   expect(needsApproval(hmis, 'organisationUnitGroup', 'create', [{ field: 'code' }])).toBeUndefined();
+});
+
+test('the ingest keeps up when its polls reach "No new items found" after less than a batch, in a row; a full batch starts the count again', () => {
+  const idle = '[10:00:01 INF] No new items found in the database. Waiting for 00:00:05 before retrying...';
+  let total = 1000;
+  const batch = (n: number, k: number) => `[10:00:00 INF] Batch ${k}: ${n} items read, ${n} saved as current, 0 saved as historical, 0 skipped, 0 already present, 0 errors. ${(total += n)} items processed in total.`;
+  const reader = new IngestLogReader(500);
+  reader.history([batch(500, 1), idle, batch(500, 2)]);
+  expect(reader.status).toMatchObject({ batches: 2, processed: 2000, idleInARow: 0 });
+  // Under steady writes: a few items, then the end, poll after poll.
+  expect(reader.feed([batch(3, 3), idle])).toBe(true);
+  reader.feed([batch(2, 4), idle, batch(4, 5)]);
+  expect(reader.status.idleInARow).toBe(2);
+  expect(reader.feed([batch(1, 6)])).toBe(false);
+  reader.feed([idle, idle]);
+  expect(reader.status).toMatchObject({ idleInARow: 4, batches: 6, processed: 2010 });
+  // A backlog: a full batch (or more, over several) before the end counts afresh.
+  reader.feed([batch(500, 7), idle]);
+  expect(reader.status.idleInARow).toBe(1);
+  reader.feed([batch(300, 8), batch(300, 9), idle]);
+  expect(reader.status.idleInARow).toBe(1);
+  reader.feed([idle, '[10:00:02 ERR] Resource Patient/x could not be saved', idle]);
+  expect(reader.status).toMatchObject({ idleInARow: 3, errors: 1 });
+  expect(reader.idleSinceStart).toBe(8);
+  // Started again with its journal: the first idle line is the first of a new run.
+  reader.restart();
+  reader.feed([idle]);
+  expect(reader.status.idleInARow).toBe(1);
 });

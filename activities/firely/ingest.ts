@@ -118,7 +118,53 @@ export interface IngestStatus {
 
 const IDLE = /\bINF\] No new items found in the database\./;
 const BATCH = /\] Batch (\d+): .*?(\d+) items processed in total\./;
+const READ = /\] Batch \d+: (\d+) items read\b/;
 const ERR = /^\[[0-9:]+ (ERR|FTL)\] /;
+
+/**
+ * What the tool's log says, line by line: batches, items, errors, and the run of polls that
+ * reached the end of the changes ("No new items found"). Under a steady write load the tool reads
+ * the last seconds' writes between two such lines: a poll that read less than one batch before
+ * reaching the end keeps the run going (the tool keeps up); a full batch or more is a backlog, and
+ * the run starts afresh. Lines read before `restart()` (or before following began) never count.
+ */
+export class IngestLogReader {
+  readonly status: IngestStatus = { batches: 0, processed: 0, errors: 0, restarts: 0, idleInARow: 0, lastBatch: '', counts: [] };
+  /** Idle lines since following began (the drain's "cycles"). */
+  idleSinceStart = 0;
+  private sinceIdle: number;
+
+  constructor(private readonly batchSize: number) { this.sinceIdle = batchSize; }
+
+  /** Progress only (batches, items) from the log before following began. */
+  history(lines: string[]): void {
+    for (const line of lines) { const m = BATCH.exec(line); if (m) Object.assign(this.status, { batches: Number(m[1]), processed: Number(m[2]), lastBatch: line }); }
+  }
+
+  /** Returns whether an idle line came. */
+  feed(lines: string[]): boolean {
+    let idle = false;
+    for (const line of lines) {
+      const batch = BATCH.exec(line);
+      if (batch) {
+        const read = READ.exec(line);
+        this.sinceIdle += read ? Number(read[1]) : Math.max(0, Number(batch[2]) - this.status.processed);
+        Object.assign(this.status, { batches: Number(batch[1]), processed: Number(batch[2]), lastBatch: line });
+      } else if (IDLE.test(line)) {
+        this.status.idleInARow = this.sinceIdle < this.batchSize ? this.status.idleInARow + 1 : 1;
+        this.sinceIdle = 0;
+        this.idleSinceStart += 1;
+        idle = true;
+      }
+      if (ERR.test(line)) this.status.errors += 1;
+    }
+    return idle;
+  }
+
+  /** The tool was started again: its run of polls starts afresh. */
+  restart(): void { this.status.idleInARow = 0; this.sinceIdle = this.batchSize; }
+}
+
 const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join('\n');
 
 export interface WaitForIngestRequest extends IngestRequest {
@@ -135,7 +181,8 @@ export interface WaitForIngestRequest extends IngestRequest {
  * the log's last lines.
  */
 export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStatus> {
-  const status: IngestStatus = { batches: 0, processed: 0, errors: 0, restarts: 0, idleInARow: 0, lastBatch: '', counts: [] };
+  const reader = new IngestLogReader(r.ingest.mongoBatch);
+  const status = reader.status;
   if (r.dryRun) return status;
   const context = Context.current();
   const deadline = Date.now() + r.withinSeconds * 1000;
@@ -145,8 +192,7 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
     const { size } = await readJobLog(s, r.jobId, 0, 0);
     const tail = await readJobLog(s, r.jobId, Math.max(0, size - 65_536), 65_536);
     let offset = tail.next;
-    for (const line of tail.text.split('\n')) { const m = BATCH.exec(line); if (m) Object.assign(status, { batches: Number(m[1]), processed: Number(m[2]), lastBatch: line }); }
-    let idleAfterStart = 0;
+    reader.history(tail.text.split('\n'));
     let convergedRounds = 0;
     let carry = '';
     for (;;) {
@@ -161,23 +207,18 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
         }
         status.restarts = await restartJob(s, r.jobId);
         context.log.warn(`The ingest tool on ${r.host.name} died (${why}); restarted with its journal (restart ${status.restarts}/${r.ingest.maxRestarts})`);
-        offset = 0; carry = ''; status.idleInARow = 0; convergedRounds = 0;
+        offset = 0; carry = ''; convergedRounds = 0;
+        reader.restart();
       }
       const chunk = await readJobLog(s, r.jobId, offset);
       offset = chunk.next;
       const lines = (carry + chunk.text).split('\n');
       carry = lines.pop() ?? '';
-      let freshIdle = false;
-      for (const line of lines) {
-        const batch = BATCH.exec(line);
-        if (batch) Object.assign(status, { batches: Number(batch[1]), processed: Number(batch[2]), lastBatch: line, idleInARow: 0 });
-        else if (IDLE.test(line)) { status.idleInARow += 1; idleAfterStart += 1; freshIdle = true; }
-        if (ERR.test(line)) status.errors += 1;
-      }
+      const freshIdle = reader.feed(lines);
       if ('cycles' in r.until) {
-        if (idleAfterStart >= r.until.cycles) return status;
+        if (reader.idleSinceStart >= r.until.cycles) return status;
       } else if (freshIdle && status.idleInARow >= r.ingest.idleLinesInARow) {
-        // Nothing new at the tool's last polls; now the counts must agree too, twice in a row.
+        // The tool keeps up at its last polls; now the counts must agree too, twice in a row.
         const c = r.until.caughtUp;
         status.counts = await countBoth({ oldUrl: c.oldUrl, newUrl: c.newUrl, types: c.types });
         convergedRounds = status.counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance) ? convergedRounds + 1 : 0;
@@ -185,7 +226,7 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
       }
       if (Date.now() > deadline) {
         throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ${status.processed} items processed, ` +
-          `${status.idleInARow} idle polls in a row${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
+          `${status.idleInARow} polls in a row reached the end${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
       }
       context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, idleInARow: status.idleInARow, restarts: status.restarts });
       await context.sleep(500);
