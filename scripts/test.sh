@@ -6,13 +6,15 @@ cd "$(dirname "$0")/.."
 source scripts/lib/npm-deps.sh
 
 # Debian packages the tests use: PostgreSQL 15 and OpenSSH server (the lab hosts, each in a network
-# namespace of its own: iproute2, util-linux), nginx, chromium (the browser tests), and
+# namespace of its own: iproute2, util-linux), nginx and HAProxy (with socat), chromium (the browser tests), and
 # docker-compose (only to validate docker-compose.temporal.yml; no Docker engine is needed).
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 [[ -x /usr/bin/tini ]] || missing+=(tini)   # reaps the lab hosts' orphans, as init does on a real host
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+[[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)     # the Firely proxy switch, HAProxy profile
+[[ -x /usr/bin/socat ]] || missing+=(socat)           # talks to HAProxy's admin socket
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)

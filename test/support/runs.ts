@@ -29,7 +29,10 @@ export async function waitForProgress(handle: WorkflowHandle, what: string, ok: 
   } catch (err) {
     // Say where the run is, so a failure here explains itself.
     const where = last ? `${last.status} at ${last.currentStep}: ${last.error ?? last.steps.find((s) => s.error)?.error ?? ''}` : 'no progress';
-    const pending = (await handle.describe().catch(() => undefined))?.raw.pendingActivities?.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? ''}`);
+    // With the last heartbeat's details: a step that follows something says how far it got.
+    const details = (payloads?: { data?: Uint8Array | null }[] | null) => (payloads ?? []).map((p) => Buffer.from(p.data ?? []).toString('utf8').slice(0, 500)).join(' ');
+    const pending = (await handle.describe().catch(() => undefined))?.raw.pendingActivities
+      ?.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? ''} ${details(a.heartbeatDetails?.payloads)}`.trim());
     throw new Error(`${(err as Error).message}; the run is ${where}; pending activities: ${JSON.stringify(pending ?? [])}`);
   }
 }

@@ -31,6 +31,30 @@ export const nginxProxy = z.strictObject({
 });
 export type NginxProxy = z.infer<typeof nginxProxy>;
 
+/** Goes into socat's address (UNIX-CONNECT:<path>): no characters socat reads as separators. */
+const socketPath = z.string().regex(/^\/[A-Za-z0-9_./+@-]{1,200}$/, 'an absolute path of letters, digits and _ . / + @ - (socat reads , : ! as separators)')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
+
+export const haproxyProxy = z.strictObject({
+  kind: z.literal('haproxy'),
+  host: sshHost.describe('Where HAProxy runs (its admin socket is reached through SSH)'),
+  adminSocket: socketPath.default('/run/haproxy/admin.sock')
+    .describe('The runtime API socket: stats socket <path> level admin, usable by the SSH user (or with sudo)'),
+  backend: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'a backend name: letters, digits, _ . : - (at most 64)').default('firely')
+    .describe('The backend that holds both Firely servers as server lines: the old one ready, the new one disabled (maint)'),
+  socat: absolutePath.default('/usr/bin/socat').describe('socat on the proxy host, which talks to the admin socket'),
+  sudo: z.boolean().default(false).describe('Run socat (and the state file move) with sudo -n'),
+  stateFile: absolutePath.optional()
+    .describe('Where `show servers state` is written after a switch (server-state-file, read back by load-server-state-from-file on a reload); without it the switch lives in memory only and a reload or restart returns to the configuration file\'s states'),
+  verifyUrl: z.url({ protocol: /^https?$/ }).describe('A URL through the proxy, asked after the switch'),
+  upstreamHeader: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name').default('X-Upstream')
+    .describe('The response header that names the server which answered (http-response set-header X-Upstream %si:%sp)'),
+});
+export type HaproxyProxy = z.infer<typeof haproxyProxy>;
+
+export const reverseProxy = z.discriminatedUnion('kind', [nginxProxy, haproxyProxy]);
+export type ReverseProxy = z.infer<typeof reverseProxy>;
+
 /** A MongoDB connection string without a password: it is passed to the ingest tool on the migration host's command line and kept in the run's history. */
 const mongoUrl = z.string().max(500)
   .regex(/^mongodb(\+srv)?:\/\/[^\s'"`$\\]+$/, 'a mongodb:// connection string')
@@ -75,7 +99,7 @@ export const migrateFirelyServerInput = z.strictObject({
   }).describe('Firely Server Ingest, run continuously from the old database into the new one'),
   sharding: z.strictObject({ enabled: z.boolean().default(false) }).default({ enabled: false })
     .describe('Provision the target schema first and shard its entries collection ({im:1, type:1, res_id:"hashed"}); needs the sharding token'),
-  proxy: nginxProxy,
+  proxy: reverseProxy,
   resourceTypes: z.array(resourceType).min(1).max(200).describe('The types counted on both servers (and sampled)'),
   countTolerance: z.number().int().min(0).max(1_000_000).default(0)
     .describe('How far a type\'s counts may differ while clients write (the writes in flight); 0 for a quiet system'),
@@ -91,7 +115,8 @@ export type MigrateFirelyServerInput = z.infer<typeof migrateFirelyServerInput>;
 
 /** One run at a time per proxy and per target database. */
 export const migrationLocks = (i: MigrateFirelyServerInput) => [
-  `firely-proxy:${i.proxy.host.address}:${i.proxy.upstreamFile}`, `firely-db:${i.newServer.database.connectionString}:${i.newServer.database.collection}`,
+  i.proxy.kind === 'nginx' ? `firely-proxy:${i.proxy.host.address}:${i.proxy.upstreamFile}` : `firely-proxy:${i.proxy.host.address}:${i.proxy.adminSocket}:${i.proxy.backend}`,
+  `firely-db:${i.newServer.database.connectionString}:${i.newServer.database.collection}`,
 ];
 
 /** Every secret a run sends, where, and why: checked before anything connects. */
