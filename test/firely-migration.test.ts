@@ -14,7 +14,9 @@ import { TOKENS } from './sims/firely/control';
 import { startLoad, type LoadStats } from './support/load';
 import { progressOf, readableHistory, waitForProgress } from './support/runs';
 
-const suite = useLabs<FirelyLab>('firely-mig', (secretsDir) => startFirelyLab({ secretsDir }));
+/** The proxy of the next lab: nginx, or HAProxy for the test that switches back through the workflow. */
+let nextProxy: 'nginx' | 'haproxy' = 'nginx';
+const suite = useLabs<FirelyLab>('firely-mig', (secretsDir) => startFirelyLab({ secretsDir, proxy: nextProxy }));
 let seq = 0;
 const start = (input: unknown) =>
   suite.client.workflow.start('migrateFirelyServer', { taskQueue: suite.queue, workflowId: `migrate-${suite.queue}-${++seq}`, args: [input] });
@@ -25,8 +27,13 @@ async function outcome(handle: WorkflowHandle) {
 }
 const causeOf = (err: unknown): string => { const e = err as { message: string; cause?: unknown }; return e?.cause ? `${e.message}: ${causeOf(e.cause)}` : e?.message; };
 const actions = (p: Progress) => p.steps.flatMap((s) => s.actions);
-const gateOpen = (handle: WorkflowHandle, gate: string, timeoutMs = 240_000) =>
-  waitForProgress(handle, `gate ${gate} to open`, (p) => p.approvals.some((g) => g.gate === gate && g.state === 'open'), timeoutMs);
+/** Waits for the gate; if it does not open, the error carries the ingest tool's last lines and both servers' counts. */
+const gateOpen = (handle: WorkflowHandle, gate: string, lab?: FirelyLab, timeoutMs = 240_000) =>
+  waitForProgress(handle, `gate ${gate} to open`, (p) => p.approvals.some((g) => g.gate === gate && g.state === 'open'), timeoutMs).catch(async (e: Error) => {
+    if (!lab) throw e;
+    const counts = await Promise.all(['Patient', 'Observation'].map(async (t) => `${t} ${await count(lab.old.baseUrl, t).catch(() => -1)} -> ${await count(lab.new.baseUrl, t).catch(() => -1)}`));
+    throw new Error(`${e.message}\ncounts old -> new: ${counts.join(', ')}\nthe ingest tool's last lines:\n${lab.migration.sh('tail -n 60 ~/.runbooks-jobs/*/log').stdout}`);
+  });
 
 const count = async (base: string, type: string) => ((await (await fetch(`${base}/${type}?_summary=count&_total=accurate`)).json()) as { total: number }).total;
 const alive = async (base: string) => { try { return (await fetch(`${base}/$liveness`, { signal: AbortSignal.timeout(3_000) })).status; } catch { return 0; } };
@@ -56,7 +63,7 @@ test('the whole migration under a steady load: not one failed request, every ack
   const load = loadOn(lab, seeded);
   const handle = await start(lab.migrationInput({ countTolerance: 20, oldServerIdleSeconds: 2 }));
 
-  const atCutover = await gateOpen(handle, 'cutover');
+  const atCutover = await gateOpen(handle, 'cutover', lab);
   const gate = atCutover.approvals.find((g) => g.gate === 'cutover')!;
   expect(gate.summary).toMatch(/Counts old -> new: Patient \d+ -> \d+, Observation 150 -> 150; sample: \d+ compared, 0 differing/);
   expect(actions(atCutover).join('\n')).toMatch(/started the ingest tool on migration/);
@@ -67,7 +74,7 @@ test('the whole migration under a steady load: not one failed request, every ack
   expect(JSON.parse(readFileSync(path.join(lab.new.stateDir, 'faults.json'), 'utf8'))).toMatchObject({ readinessLocked: { requests: 0 } });
   await handle.signal(approveSignal, { gate: 'cutover', by: 'bob' });
 
-  const atDecommission = await gateOpen(handle, 'decommission');
+  const atDecommission = await gateOpen(handle, 'decommission', lab);
   expect(atDecommission.approvals.find((g) => g.gate === 'decommission')!.summary).toMatch(/ROLLBACK IS NO LONGER POSSIBLE/);
   expect(lab.currentUpstream()).toBe(lab.upstreamOf(lab.new));
   // At least 10,000 requests over the migration before it ends.
@@ -99,7 +106,7 @@ test('the ingest tool killed mid-batch is restarted with its journal (no duplica
   lab.setFsiFaults({ crashAfterItems: 150 });
   const load = loadOn(lab, seeded);
   const handle = await start(lab.migrationInput({ countTolerance: 20, ingest: { ...(lab.migrationInput().ingest as object), mongoBatch: 100 } }));
-  const atCutover = await gateOpen(handle, 'cutover');
+  const atCutover = await gateOpen(handle, 'cutover', lab);
   // It died once, and its restart resumed from the journal: the counts agree, so nothing came twice.
   const jobs = lab.migration.sh('cat ~/.runbooks-jobs/*/restarts; grep -h "resuming after" ~/.runbooks-jobs/*/log');
   expect(jobs.stdout).toMatch(/^1\n.*Recovery journal .*resuming after \d+ processed items/);
@@ -116,18 +123,21 @@ test('the ingest tool killed mid-batch is restarted with its journal (no duplica
   expect([...stats.byUpstream.keys()]).toEqual([lab.upstreamOf(lab.old)]);
 }, 600_000);
 
-test('the worker killed during the drain: the run resumes without a second ingest tool; a rollback after the switch puts clients back on the old server and names the writes made on the new one', async () => {
+test('HAProxy in front, the worker killed during the drain: the run resumes without a second ingest tool; a rollback after the switch puts clients back on the old server and names the writes made on the new one', async () => {
+  nextProxy = 'haproxy';
   const lab = await suite.newLab();
+  nextProxy = 'nginx';
+  expect(lab.migrationInput().proxy).toMatchObject({ kind: 'haproxy' });
   const seeded = await lab.seed(200, 50);
   const load = loadOn(lab, seeded);
   const handle = await start(lab.migrationInput({ countTolerance: 20, oldServerIdleSeconds: 3 }));
-  await gateOpen(handle, 'cutover');
+  await gateOpen(handle, 'cutover', lab);
   await handle.signal(approveSignal, { gate: 'cutover', by: 'bob' });
   await waitForProgress(handle, 'the drain', (p) => p.currentStep === 'drain', 120_000);
   await suite.killWorker();
   expect(fsiProcesses(lab)).toBe(1);
   await suite.startWorker();
-  await gateOpen(handle, 'decommission');
+  await gateOpen(handle, 'decommission', lab);
   expect(fsiProcesses(lab)).toBe(1);
   expect(lab.migration.sh('ls ~/.runbooks-jobs/*/').stdout).not.toMatch(/restarts|log\.1/);
   await load.after(500);

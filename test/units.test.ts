@@ -69,30 +69,38 @@ test('the example sync configuration loads; a create or delete of a gated type n
   expect(needsApproval(hmis, 'organisationUnitGroup', 'create', [{ field: 'code' }])).toBeUndefined();
 });
 
-test('the ingest keeps up when its polls reach "No new items found" after less than a batch, in a row; a full batch starts the count again', () => {
+test('the ingest keeps up when its polls reach the end ("No new items found", or a batch smaller than the batch size) so many times in a row; a full batch starts the count again', () => {
   const idle = '[10:00:01 INF] No new items found in the database. Waiting for 00:00:05 before retrying...';
   let total = 1000;
   const batch = (n: number, k: number) => `[10:00:00 INF] Batch ${k}: ${n} items read, ${n} saved as current, 0 saved as historical, 0 skipped, 0 already present, 0 errors. ${(total += n)} items processed in total.`;
   const reader = new IngestLogReader(500);
-  reader.history([batch(500, 1), idle, batch(500, 2)]);
-  expect(reader.status).toMatchObject({ batches: 2, processed: 2000, idleInARow: 0 });
-  // Under steady writes: a few items, then the end, poll after poll.
-  expect(reader.feed([batch(3, 3), idle])).toBe(true);
-  reader.feed([batch(2, 4), idle, batch(4, 5)]);
-  expect(reader.status.idleInARow).toBe(2);
-  expect(reader.feed([batch(1, 6)])).toBe(false);
-  reader.feed([idle, idle]);
-  expect(reader.status).toMatchObject({ idleInARow: 4, batches: 6, processed: 2010 });
-  // A backlog: a full batch (or more, over several) before the end counts afresh.
-  reader.feed([batch(500, 7), idle]);
-  expect(reader.status.idleInARow).toBe(1);
-  reader.feed([batch(300, 8), batch(300, 9), idle]);
-  expect(reader.status.idleInARow).toBe(1);
-  reader.feed([idle, '[10:00:02 ERR] Resource Patient/x could not be saved', idle]);
-  expect(reader.status).toMatchObject({ idleInARow: 3, errors: 1 });
-  expect(reader.idleSinceStart).toBe(8);
-  // Started again with its journal: the first idle line is the first of a new run.
+  // What the log said before following began gives progress only.
+  reader.history([batch(3, 1), idle, batch(500, 2)]);
+  expect(reader.status).toMatchObject({ batches: 2, processed: 1503, atEndInARow: 0 });
+  expect(reader.idleSinceStart).toBe(0);
+  // A backlog: full batches are not at the end.
+  expect(reader.feed([batch(500, 3), batch(500, 4)])).toBe(false);
+  expect(reader.status.atEndInARow).toBe(0);
+  // The last of the backlog, then a steady load: each poll finds the last moment's writes, never an idle line.
+  expect(reader.feed([batch(120, 5)])).toBe(true);
+  reader.feed([batch(3, 6), batch(4, 7)]);
+  expect(reader.status).toMatchObject({ atEndInARow: 3, batches: 7, processed: 2630 });
+  // Idle lines are at the end too.
+  reader.feed([idle, batch(1, 8), idle]);
+  expect(reader.status.atEndInARow).toBe(6);
+  expect(reader.idleSinceStart).toBe(2);
+  // A burst that fills a batch starts the count again.
+  reader.feed([batch(500, 9), batch(2, 10)]);
+  expect(reader.status.atEndInARow).toBe(1);
+  // A batch line without "items read" counts by the growth of the total.
+  reader.feed([`[10:00:03 INF] Batch 11: done. ${(total += 600)} items processed in total.`]);
+  expect(reader.status.atEndInARow).toBe(0);
+  reader.feed([`[10:00:04 INF] Batch 12: done. ${(total += 7)} items processed in total.`, '[10:00:05 ERR] Resource Patient/x could not be saved']);
+  expect(reader.status).toMatchObject({ atEndInARow: 1, errors: 1 });
+  // Started again with its journal: the run of polls starts afresh.
   reader.restart();
+  expect(reader.status.atEndInARow).toBe(0);
+  expect(reader.feed(['[10:00:06 INF] Recovery journal found: resuming'])).toBe(false);
   reader.feed([idle]);
-  expect(reader.status.idleInARow).toBe(1);
+  expect(reader.status.atEndInARow).toBe(1);
 });

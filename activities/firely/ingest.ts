@@ -111,7 +111,8 @@ export interface IngestStatus {
   processed: number;
   errors: number;
   restarts: number;
-  idleInARow: number;
+  /** Polls in a row that reached the end of the changes (idle, or a batch smaller than the batch size). */
+  atEndInARow: number;
   lastBatch: string;
   counts: TypeCount[];
 }
@@ -123,46 +124,53 @@ const ERR = /^\[[0-9:]+ (ERR|FTL)\] /;
 
 /**
  * What the tool's log says, line by line: batches, items, errors, and the run of polls that
- * reached the end of the changes ("No new items found"). Under a steady write load the tool reads
- * the last seconds' writes between two such lines: a poll that read less than one batch before
- * reaching the end keeps the run going (the tool keeps up); a full batch or more is a backlog, and
- * the run starts afresh. Lines read before `restart()` (or before following began) never count.
+ * reached the end of the changes. A poll reached the end when the tool says "No new items found",
+ * and also when its batch read fewer items than the batch size: it asked for a full batch and got
+ * all there was. Under a steady write load the tool may never print an idle line (each poll finds
+ * the writes made while it saved the previous batch) yet keep up within a second; a full batch
+ * means a backlog, and the run starts afresh. A batch line that does not say how many items it read
+ * counts by the growth of the total. Lines read before `restart()` (or before following began)
+ * never count.
  */
 export class IngestLogReader {
-  readonly status: IngestStatus = { batches: 0, processed: 0, errors: 0, restarts: 0, idleInARow: 0, lastBatch: '', counts: [] };
+  readonly status: IngestStatus = { batches: 0, processed: 0, errors: 0, restarts: 0, atEndInARow: 0, lastBatch: '', counts: [] };
   /** Idle lines since following began (the drain's "cycles"). */
   idleSinceStart = 0;
-  private sinceIdle: number;
 
-  constructor(private readonly batchSize: number) { this.sinceIdle = batchSize; }
+  constructor(private readonly batchSize: number) {}
 
   /** Progress only (batches, items) from the log before following began. */
   history(lines: string[]): void {
     for (const line of lines) { const m = BATCH.exec(line); if (m) Object.assign(this.status, { batches: Number(m[1]), processed: Number(m[2]), lastBatch: line }); }
   }
 
-  /** Returns whether an idle line came. */
+  /** Returns whether a poll reached the end in these lines. */
   feed(lines: string[]): boolean {
-    let idle = false;
+    let atEnd = false;
     for (const line of lines) {
       const batch = BATCH.exec(line);
+      let polled: boolean | undefined;
       if (batch) {
         const read = READ.exec(line);
-        this.sinceIdle += read ? Number(read[1]) : Math.max(0, Number(batch[2]) - this.status.processed);
+        const items = read ? Number(read[1]) : Math.max(0, Number(batch[2]) - this.status.processed);
         Object.assign(this.status, { batches: Number(batch[1]), processed: Number(batch[2]), lastBatch: line });
+        polled = items < this.batchSize;
       } else if (IDLE.test(line)) {
-        this.status.idleInARow = this.sinceIdle < this.batchSize ? this.status.idleInARow + 1 : 1;
-        this.sinceIdle = 0;
         this.idleSinceStart += 1;
-        idle = true;
+        polled = true;
+      }
+      if (polled !== undefined) {
+        // The first poll seen counts only if it is at the end; a full batch breaks the run.
+        this.status.atEndInARow = polled ? this.status.atEndInARow + 1 : 0;
+        atEnd ||= polled;
       }
       if (ERR.test(line)) this.status.errors += 1;
     }
-    return idle;
+    return atEnd;
   }
 
   /** The tool was started again: its run of polls starts afresh. */
-  restart(): void { this.status.idleInARow = 0; this.sinceIdle = this.batchSize; }
+  restart(): void { this.status.atEndInARow = 0; }
 }
 
 const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join('\n');
@@ -214,10 +222,10 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
       offset = chunk.next;
       const lines = (carry + chunk.text).split('\n');
       carry = lines.pop() ?? '';
-      const freshIdle = reader.feed(lines);
+      const atEnd = reader.feed(lines);
       if ('cycles' in r.until) {
         if (reader.idleSinceStart >= r.until.cycles) return status;
-      } else if (freshIdle && status.idleInARow >= r.ingest.idleLinesInARow) {
+      } else if (atEnd && status.atEndInARow >= r.ingest.idleLinesInARow) {
         // The tool keeps up at its last polls; now the counts must agree too, twice in a row.
         const c = r.until.caughtUp;
         status.counts = await countBoth({ oldUrl: c.oldUrl, newUrl: c.newUrl, types: c.types });
@@ -226,9 +234,10 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
       }
       if (Date.now() > deadline) {
         throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ${status.processed} items processed, ` +
-          `${status.idleInARow} polls in a row reached the end${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
+          `${status.atEndInARow} polls in a row reached the end${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
       }
-      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, idleInARow: status.idleInARow, restarts: status.restarts });
+      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, atEndInARow: status.atEndInARow, restarts: status.restarts,
+        ...(status.counts.length ? { counts: countsLine(status.counts), countsAgreed: convergedRounds } : {}) });
       await context.sleep(500);
     }
   });

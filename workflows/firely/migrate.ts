@@ -76,7 +76,7 @@ export const migrateFirelyServer = defineRunbook({
 
   await rb.step('catchUp', async (step) => {
     const s = await follow.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
-    step.progress(`${s.processed} items in ${s.batches} batches, ${s.errors} errors, ${s.restarts} restarts; ${s.idleInARow} polls in a row reached the end`);
+    step.progress(`${s.processed} items in ${s.batches} batches, ${s.errors} errors, ${s.restarts} restarts; ${s.atEndInARow} polls in a row reached the end`);
     return s;
   });
 
