@@ -10,11 +10,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { MigrateFirelyServerInput, SshHost } from '../../workflows/firely/schema';
-import { whileHeartbeating } from '../lib/heartbeat';
 import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
-import type { SshSession } from '../lib/ssh';
-import { withSsh } from '../lib/ssh-pool';
+import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
 
 export const FSI_TOKENS = {
@@ -25,10 +23,6 @@ export const FSI_TOKENS = {
 
 const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
-const sshTo = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>) => withSsh({
-  label: `${h.name} (${h.address})`, host: h.address, port: h.ssh.port, user: h.ssh.user, hostKey: h.ssh.hostKey, privateKey: h.ssh.privateKey,
-}, fn);
-const onHost = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>) => whileHeartbeating(() => sshTo(h, fn));
 
 type Ingest = MigrateFirelyServerInput['ingest'];
 export interface IngestRequest {
@@ -53,7 +47,7 @@ export const ingestCommand = (r: IngestRequest) => cmd(r.ingest.command, '-f', r
  * directory is empty (or this run's), and there is room for it.
  */
 export async function preflightMigrationHost(r: IngestRequest & { sharding: boolean }): Promise<{ resuming: boolean; freeMegabytes: number; licensee: string }> {
-  return onHost(r.host, async (s) => {
+  return onSshHost(r.host, async (s) => {
     const tool = await s.exec(`command -v ${shq(r.ingest.command)}`);
     if (tool.code !== 0) throw refuse(`The ingest tool \`${r.ingest.command}\` is not on ${r.host.name}'s PATH (install it: dotnet tool install --global Firely.Server.Ingest).`);
     const text = await s.exec(`head -c 1048576 -- ${shq(r.ingest.license)}`);
@@ -87,7 +81,7 @@ export async function provisionTarget(r: IngestRequest & { dryRun: boolean }): P
   const line = cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license, '--sourceType', 'None', '--dbType', 'MongoDb',
     '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString, '--mongoCollection', r.target.collection);
   if (r.dryRun) return { changed: false, actions: [`would provision the target schema: ${line}`] };
-  const out = await onHost(r.host, (s) => s.exec(line, { timeoutMs: 600_000 }));
+  const out = await onSshHost(r.host, (s) => s.exec(line, { timeoutMs: 600_000 }));
   if (out.code !== 0) throw ApplicationFailure.nonRetryable(`Provisioning the target failed on ${r.host.name} (exit ${out.code}):\n${lastLines(out.stdout + out.stderr)}`, 'ProvisionFailed');
   return { changed: true, actions: [`provisioned the target schema (${r.target.collection})`] };
 }
@@ -96,7 +90,7 @@ export async function provisionTarget(r: IngestRequest & { dryRun: boolean }): P
 export async function startIngest(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport & { adopted: boolean }> {
   const line = ingestCommand(r);
   if (r.dryRun) return { changed: false, adopted: false, actions: [`would start on ${r.host.name}: ${line}`] };
-  return onHost(r.host, async (s) => {
+  return onSshHost(r.host, async (s) => {
     await s.run(`umask 077; mkdir -p -- ${shq(r.ingest.journalDir)}`, { what: 'creating the journal directory' });
     const { attached, state } = await startJob(s, r.jobId, line);
     // Adopted: running (or ended: waitForIngest restarts it with its journal).
@@ -195,7 +189,7 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
   const context = Context.current();
   const deadline = Date.now() + r.withinSeconds * 1000;
   // Its own heartbeats carry the progress (whileHeartbeating's would blank it).
-  return sshTo(r.host, async (s) => {
+  return withSsh(sshTargetOf(r.host), async (s) => {
     // Where the log is now: only idle lines printed from here on count.
     const { size } = await readJobLog(s, r.jobId, 0, 0);
     const tail = await readJobLog(s, r.jobId, Math.max(0, size - 65_536), 65_536);
@@ -246,7 +240,7 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
 /** Stops the tool (SIGTERM: it finishes its batch and saves its journal) and waits until it is gone. */
 export async function stopIngest(r: { host: SshHost; jobId: string; dryRun: boolean }): Promise<ChangeReport> {
   if (r.dryRun) return { changed: false, actions: [`would stop the ingest tool on ${r.host.name}`] };
-  return onHost(r.host, async (s) => {
+  return onSshHost(r.host, async (s) => {
     const state = await jobState(s, r.jobId);
     if (state.state !== 'running' && state.state !== 'stopping') return { changed: false, actions: [] };
     await killJob(s, r.jobId);

@@ -17,15 +17,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
 import type { ChangeReport } from '../../workflows/kit/runbook';
-import { hostPort, type HaproxyProxy, type NginxProxy, type ReverseProxy, type SshHost } from '../../workflows/firely/schema';
-import { whileHeartbeating } from '../lib/heartbeat';
+import { hostPort, type HaproxyProxy, type NginxProxy, type ReverseProxy } from '../../workflows/firely/schema';
 import { cmd, shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
-import { withSsh } from '../lib/ssh-pool';
+import { onSshHost } from '../lib/ssh-pool';
 
-const onProxy = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>) => whileHeartbeating(() => withSsh({
-  label: `${h.name} (${h.address})`, host: h.address, port: h.ssh.port, user: h.ssh.user, hostKey: h.ssh.hostKey, privateKey: h.ssh.privateKey,
-}, fn));
 
 /** The include file's whole content for one upstream server. */
 export const upstreamBlock = (name: string, server: string) =>
@@ -51,7 +47,7 @@ async function switchNginxUpstream(p: NginxProxy, to: string, dryRun: boolean): 
   const file = shq(p.upstreamFile);
   const staged = shq(`${p.upstreamFile}.runbooks-new`);
   const kept = shq(`${p.upstreamFile}.runbooks-previous`);
-  const changed = await onProxy(p.host, async (s) => {
+  const changed = await onSshHost(p.host, async (s) => {
     const current = await s.run(`cat -- ${file}`, { what: `reading ${p.upstreamFile}` });
     const from = serverOf(current);
     if (from === r.to) {
@@ -193,7 +189,7 @@ async function setServerState(s: SshSession, p: HaproxyProxy, server: BackendSer
 
 async function switchHaproxyBackend(p: HaproxyProxy, to: string, dryRun: boolean): Promise<SwitchReport> {
   const where = `backend ${p.backend} on ${p.host.name}`;
-  const plan = await onProxy(p.host, async (s) => {
+  const plan = await onSshHost(p.host, async (s) => {
     const servers = await showServers(s, p);
     const target = servers.find((x) => spellings(x).includes(to));
     if (!target) throw ApplicationFailure.nonRetryable(`${to} is not a server of ${where} (it has: ${describeServers(servers)}); nothing was changed`, 'NotInBackend');
@@ -208,20 +204,20 @@ async function switchHaproxyBackend(p: HaproxyProxy, to: string, dryRun: boolean
   if (dryRun) return { changed: false, actions: [`would switch ${where} from ${from} to ${to} (HAProxy runtime API: ${steps})`], from };
 
   const hint = `Check \`http-response set-header ${p.upstreamHeader} %si:%sp\` in ${where}.`;
-  await onProxy(p.host, async (s) => {
+  await onSshHost(p.host, async (s) => {
     if (target.admin !== 'ready') await setServerState(s, p, target, 'ready');
     await untilRunning(s, p, target, target.admin);
   });
   // One answer from the new server through the proxy while the others still serve: a health check
   // may take seconds to notice a dead server, and draining the others before that would leave none.
   await untilServedBy(p, spellings(target), hint, 1).catch(async (err: Error) => {
-    if (target.admin === 'maint') await onProxy(p.host, (s) => setServerState(s, p, target, 'maint'));
+    if (target.admin === 'maint') await onSshHost(p.host, (s) => setServerState(s, p, target, 'maint'));
     throw new Error(`${err.message}${target.admin === 'maint' ? ` ${target.name} is back in maintenance; clients stay on ${from}.` : ''}`);
   });
-  await onProxy(p.host, async (s) => { for (const other of serving) await setServerState(s, p, other, 'drain'); });
+  await onSshHost(p.host, async (s) => { for (const other of serving) await setServerState(s, p, other, 'drain'); });
   await untilServedBy(p, spellings(target), hint);
   const actions = [`switched ${where} from ${from} to ${to} (HAProxy runtime API: ready, drain, maint)`];
-  await onProxy(p.host, async (s) => {
+  await onSshHost(p.host, async (s) => {
     for (const other of serving) await setServerState(s, p, other, 'maint');
     if (p.stateFile) actions.push(await saveServerState(s, p, p.stateFile));
   });

@@ -9,9 +9,8 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../workflows/kit/runbook';
 import type { MigrateFirelyServerInput } from '../../workflows/firely/schema';
-import { whileHeartbeating } from '../lib/heartbeat';
 import { cmd } from '../lib/shell';
-import { withSsh } from '../lib/ssh-pool';
+import { onSshHost } from '../lib/ssh-pool';
 import { countOf, fhir, outcomeText, search, type Entry } from './fhir-client';
 
 const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
@@ -247,8 +246,7 @@ export async function stopOldServer(r: { oldUrl: string; stop: MigrateFirelyServ
   const h = r.stop.host;
   const line = cmd(...r.stop.command);
   if (r.dryRun) return { changed: false, actions: [`would stop the old Firely Server on ${h.name}: ${line}`] };
-  await whileHeartbeating(() => withSsh({ label: `${h.name} (${h.address})`, host: h.address, port: h.ssh.port, user: h.ssh.user, hostKey: h.ssh.hostKey, privateKey: h.ssh.privateKey },
-    (s) => s.run(line, { what: 'stopping the old Firely Server', timeoutMs: 120_000 })));
+  await onSshHost(h, (s) => s.run(line, { what: 'stopping the old Firely Server', timeoutMs: 120_000 }));
   for (let i = 0; await alive(); i++) {
     if (i > 60) throw new Error(`The old Firely Server at ${r.oldUrl} still answers 60 s after \`${line}\` on ${h.name}.`);
     Context.current().heartbeat();

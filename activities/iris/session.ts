@@ -17,12 +17,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { whileHeartbeating } from '../lib/heartbeat';
 import { cmd } from '../lib/shell';
 import type { SshSession, SshTarget } from '../lib/ssh';
-import { withSsh } from '../lib/ssh-pool';
+import { sshTargetOf, withSsh } from '../lib/ssh-pool';
 import type { IrisNode } from '../../workflows/iris/schema';
 
-export function sshTarget(node: IrisNode): SshTarget {
-  return { label: `${node.name} (${node.address})`, host: node.address, port: node.ssh.port, user: node.ssh.user, hostKey: node.ssh.hostKey, privateKey: node.ssh.privateKey };
-}
+export const sshTarget = (node: IrisNode): SshTarget => sshTargetOf(node);
 
 /** Runs `fn` with the node's pooled SSH connection, heartbeating meanwhile. */
 export function onNode<T>(node: IrisNode, fn: (s: SshSession) => Promise<T>): Promise<T> {

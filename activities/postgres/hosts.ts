@@ -7,14 +7,12 @@ import { whileHeartbeating } from '../lib/heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import type { SshSession, SshTarget } from '../lib/ssh';
-import { withSsh } from '../lib/ssh-pool';
+import { sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { resolveSecret } from '../lib/secrets';
 export { profileOf, writeFileCommand, type HostProfile } from './profile';
 import type { PgHost } from '../../workflows/postgres/schema';
 
-export function sshTarget(host: PgHost): SshTarget {
-  return { label: `${host.name} (${host.address})`, host: host.address, port: host.ssh.port, user: host.ssh.user, hostKey: host.ssh.hostKey, privateKey: host.ssh.privateKey };
-}
+export const sshTarget = (host: PgHost): SshTarget => sshTargetOf(host);
 
 /**
  * Runs `fn` with an SSH session to the host. While it runs the activity heartbeats, so a worker
