@@ -6,6 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { Agent, request } from 'undici';
 import { activitySignal } from '../lib/heartbeat';
+import { readLimited } from '../lib/http';
 import { resolveSecret } from '../lib/secrets';
 import type { ApiAuth } from './config';
 
@@ -102,17 +103,6 @@ export async function call<T = unknown>(server: Dhis2Server, method: 'GET' | 'PO
     try { parsed = JSON.parse(text); } catch { /* keep the text: callers check the shape */ }
   }
   return { status, body: parsed as T, text };
-}
-
-async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) throw new Error(`answer larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 export const snippet = (text: string, max = 300): string => (text.length > max ? `${text.slice(0, max)}…` : text).replace(/\s+/g, ' ');

@@ -4,6 +4,7 @@
  * is an error naming the server and the request, never a crash.
  */
 import { request } from 'undici';
+import { readLimited } from '../lib/http';
 
 const MAX_BODY = 8 * 1024 * 1024;
 
@@ -18,14 +19,7 @@ export async function fhir(base: string, path: string, opts: { method?: string; 
     body: opts.body ? JSON.stringify(opts.body) : undefined,
     headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
   }).catch((err: Error) => { throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`); });
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.length;
-    if (size > MAX_BODY) { res.body.destroy(); throw new Error(`${opts.method ?? 'GET'} ${url}: the answer is larger than ${MAX_BODY} bytes`); }
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = await readLimited(res.body, MAX_BODY).catch((err: Error) => { res.body.destroy(); throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`); });
   let body: Record<string, unknown> | undefined;
   if (text) {
     try {
