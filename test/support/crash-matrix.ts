@@ -83,7 +83,7 @@ async function runOnce<W>(client: Client, scenario: CrashScenario<W>, label: str
       const first = await Promise.race([worker.exited.then(() => 'crashed' as const), driving.then(() => 'ended' as const)]);
       if (first === 'ended') {
         const d = await driving;
-        throw new Error(`the run ended without reaching the crash point${'error' in d ? ` (it failed: ${d.error.message})` : ''}`);
+        throw new Error(`the run ended without reaching the crash point${'error' in d ? ` (it failed: ${causes(d.error)})` : ''}`);
       }
       if (worker.child.signalCode !== 'SIGKILL') throw new Error(`the worker exited (${worker.child.exitCode}) instead of being killed`);
       worker = await startWorker(queue, env);
@@ -132,4 +132,11 @@ export async function expectCrashMatrixPasses<W>(client: Client, scenario: Crash
   const failed = outcomes.filter((o) => !o.ok).map((o) => o.error);
   if (failed.length) throw new Error(`${failed.length} of ${outcomes.length} crash points failed:\n${failed.join('\n')}`);
   if (!process.env.CRASH_MATRIX_ONLY && outcomes.length !== boundaries.length * 2) throw new Error(`ran ${outcomes.length} crash points of ${boundaries.length * 2}`);
+}
+
+/** An error and its causes, as one line ("Workflow execution failed: Activity task failed: <what the activity said>"). */
+function causes(err: Error): string {
+  const said: string[] = [];
+  for (let e: unknown = err; e instanceof Error && said.length < 5; e = e.cause) said.push(e.message.slice(0, 1000));
+  return said.join(': ');
 }
