@@ -8,7 +8,7 @@
  * process's pid, so a lab whose test process died is cleaned up by the next one (cleanStaleLabs).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { cmd } from '../../activities/lib/shell';
@@ -185,6 +185,7 @@ function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: str
     `${binds ? `${binds} && ` : ''}exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e -f ${sshdConfig}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let sshdLog = '';
   sshd.stderr!.on('data', (d: Buffer) => { if (sshdLog.length < 20_000) sshdLog += d; });
+  untilExecd(sshd, '/usr/bin/tini', () => sshdLog);
 
   const sh = (cmd: string, opts: ShOptions = {}): ShResult => {
     try {
@@ -201,6 +202,26 @@ function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: str
     name: spec.name, ns, address, dir: hostDir, hostKey: fingerprintOf(hostKeyFile), rsaHostKey: fingerprintOf(rsaKeyFile), sh, sshdLog: () => sshdLog,
   };
   return { host, sshd };
+}
+
+/**
+ * Waits until the spawned process has become `exe`: `ip netns exec` → `unshare` → `sh` (the bind
+ * mounts) → tini execs in one process, so before that its namespaces are not yet the host's, and a
+ * command entered into them (nsenter) would run in the machine's: files meant for a bind mount land
+ * in the real directory. Synchronous, as the callers that follow (host.sh) are.
+ */
+function untilExecd(child: ChildProcess, exe: string, log: () => string, timeoutMs = 30_000): void {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    let now = '';
+    try { now = readlinkSync(`/proc/${child.pid}/exe`); } catch { /* not started yet, or gone */ }
+    if (now === exe) return;
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+      throw new Error(`the lab host's sshd did not start (${child.exitCode !== null ? `exit code ${child.exitCode}` : child.signalCode ?? `still ${now || 'starting'} after ${timeoutMs / 1000} s`}): ${log()}`);
+    }
+    Atomics.wait(pause, 0, 0, 5);
+  }
 }
 
 /** Waits until host:port accepts a TCP connection; `why` explains a timeout. */
