@@ -23,7 +23,7 @@ import { freePort } from '../test/support/global-setup';
 import { startProcess } from '../test/support/processes';
 import { startFirelyLab } from '../test/lab/firely';
 import { startLoad, type LoadSample } from '../test/support/load';
-import { approveSignal, progressQuery, type Progress } from '../workflows/kit/messages';
+import { approveSignal, progressQuery, type Progress } from '../contracts/messages';
 
 const LOAD = { connections: 4, writeEvery: 50 };
 const STEADY_MS = 10_000;

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { approveSignal, progressQuery } from '../workflows/kit/messages';
+import { approveSignal, progressQuery } from '../contracts/messages';
 import { eventMs, pct, until } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';

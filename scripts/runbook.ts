@@ -11,14 +11,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { CatalogEntry } from '../workflows/catalog';
-import { describeIssues, durationSeconds, InvalidInputError, validateInput } from '../workflows/kit/input';
-import { approveSignal, progressQuery, rejectSignal, type Progress } from '../workflows/kit/messages';
-import { RunbookName, RunbookStatus } from '../workflows/kit/search-attributes';
+import type { CatalogEntry } from '../contracts/catalog';
+import { describeIssues, durationSeconds, InvalidInputError, validateInput } from '../contracts/input';
+import { approveSignal, progressQuery, rejectSignal, type Progress } from '../contracts/messages';
+import { RunbookName, RunbookStatus } from '../contracts/search-attributes';
 import { approvalSecret, approvalUrl, inboxUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue, TemporalUnreachableError } from '../workers/connection';
-import { formatProgress } from './lib/format-progress';
-import { renderSync } from '../workflows/dhis2/render';
+import { formatProgress } from '../contracts/progress-text';
+import { renderSync } from '../contracts/dhis2/render';
 import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -43,7 +43,7 @@ const usage = `Usage: npm run runbook -- <command>
   drop  <workflowId> --reason TEXT [--by NAME]      give a parked change up; the changes queued behind it apply`;
 
 function loadCatalog(): CatalogEntry[] {
-  const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../workflows/catalog';
+  const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../contracts/catalog';
   return (require(modulePath) as { catalog: CatalogEntry[] }).catalog;
 }
 

@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { catalog, type CatalogEntry } from '../workflows/catalog';
+import { catalog, type CatalogEntry } from '../contracts/catalog';
 
 const repoRoot = path.resolve(__dirname, '..');
 

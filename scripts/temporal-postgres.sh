@@ -340,12 +340,12 @@ else
   temporal_cli operator namespace create --namespace "$namespace" --retention "${retention_hours}h" \
     --description "Runbooks: durable approval-gated runbooks" >/dev/null
 fi
-# The names and types come from the runbooks' own definition (workflows/kit/search-attributes.ts).
+# The names and types come from the runbooks' own definition (contracts/search-attributes.ts).
 mapfile -t wanted < <(node --import tsx -e '
-  const { runbookSearchAttributes } = require("./workflows/kit/search-attributes");
+  const { runbookSearchAttributes } = require("./contracts/search-attributes");
   const types = { KEYWORD: "Keyword", TEXT: "Text", INT: "Int", DOUBLE: "Double", BOOL: "Bool", DATETIME: "Datetime", KEYWORD_LIST: "KeywordList" };
   for (const k of runbookSearchAttributes) console.log(`${k.name} ${types[k.type]}`);')
-(( ${#wanted[@]} )) || die "could not read the runbooks' search attributes from workflows/kit/search-attributes.ts"
+(( ${#wanted[@]} )) || die "could not read the runbooks' search attributes from contracts/search-attributes.ts"
 # A new namespace reaches the frontend's cache within seconds: until then the listing fails.
 deadline=$(( SECONDS + 60 ))
 while :; do

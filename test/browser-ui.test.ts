@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
-import { progressQuery, type Progress } from '../workflows/kit/messages';
+import { progressQuery, type Progress } from '../contracts/messages';
 import { startLocalPostgres, type LocalPostgres } from './lab/local-postgres';
 import { Dhis2Sim } from './sims/dhis2';
 import { launchBrowser, screenshot } from './support/browser';
@@ -248,7 +248,7 @@ test('a real run waits at the restart gate: its current details show the checkli
   const items = details.locator('li');
   const texts = (await items.allInnerTexts()).map((t) => t.trim());
   expect(texts).toEqual([
-    '[x] Check the source database', '[x] wal_level = logical', '[ ] Wait for a restart of PostgreSQL (running)',
+    '[x] Check the source database', '[x] wal_level = logical', '[>] Wait for a restart of PostgreSQL (running)',
     '[ ] The listener’s replication role', '[ ] REPLICA IDENTITY FULL on the five tables', '[ ] The publication',
     '[ ] The logical replication slot', '[ ] Log in as the listener',
   ]);

@@ -1,5 +1,5 @@
 /** The CLI's catalog in tests (RUNBOOKS_CATALOG): the real runbooks plus the test subjects. */
-import { catalog as real, type CatalogEntry } from '../workflows/catalog';
+import { catalog as real, type CatalogEntry } from '../contracts/catalog';
 import { echoInput, gatedInput, journaledInput } from './workflows/schemas';
 
 export const catalog: CatalogEntry[] = [

@@ -7,8 +7,8 @@
 import type { Client } from '@temporalio/client';
 import { signApproval, signInbox, verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
-import { syncProgressQuery, type SyncProgress } from '../workflows/dhis2/messages';
-import { syncWorkflowId } from '../workflows/dhis2/resources';
+import { syncProgressQuery, type SyncProgress } from '../contracts/dhis2/messages';
+import { syncWorkflowId } from '../contracts/dhis2/resources';
 import type { Dhis2Sim } from './sims/dhis2';
 import { eventually, newUid, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
 import { startWorker, testClient, uniqueQueue, type Proc } from './support/processes';

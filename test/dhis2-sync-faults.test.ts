@@ -4,8 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { retrySyncSignal, syncProgressQuery } from '../workflows/dhis2/messages';
-import { syncWorkflowId } from '../workflows/dhis2/resources';
+import { retrySyncSignal, syncProgressQuery } from '../contracts/dhis2/messages';
+import { syncWorkflowId } from '../contracts/dhis2/resources';
 import { converged, eventually, newUid, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
 import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 

@@ -5,8 +5,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { syncProgressQuery } from '../workflows/dhis2/messages';
-import { syncWorkflowId } from '../workflows/dhis2/resources';
+import { syncProgressQuery } from '../contracts/dhis2/messages';
+import { syncWorkflowId } from '../contracts/dhis2/resources';
 import {
   converged, eventually, newUid, snapshotOf, sourceApi, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab,
 } from './lab/dhis2';

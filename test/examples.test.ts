@@ -2,8 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { catalog as realCatalog } from '../workflows/catalog';
-import { validateInput } from '../workflows/kit/input';
+import { catalog as realCatalog } from '../contracts/catalog';
+import { validateInput } from '../contracts/input';
 import { jsonSchemaOf, schemaPath, staleSchemas } from '../scripts/schemas';
 import { catalog as testCatalog } from './catalog';
 import { repoRoot } from './support/processes';

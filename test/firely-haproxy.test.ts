@@ -9,7 +9,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { parseServersState, switchProxyUpstream, type SwitchReport } from '../activities/firely/proxy';
 import { sshPool } from '../activities/lib/ssh-pool';
-import { haproxyProxy, migrateFirelyServerInput } from '../workflows/firely/schema';
+import { haproxyProxy, migrateFirelyServerInput } from '../contracts/firely/schema';
 import { startFirelyLab, type FirelyLab } from './lab/firely';
 import { startLoad } from './support/load';
 

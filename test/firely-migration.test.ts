@@ -7,7 +7,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { approveSignal, rejectSignal, type Progress } from '../workflows/kit/messages';
+import { approveSignal, rejectSignal, type Progress } from '../contracts/messages';
 import { useLabs } from './lab/suite';
 import { FIRELY_USER, startFirelyLab, type FirelyLab } from './lab/firely';
 import { TOKENS } from './sims/firely/control';

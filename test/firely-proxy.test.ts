@@ -8,7 +8,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { switchProxyUpstream } from '../activities/firely/proxy';
 import { sshPool } from '../activities/lib/ssh-pool';
-import { nginxProxy } from '../workflows/firely/schema';
+import { nginxProxy } from '../contracts/firely/schema';
 import { startFirelyLab, type FirelyLab } from './lab/firely';
 import { startLoad } from './support/load';
 

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync, existsSync } from 'node:fs';
-import { progressQuery, type Progress } from '../workflows/kit/messages';
+import { progressQuery, type Progress } from '../contracts/messages';
 import { loadFaults } from './sims/iris/faults';
 import { useLabs } from './lab/suite';
 import { readableHistory } from './support/runs';

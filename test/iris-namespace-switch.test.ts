@@ -3,7 +3,7 @@
  * runbook mirrored first: real sshd on lab hosts, the IRIS simulator, nginx as the load balancer.
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import { approveSignal, progressQuery, type Progress } from '../workflows/kit/messages';
+import { approveSignal, progressQuery, type Progress } from '../contracts/messages';
 import { useLabs } from './lab/suite';
 import { irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
 import { waitForGate } from './support/runs';

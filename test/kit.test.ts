@@ -4,8 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { approveSignal, rejectSignal } from '../workflows/kit/messages';
-import { RunbookStatus, RunbookStep } from '../workflows/kit/search-attributes';
+import { approveSignal, rejectSignal } from '../contracts/messages';
+import { RunbookStatus, RunbookStep } from '../contracts/search-attributes';
 import { readJournal } from './support/fake-target';
 import { eventually, runCli, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 import { currentDetails, progressOf, startGated, tempDir, waitForGate, waitForProgress } from './support/runs';

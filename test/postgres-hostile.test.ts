@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { lockWorkflowId } from '../workflows/kit/lock';
-import { progressQuery, rejectSignal } from '../workflows/kit/messages';
+import { progressQuery, rejectSignal } from '../contracts/messages';
 import { addHostName, IN_HOST, REPLICATION_SECRET, type Lab } from './lab/hosts';
 import { hostInput, setupInput, type Profile } from './lab/inputs';
 import { streamingPair } from './lab/pair';

@@ -3,7 +3,7 @@
  * while the old primary lives, switchover under a writer, rejoin of the old primary, and a worker
  * killed right after pg_promote. Never two primaries.
  */
-import { approveSignal, progressQuery, rejectSignal } from '../workflows/kit/messages';
+import { approveSignal, progressQuery, rejectSignal } from '../contracts/messages';
 import { REPLICATION_SECRET, type Lab } from './lab/hosts';
 import { hostInput, type Profile } from './lab/inputs';
 import { killPostmaster, startWriter, streamingPair } from './lab/pair';

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { approveSignal, progressQuery } from '../workflows/kit/messages';
+import { approveSignal, progressQuery } from '../contracts/messages';
 import type { Lab } from './lab/hosts';
 import { setupInput } from './lab/inputs';
 import { useLabs } from './lab/suite';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { decodeTimeoutType } from '@temporalio/common';
-import { approveSignal, type Progress } from '../workflows/kit/messages';
+import { approveSignal, type Progress } from '../contracts/messages';
 import { readJournal } from './support/fake-target';
 import type { JournalEntry } from './support/crash-injection';
 import { freePort } from './support/global-setup';

@@ -3,10 +3,10 @@
  * the keyboard alone. Every page says plainly what state the link or the gate is in.
  */
 import type { ApprovalClaim } from '../activities/lib/approval-token';
-import type { ApprovalLedger, GateProgress, Progress } from '../workflows/kit/messages';
-import type { SyncProgress } from '../workflows/dhis2/messages';
-import { renderSync } from '../workflows/dhis2/render';
-import { formatProgress } from '../scripts/lib/format-progress';
+import type { ApprovalLedger, GateProgress, Progress } from '../contracts/messages';
+import type { SyncProgress } from '../contracts/dhis2/messages';
+import { renderSync } from '../contracts/dhis2/render';
+import { formatProgress } from '../contracts/progress-text';
 
 /** What the gateway reads from a run: a runbook's progress, or a sync's; both carry the approval ledger. */
 export type RunProgress = ApprovalLedger & Partial<Pick<Progress, 'steps'>>;

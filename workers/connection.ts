@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
-import { runbookSearchAttributes } from '../workflows/kit/search-attributes';
+import { runbookSearchAttributes } from '../contracts/search-attributes';
 
 export const taskQueue = (): string => process.env.RUNBOOKS_TASK_QUEUE || 'runbooks';
 

@@ -12,7 +12,7 @@ import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replicatio
 import type { Pool } from 'pg';
 import type { SyncConfig } from '../activities/dhis2/config';
 import { handOver, syncSettings } from '../activities/dhis2/handoff';
-import { membershipTables, resourceTables, type ResourceType } from '../workflows/dhis2/resources';
+import { membershipTables, resourceTables, type ResourceType } from '../contracts/dhis2/resources';
 
 /** One committed source transaction, reduced to the resources it touched. */
 interface Txn {

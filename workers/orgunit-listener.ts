@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { Pool } from 'pg';
 import { currentSyncConfig, type SyncConfig } from '../activities/dhis2/config';
 import { resolveSecret } from '../activities/lib/secrets';
-import { durationSeconds } from '../workflows/kit/input';
+import { durationSeconds } from '../contracts/input';
 import { connectClient, taskQueue } from './connection';
 import { ChangeCapture } from './orgunit-capture';
 

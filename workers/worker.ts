@@ -9,7 +9,7 @@ import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
 import { closeDhis2Agents } from '../activities/dhis2/api';
 import { loadSyncConfig, syncConfigEnv } from '../activities/dhis2/config';
-import { syncActivityQueue } from '../workflows/dhis2/resources';
+import { syncActivityQueue } from '../contracts/dhis2/resources';
 import { sshPool } from '../activities/lib/ssh-pool';
 import { loadSecretScopes } from '../activities/lib/secrets';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue, TemporalUnreachableError } from './connection';

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { describeIssues, secretRef } from '../../workflows/kit/input';
+import { describeIssues, secretRef } from '../../contracts/input';
 
 const emailChannel = z.strictObject({
   host: z.string().min(1),

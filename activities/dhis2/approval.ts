@@ -9,8 +9,8 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
-import { diffLines } from '../../workflows/dhis2/render';
-import { endpointOf, parseFieldName, uidPattern, type ResourceType } from '../../workflows/dhis2/resources';
+import { diffLines } from '../../contracts/dhis2/render';
+import { endpointOf, parseFieldName, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
 import { approvalSecret, approvalUrl } from '../lib/approval-token';
 import { call, importErrors, refused, snippet, type Dhis2Server } from './api';
 import { currentSyncConfig, targetNamed, type ApprovalSettings, type SyncTarget } from './config';

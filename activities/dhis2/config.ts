@@ -7,8 +7,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { describeIssues, duration, linkTtl, secretRef } from '../../workflows/kit/input';
-import { parseFieldName, resourceTypes, uidPattern } from '../../workflows/dhis2/resources';
+import { describeIssues, duration, linkTtl, secretRef } from '../../contracts/input';
+import { parseFieldName, resourceTypes, uidPattern } from '../../contracts/dhis2/resources';
 
 export const syncConfigEnv = 'ORGUNIT_SYNC_CONFIG';
 

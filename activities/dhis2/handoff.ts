@@ -4,8 +4,8 @@
  * Used by the change listener, by syncs that wait for a reference, and by the snapshot.
  */
 import type { Client } from '@temporalio/client';
-import { sourceChangedSignal, syncWorkflowType, type SourceChange, type SyncArgs, type SyncSettings } from '../../workflows/dhis2/messages';
-import { syncWorkflowId, type ResourceType } from '../../workflows/dhis2/resources';
+import { sourceChangedSignal, syncWorkflowType, type SourceChange, type SyncArgs, type SyncSettings } from '../../contracts/dhis2/messages';
+import { syncWorkflowId, type ResourceType } from '../../contracts/dhis2/resources';
 import type { SyncConfig, SyncTarget } from './config';
 
 export const syncSettings = (config: SyncConfig, target: SyncTarget): SyncSettings => ({

@@ -4,8 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { SyncSettings } from '../../workflows/dhis2/messages';
-import type { ResourceType } from '../../workflows/dhis2/resources';
+import type { SyncSettings } from '../../contracts/dhis2/messages';
+import type { ResourceType } from '../../contracts/dhis2/resources';
 import { currentSyncConfig, targetNamed } from './config';
 import { handOver } from './handoff';
 import { syncResourceFast } from './fast-path';

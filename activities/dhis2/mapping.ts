@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ResourceType } from '../../workflows/dhis2/resources';
+import type { ResourceType } from '../../contracts/dhis2/resources';
 import type { SyncConfig, SyncTarget } from './config';
 
 export type Resource = Record<string, unknown> & { id: string };

@@ -5,10 +5,10 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, escapeIdentifier as id, escapeLiteral as lit } from 'pg';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { SecretRef } from '../../workflows/kit/input';
-import { captureTables } from '../../workflows/dhis2/resources';
-import type { SourceDatabase } from '../../workflows/dhis2/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { SecretRef } from '../../contracts/input';
+import { captureTables } from '../../contracts/dhis2/resources';
+import type { SourceDatabase } from '../../contracts/dhis2/schema';
 import { whileHeartbeating } from '../lib/heartbeat';
 import { scramMatches, scramVerifier } from '../lib/scram';
 import { resolveSecret } from '../lib/secrets';

@@ -3,7 +3,7 @@
  * read from the source a page at a time and imported in one metadata call per page.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { endpointOf, type ResourceType } from '../../workflows/dhis2/resources';
+import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
 import { call, importErrors, refused, snippet, type ImportError } from './api';
 import { currentSyncConfig, targetNamed } from './config';
 import { mapForTarget, type Resource } from './mapping';

@@ -4,7 +4,7 @@
  * Idempotent by construction: a second call finds nothing to do.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { endpointOf, resourceTypes, uidPattern, type ResourceType } from '../../workflows/dhis2/resources';
+import { endpointOf, resourceTypes, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
 import { call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { currentSyncConfig, targetNamed, type SyncConfig, type SyncTarget } from './config';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';

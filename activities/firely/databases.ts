@@ -5,8 +5,8 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { MongoClient } from 'mongodb';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { MigrateFirelyServerInput } from '../../workflows/firely/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
 
 type Database = MigrateFirelyServerInput['oldServer']['database'];
 const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');

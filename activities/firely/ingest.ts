@@ -8,8 +8,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { MigrateFirelyServerInput, SshHost } from '../../workflows/firely/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { MigrateFirelyServerInput, SshHost } from '../../contracts/firely/schema';
 import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';

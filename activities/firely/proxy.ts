@@ -16,8 +16,8 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import { hostPort, type HaproxyProxy, type NginxProxy, type ReverseProxy } from '../../workflows/firely/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import { hostPort, type HaproxyProxy, type NginxProxy, type ReverseProxy } from '../../contracts/firely/schema';
 import { cmd, shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
 import { onSshHost } from '../lib/ssh-pool';

@@ -5,8 +5,8 @@
  * and checksummed on both ends. A copy that differs is removed and made again.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { IrisNode } from '../../contracts/iris/schema';
 import { activitySignal } from '../lib/heartbeat';
 import { shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';

@@ -5,8 +5,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { IrisNode } from '../../contracts/iris/schema';
 import { healthy, inspectMember, type DatabaseView } from './inspect';
 import { checkStatus, osString, runScript } from './session';
 

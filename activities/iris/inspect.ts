@@ -1,5 +1,5 @@
 /** What a mirror member is now: its role, a database's mount and mirror flags, HS_Services, the network host name. */
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { IrisNode } from '../../contracts/iris/schema';
 import { osString, runScript } from './session';
 
 export interface DatabaseView {

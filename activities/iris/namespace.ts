@@ -1,8 +1,8 @@
 /** A mirrored Foundation namespace: installed on the primary with Mirror=1, its production set to auto-start, seen on the backup. */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { IrisNode } from '../../contracts/iris/schema';
 import { healthy } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { checkStatus, osString, runScript } from './session';

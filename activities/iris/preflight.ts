@@ -3,7 +3,7 @@
  * input names, started, with the roles the input says. Nothing here changes anything.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { IrisNode } from '../../contracts/iris/schema';
 import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { healthy, inspectMember, type MemberState } from './inspect';
 

@@ -5,9 +5,9 @@
  * backup. Each looks first and acts only when needed.
  */
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { IrisNode } from '../../workflows/iris/schema';
-import type { SecretRef } from '../../workflows/kit/input';
+import type { ChangeReport } from '../../contracts/messages';
+import type { IrisNode } from '../../contracts/iris/schema';
+import type { SecretRef } from '../../contracts/input';
 import { resolveSecret } from '../lib/secrets';
 import { inspectMember } from './inspect';
 import { checkStatus, osString, runScript } from './session';

@@ -18,7 +18,7 @@ import { whileHeartbeating } from '../lib/heartbeat';
 import { cmd } from '../lib/shell';
 import type { SshSession, SshTarget } from '../lib/ssh';
 import { sshTargetOf, withSsh } from '../lib/ssh-pool';
-import type { IrisNode } from '../../workflows/iris/schema';
+import type { IrisNode } from '../../contracts/iris/schema';
 
 export const sshTarget = (node: IrisNode): SshTarget => sshTargetOf(node);
 

@@ -6,8 +6,8 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import { statusUrlOf, type IrisNode } from '../../workflows/iris/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';

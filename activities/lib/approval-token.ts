@@ -6,7 +6,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { maxLinkTtlSeconds } from '../../workflows/kit/input';
+import { maxLinkTtlSeconds } from '../../contracts/input';
 
 export { maxLinkTtlSeconds };
 

@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { describeIssues } from '../../workflows/kit/input';
+import { describeIssues } from '../../contracts/input';
 
 export const secretPurposes = ['ssh-key', 'db-password', 'replication-password', 'smtp-password', 'webhook-url', 'api-token', 'api-password', 'iris-password'] as const;
 export type SecretPurpose = typeof secretPurposes[number];

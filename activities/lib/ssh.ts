@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientChannel } from 'ssh2';
 import { resolveSecret } from './secrets';
-import type { SecretRef } from '../../workflows/kit/input';
+import type { SecretRef } from '../../contracts/input';
 
 export interface SshTarget {
   /** A name for messages, e.g. "primary (lab-a)". */

@@ -3,8 +3,8 @@
  * worker, except what must not travel: the database, the backups, and the secrets unless asked.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { shq } from '../lib/shell';
 import type { SshSession } from '../lib/ssh';
 import { onHost, profileOf } from './hosts';

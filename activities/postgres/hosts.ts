@@ -10,7 +10,7 @@ import type { SshSession, SshTarget } from '../lib/ssh';
 import { sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { resolveSecret } from '../lib/secrets';
 export { profileOf, writeFileCommand, type HostProfile } from './profile';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { PgHost } from '../../contracts/postgres/schema';
 
 export const sshTarget = (host: PgHost): SshTarget => sshTargetOf(host);
 

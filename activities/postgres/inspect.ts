@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { cmd } from '../lib/shell';
 import type { Client as PgClient } from 'pg';
 import type { SshSession } from '../lib/ssh';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { onHost, profileOf, withSql } from './hosts';
 
 export interface ServerState {

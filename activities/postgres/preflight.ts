@@ -1,6 +1,6 @@
 /** Refuses to set up a standby on a wrong picture of the world, with a message an operator can act on. */
 import { ApplicationFailure } from '@temporalio/common';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { onHost, profileOf } from './hosts';
 import { inspectServer, type ServerState } from './inspect';

@@ -5,8 +5,8 @@
 import { isIP } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client as PgClient } from 'pg';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { resolveSecret } from '../lib/secrets';
 import { scramMatches, scramVerifier } from '../lib/scram';
 import { cmd, shq } from '../lib/shell';

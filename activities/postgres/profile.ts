@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { cmd, shq } from '../lib/shell';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { PgHost } from '../../contracts/postgres/schema';
 
 export interface HostProfile {
   /** Exit 0 when the database server runs. */

@@ -4,8 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { PgHost } from '../../contracts/postgres/schema';
 import type { SshSession } from '../lib/ssh';
 import { onHost, profileOf, withSql } from './hosts';
 import { inspectOn, lsnToBigInt, type ServerState } from './inspect';

@@ -4,8 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ChangeReport } from '../../workflows/kit/runbook';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { ChangeReport } from '../../contracts/messages';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { forgetJob, jobState, runDetached } from '../lib/remote-job';
 import { resolveSecret } from '../lib/secrets';
 import { cmd, shq } from '../lib/shell';

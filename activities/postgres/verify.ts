@@ -1,7 +1,7 @@
 /** Proof that replication works: the primary sees the standby streaming, and a canary row crosses over. */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { PgHost } from '../../workflows/postgres/schema';
+import type { PgHost } from '../../contracts/postgres/schema';
 import { onHost, withSql } from './hosts';
 
 export interface VerifyRequest { primary: PgHost; standby: PgHost; canaryId: string; withinSeconds: number; dryRun: boolean }

@@ -8,7 +8,7 @@ import { openSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { runbookSearchAttributes } from '../../workflows/kit/search-attributes';
+import { runbookSearchAttributes } from '../../contracts/search-attributes';
 
 export interface DevServerOptions {
   /** Path of the `temporal` CLI; when absent the SDK downloads a dev server (needs internet). */

@@ -7,7 +7,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { currentSyncConfig } from '../../activities/dhis2/config';
-import { dropSyncSignal, retrySyncSignal, syncProgressQuery, syncWorkflowType, type SyncProgress } from '../../workflows/dhis2/messages';
+import { dropSyncSignal, retrySyncSignal, syncProgressQuery, syncWorkflowType, type SyncProgress } from '../../contracts/dhis2/messages';
 
 /** The listener's /status, or why it cannot be read. */
 export async function listenerStatus(): Promise<{ ok: true; status: Record<string, unknown>; url: string } | { ok: false; error: string; url?: string }> {

@@ -1,6 +1,6 @@
 /** Runbook inputs that point at the lab's hosts, as an operator would write them for real servers. */
 import type { z } from 'zod';
-import type { pgHost } from '../../workflows/postgres/schema';
+import type { pgHost } from '../../contracts/postgres/schema';
 import { ADMIN_PASSWORD_SECRET, IN_HOST, REPLICATION_SECRET, SSH_KEY_SECRET, type Lab, type LabHost } from './hosts';
 
 export type Profile = 'openelis-docker' | 'pg_ctl';

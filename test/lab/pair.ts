@@ -1,6 +1,6 @@
 /** A lab where B already streams from A, set up by the real setupPostgresStandby runbook. */
 import type { Client } from '@temporalio/client';
-import { approveSignal, progressQuery } from '../../workflows/kit/messages';
+import { approveSignal, progressQuery } from '../../contracts/messages';
 import { eventually } from '../support/processes';
 import { IN_HOST, startLab, type Lab, type LabHost } from './hosts';
 import { setupInput, type Profile } from './inputs';

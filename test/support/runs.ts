@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { approveSignal, progressQuery, type Progress } from '../../workflows/kit/messages';
+import { approveSignal, progressQuery, type Progress } from '../../contracts/messages';
 import type { GatedInput } from '../workflows/schemas';
 import { eventually } from './processes';
 

@@ -1,6 +1,6 @@
 /** Input schemas of the test runbooks (imported by the test catalog and the workflows). */
 import { z } from 'zod';
-import { approvalPolicyFields, approversCoverNotify, runbookInputFields } from '../../workflows/kit/input';
+import { approvalPolicyFields, approversCoverNotify, runbookInputFields } from '../../contracts/input';
 
 export const echoInput = z.strictObject({ message: z.string().min(1) });
 

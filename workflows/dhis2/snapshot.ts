@@ -9,8 +9,8 @@ import type { Dhis2Activities } from '../../activities/dhis2';
 import type { PageResult } from '../../activities/dhis2/snapshot';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type StepContext } from '../kit/runbook';
-import { resourceTypes, syncActivityQueue, type ResourceType } from './resources';
-import { snapshotInput } from './schema';
+import { resourceTypes, syncActivityQueue, type ResourceType } from '../../contracts/dhis2/resources';
+import { snapshotInput } from '../../contracts/dhis2/schema';
 
 const check = runbookActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
 

@@ -18,13 +18,13 @@ import type { Dhis2Activities } from '../../activities/dhis2';
 import type { ApprovalNeeded, TicketStatus } from '../../activities/dhis2/approval';
 import type { FastOutcome } from '../../activities/dhis2/fast-path';
 import type { MissingReference, SyncOutcome } from '../../activities/dhis2/sync';
-import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../kit/search-attributes';
+import { RunbookName, RunbookResource, RunbookStatus, RunbookTarget } from '../../contracts/search-attributes';
 import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncWorkflowType,
   type ParkedDecision, type SyncArgs, type SyncProgress, type SyncRecord, type SyncStatus,
-} from './messages';
-import { diffLines, renderSync, syncTitle } from './render';
-import { syncActivityQueue } from './resources';
+} from '../../contracts/dhis2/messages';
+import { diffLines, renderSync, syncTitle } from '../../contracts/dhis2/render';
+import { syncActivityQueue } from '../../contracts/dhis2/resources';
 
 /** Passes kept in progress; history past that is in Temporal's event history. */
 const keptRecords = 10;

@@ -5,7 +5,7 @@
 import type { Dhis2SetupActivities } from '../../activities/dhis2';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
-import { databaseLock, syncSetupInput } from './schema';
+import { databaseLock, syncSetupInput } from '../../contracts/dhis2/schema';
 
 const db = runbookActivities<Dhis2SetupActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
 

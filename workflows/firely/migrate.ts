@@ -13,9 +13,9 @@ import { workflowInfo } from '@temporalio/workflow';
 import type { FirelyActivities } from '../../activities/firely';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
-import { durationSeconds } from '../kit/input';
+import { durationSeconds } from '../../contracts/input';
 import { defineRunbook, type Runbook } from '../kit/runbook';
-import { ingestJobId, migrateFirelyServerInput, migrationLocks, migrationSecretUses, type MigrateFirelyServerInput } from './schema';
+import { ingestJobId, migrateFirelyServerInput, migrationLocks, migrationSecretUses, type MigrateFirelyServerInput } from '../../contracts/firely/schema';
 
 const check = runbookActivities<FirelyActivities>({ startToCloseTimeout: '5 minutes', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<FirelyActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 5 } });

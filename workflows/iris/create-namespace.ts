@@ -6,7 +6,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
-import { createMirroredNamespaceInput, irisSecretUses, memberLocks } from './schema';
+import { createMirroredNamespaceInput, irisSecretUses, memberLocks } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '45 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });

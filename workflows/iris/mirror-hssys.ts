@@ -9,7 +9,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
-import { irisSecretUses, memberLocks, mirrorHssysInput } from './schema';
+import { irisSecretUses, memberLocks, mirrorHssysInput } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });

@@ -9,7 +9,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
-import { irisSecretUses, memberLocks, statusUrlOf, switchIrisMirrorInput } from './schema';
+import { irisSecretUses, memberLocks, statusUrlOf, switchIrisMirrorInput } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });

@@ -7,11 +7,11 @@
  */
 import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities, setHandler, uuid4 } from '@temporalio/workflow';
 import type { ApprovalActivities } from '../../activities/approvals';
-import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from './input';
+import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from '../../contracts/input';
 import {
   approveSignal, rejectSignal, signalDescriptions,
   type ApprovalLedger, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
-} from './messages';
+} from '../../contracts/messages';
 import { now } from './run-state';
 
 /** What a workflow gives the desk: its ledger (part of its `progress`), and how it shows that it waits for a person. */

@@ -3,8 +3,9 @@
  * search attributes operators filter on. Everything the kit learns goes through here.
  */
 import { setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
-import type { Progress, RunStatus, StepProgress } from './messages';
-import { RunbookName, RunbookStatus, RunbookStep } from './search-attributes';
+import type { Progress, RunStatus, StepProgress } from '../../contracts/messages';
+import { renderChecklist } from '../../contracts/progress-text';
+import { RunbookName, RunbookStatus, RunbookStep } from '../../contracts/search-attributes';
 
 export const now = (): string => new Date().toISOString();
 
@@ -58,31 +59,4 @@ export class RunState {
       this.published = { status: this.progress.status, step };
     }
   }
-}
-
-const marks: Record<StepProgress['state'], string> = {
-  pending: '[ ]', running: '[ ]', done: '[x]', skipped: '[-]', failed: '[!]', compensated: '[~]',
-};
-
-/** The Markdown the Temporal UI shows as the workflow's current details. */
-export function renderChecklist(p: Progress): string {
-  const current = p.steps.find((s) => s.name === p.currentStep);
-  const lines = [
-    `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current ? `: ${current.title}` : ''}`,
-  ];
-  // What the run waits for comes first: the UI shows current details in a frame of fixed height.
-  for (const gate of p.approvals.filter((g) => g.state === 'open')) {
-    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${gate.deadline}): ${gate.summary}`);
-    for (const r of gate.requests) {
-      lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
-    }
-  }
-  lines.push('', ...p.steps.map((s) => {
-    const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
-    const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
-    return `- ${marks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
-  }));
-  const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
-  if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));
-  return lines.join('\n');
 }

@@ -16,8 +16,8 @@ import {
 import type { z } from 'zod';
 import { ApprovalDesk, approvalFailure, toMs, type ApprovalOptions, type ApprovalResult } from './approval';
 import { Locks } from './lock';
-import { parseRunbookInput } from './input';
-import { progressQuery, signalDescriptions, type CompensationProgress, type RunbookPlan } from './messages';
+import { parseRunbookInput } from '../../contracts/input';
+import { progressQuery, signalDescriptions, type ChangeReport, type CompensationProgress, type RunbookPlan } from '../../contracts/messages';
 import { RunState, now } from './run-state';
 
 export interface RunbookDefinition<S extends z.ZodType> {
@@ -29,12 +29,6 @@ export interface RunbookDefinition<S extends z.ZodType> {
   steps: Record<string, string>;
   /** The targets a run changes (e.g. "postgres:10.0.0.5:5432"): one run at a time per target. Not taken in a dry-run. */
   lockKeys?: (input: z.output<S>) => string[];
-}
-
-/** What activities that change something return: whether they did, and what (or, in a dry-run, what they would do). */
-export interface ChangeReport {
-  changed: boolean;
-  actions: string[];
 }
 
 interface Compensation extends CompensationProgress {

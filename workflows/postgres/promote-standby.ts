@@ -7,7 +7,7 @@ import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { approvalFailure } from '../kit/approval';
 import { defineRunbook, type Runbook } from '../kit/runbook';
-import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from './schema';
+import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from '../../contracts/postgres/schema';
 import { setupPostgresStandby } from './setup-standby';
 
 const look = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });

@@ -6,7 +6,7 @@ import { workflowInfo } from '@temporalio/workflow';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
-import { secretUses, serverLocks, setupStandbyInput } from './schema';
+import { secretUses, serverLocks, setupStandbyInput } from '../../contracts/postgres/schema';
 
 const check = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
 const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });

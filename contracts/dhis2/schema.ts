@@ -1,6 +1,6 @@
 /** Inputs of the DHIS2 org-unit sync runbooks (set-up of change capture, snapshot of a target). */
 import { z } from 'zod';
-import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
+import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 

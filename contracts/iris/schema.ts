@@ -1,6 +1,6 @@
 /** Inputs of the Health Connect (InterSystems IRIS) mirroring runbooks. */
 import { z } from 'zod';
-import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
+import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 
 const hostName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address');
 

@@ -140,6 +140,12 @@ export interface Progress extends ApprovalLedger {
   error?: string;
 }
 
+/** What activities that change something return: whether they did, and what (or, in a dry-run, what they would do). */
+export interface ChangeReport {
+  changed: boolean;
+  actions: string[];
+}
+
 /** What a dry-run returns instead of acting. */
 export interface RunbookPlan {
   runbook: string;

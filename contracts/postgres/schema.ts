@@ -1,6 +1,6 @@
 /** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
 import { z } from 'zod';
-import { approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../kit/input';
+import { approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');

@@ -3,7 +3,7 @@
  * listener, the CLI and the tests.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { ApprovalLedger } from '../kit/messages';
+import type { ApprovalLedger } from '../messages';
 import type { ResourceType } from './resources';
 
 /** The workflow type that keeps one resource in step on one target. */

@@ -1,0 +1,54 @@
+/**
+ * A run's progress as people read it: the Markdown checklist the Temporal UI shows as current
+ * details, and the plain text of the CLI and the approval page. One set of marks for both.
+ */
+import type { Progress, StepState } from './messages';
+
+export const stepMarks: Record<StepState, string> = {
+  pending: '[ ]', running: '[>]', done: '[x]', skipped: '[-]', failed: '[!]', compensated: '[~]',
+};
+
+/** The run as an operator reads it in a terminal. */
+export function formatProgress(p: Progress): string {
+  const lines = [`${p.title}${p.dryRun ? ' (dry-run)' : ''}: ${p.status}${p.requestedBy ? `, requested by ${p.requestedBy}` : ''}`];
+  for (const s of p.steps) {
+    lines.push(`  ${stepMarks[s.state]} ${s.title} (${s.name})${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error}` : ''}`);
+    for (const a of s.actions) lines.push(`        ${a}`);
+  }
+  for (const g of p.approvals) {
+    lines.push(`  gate ${g.gate}: ${g.state} — ${g.summary} (${g.approvedBy.length}/${g.quorum}${g.approvers ? ` of ${g.approvers.join(', ')}` : ''}` +
+      `${g.state === 'open' ? `, until ${g.deadline}` : ''})${g.reason ? ` — ${g.reason}` : ''}`);
+    for (const r of g.requests ?? []) lines.push(`        request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state} (link ${r.linkId})${r.error ? ` — ${r.error}` : ''}`);
+  }
+  for (const d of p.decisions) {
+    const via = d.via === 'link' ? `link ${d.linkId}` : `${d.via}${d.origin ? ` ${d.origin}` : ''}`;
+    lines.push(`  decision: ${d.decision} ${d.gate} by ${d.by} via ${via} at ${d.receivedAt}: ${d.outcome}${d.note ? ` (${d.note})` : ''}`);
+  }
+  if (p.droppedDecisions) lines.push(`  ${p.droppedDecisions} further ignored decision(s) not recorded (replayed links or past the cap)`);
+  for (const c of p.compensations) lines.push(`  undo "${c.title}" (${c.step}): ${c.state}${c.error ? ` — ${c.error}` : ''}`);
+  if (p.error) lines.push(`  error: ${p.error}`);
+  return lines.join('\n');
+}
+
+/** The Markdown the Temporal UI shows as the workflow's current details. */
+export function renderChecklist(p: Progress): string {
+  const current = p.steps.find((s) => s.name === p.currentStep);
+  const lines = [
+    `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current ? `: ${current.title}` : ''}`,
+  ];
+  // What the run waits for comes first: the UI shows current details in a frame of fixed height.
+  for (const gate of p.approvals.filter((g) => g.state === 'open')) {
+    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${gate.deadline}): ${gate.summary}`);
+    for (const r of gate.requests) {
+      lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
+    }
+  }
+  lines.push('', ...p.steps.map((s) => {
+    const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
+    const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
+    return `- ${stepMarks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
+  }));
+  const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
+  if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));
+  return lines.join('\n');
+}
