@@ -7,9 +7,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MongoClient } from 'mongodb';
 import type { ChangeReport } from '../../contracts/messages';
 import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
+import { refuse } from '../lib/refuse';
 
 type Database = MigrateFirelyServerInput['oldServer']['database'];
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 /** Where a connection string points, for messages (never its options). */
 const where = (db: Database) => `${db.connectionString.replace(/\?.*$/, '')} (${db.collection})`;
 

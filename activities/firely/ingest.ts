@@ -14,6 +14,7 @@ import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
+import { refuse } from '../lib/refuse';
 
 export const FSI_TOKENS = {
   migration: 'http://fire.ly/vonk/plugins/migration',
@@ -21,7 +22,6 @@ export const FSI_TOKENS = {
   sharding: 'http://fire.ly/vonk/plugins/repository/mongo-db/sharding',
 } as const;
 
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 
 type Ingest = MigrateFirelyServerInput['ingest'];

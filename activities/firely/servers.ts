@@ -12,8 +12,8 @@ import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
 import { cmd } from '../lib/shell';
 import { onSshHost } from '../lib/ssh-pool';
 import { countOf, fhir, outcomeText, search, type Entry } from './fhir-client';
+import { refuse } from '../lib/refuse';
 
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 const sleep = (ms: number) => Context.current().sleep(ms);
 
 /** software.version of /metadata, when the server is a Firely Server. */

@@ -6,8 +6,8 @@ import type { IrisNode } from '../../contracts/iris/schema';
 import { healthy } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { checkStatus, osString, runScript } from './session';
+import { refuse } from '../lib/refuse';
 
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 async function namespaceExists(node: IrisNode, namespace: string): Promise<boolean> {
   const r = await runScript(node, '%SYS', [`do o.%Set("exists",##class(Config.Namespaces).Exists(${osString(namespace)}))`]);

@@ -2,12 +2,11 @@
  * Refusing to act on a wrong picture of the world: both members reachable, in the mirror the
  * input names, started, with the roles the input says. Nothing here changes anything.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import type { IrisNode } from '../../contracts/iris/schema';
 import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { healthy, inspectMember, type MemberState } from './inspect';
+import { refuse } from '../lib/refuse';
 
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 export interface PairRequest { primary: IrisNode; backup: IrisNode; mirror: string; databases?: string[] }
 

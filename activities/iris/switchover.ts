@@ -12,6 +12,7 @@ import { cmd } from '../lib/shell';
 import { healthy, inspectMember, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { onNode, runScript } from './session';
+import { refuse } from '../lib/refuse';
 
 /** The names of the mirror's databases as the member lists them. */
 async function mirroredDatabases(node: IrisNode): Promise<string[]> {
@@ -44,15 +45,15 @@ const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no a
 
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
 export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
-  const refuse = (message: string) => ApplicationFailure.nonRetryable(`Switchover refused: ${message}. Nothing was changed.`, 'PreflightRefused');
+  const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
   await checkMirrorPair(r);
   const databases = await mirroredDatabases(r.primary);
   const backup = await inspectMember(r.backup, r.mirror, databases);
   const problems = backupProblems(backup, r.mirror);
-  if (problems.length) throw refuse(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
+  if (problems.length) throw refused(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
   const [p, b] = await Promise.all([probe(statusUrlOf(r.primary)), probe(statusUrlOf(r.backup))]);
-  if ('error' in p || p.status !== 200) throw refuse(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
-  if ('error' in b || b.status !== 503) throw refuse(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
+  if ('error' in p || p.status !== 200) throw refused(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
+  if ('error' in b || b.status !== 503) throw refused(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
   return { databases };
 }
 

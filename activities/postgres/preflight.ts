@@ -1,9 +1,9 @@
 /** Refuses to set up a standby on a wrong picture of the world, with a message an operator can act on. */
-import { ApplicationFailure } from '@temporalio/common';
 import type { PgHost } from '../../contracts/postgres/schema';
 import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { onHost, profileOf } from './hosts';
 import { inspectServer, type ServerState } from './inspect';
+import { refuse } from '../lib/refuse';
 
 export interface SetupPreflightRequest {
   primary: PgHost;
@@ -31,7 +31,6 @@ export async function checkSecretScopes(uses: SecretCheck[]): Promise<{ checked:
   return { checked: uses.length };
 }
 
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 async function installedMajor(host: PgHost): Promise<number> {
   const out = await onHost(host, (s) => s.run(profileOf(host).tool('postgres', ['-V']), { what: 'reading the PostgreSQL version' }));

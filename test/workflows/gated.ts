@@ -5,7 +5,7 @@ import { runbookActivities } from '../../workflows/kit/activities';
 import type { FakeTargetActivities } from '../support/fake-target';
 import { gatedInput } from './schemas';
 
-const target = runbookActivities<FakeTargetActivities>({ startToCloseTimeout: '1m', heartbeatTimeout: '2s', retry: { initialInterval: '200ms', maximumAttempts: 3 } });
+const target = runbookActivities<FakeTargetActivities>('act', { startToCloseTimeout: '1m', heartbeatTimeout: '2s', retry: { initialInterval: '200ms', maximumAttempts: 3 } });
 
 export const gatedRunbook = defineRunbook({
   name: 'gatedRunbook',

@@ -12,7 +12,7 @@ import { defineRunbook, type StepContext } from '../kit/runbook';
 import { resourceTypes, syncActivityQueue, type ResourceType } from '../../contracts/dhis2/resources';
 import { snapshotInput } from '../../contracts/dhis2/schema';
 
-const check = runbookActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<Dhis2Activities>('check', { retry: { maximumAttempts: 5 } });
 
 const stepOf: Record<ResourceType, 'orgUnits' | 'groups' | 'groupSets'> = {
   organisationUnit: 'orgUnits', organisationUnitGroup: 'groups', organisationUnitGroupSet: 'groupSets',
@@ -34,8 +34,8 @@ export const orgUnitSnapshot = defineRunbook({
   const { target, pageSize, dryRun } = input;
   const { counts } = await rb.step('preflight', () => check.checkSnapshotTarget({ target }));
   // The target's own queue: its slots, its concurrency; never more than 5 minutes without a worker for it.
-  const onTarget = runbookActivities<Dhis2Activities>({
-    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', scheduleToStartTimeout: '5 minutes',
+  const onTarget = runbookActivities<Dhis2Activities>('act', {
+    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target), heartbeatTimeout: '20 seconds', scheduleToStartTimeout: '5 minutes',
     retry: { maximumAttempts: 10, maximumInterval: '2 minutes' },
   });
 

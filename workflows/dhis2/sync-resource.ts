@@ -9,7 +9,7 @@
  * ticket in the target's messaging with the signed links; only this resource on this target waits.
  */
 import {
-  ActivityFailure, ApplicationFailure, condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, proxyLocalActivities,
+  condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, proxyLocalActivities,
   setCurrentDetails, setHandler, sleep, upsertSearchAttributes, workflowInfo, type ActivityInterfaceFor,
 } from '@temporalio/workflow';
 import { ApprovalDesk, toMs, type ApprovalHost } from '../kit/approval';
@@ -25,6 +25,7 @@ import {
 } from '../../contracts/dhis2/messages';
 import { diffLines, renderSync, syncTitle } from '../../contracts/dhis2/render';
 import { syncActivityQueue } from '../../contracts/dhis2/resources';
+import { failureText } from '../../contracts/failure';
 
 /** Passes kept in progress; history past that is in Temporal's event history. */
 const keptRecords = 10;
@@ -249,12 +250,6 @@ async function wakeWaiters(waiters: Set<string>): Promise<void> {
 
 /** 30s, 1m, 2m ... 30m between tries while a reference is missing and nothing wakes us. */
 const backoff = (n: number): number => Math.min(30 * 60_000, 30_000 * 2 ** Math.max(0, n - 1));
-
-function failureText(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return failureText(err.cause);
-  if (err instanceof ApplicationFailure || err instanceof Error) return err.message;
-  return String(err);
-}
 
 interface GateContext {
   target: string;

@@ -7,7 +7,7 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
 import { databaseLock, syncSetupInput } from '../../contracts/dhis2/schema';
 
-const db = runbookActivities<Dhis2SetupActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 5 } });
+const act = runbookActivities<Dhis2SetupActivities>('act', { startToCloseTimeout: '2 minutes' });
 
 export const orgUnitSyncSetup = defineRunbook({
   name: 'orgUnitSyncSetup',
@@ -26,8 +26,8 @@ export const orgUnitSyncSetup = defineRunbook({
   lockKeys: (input) => [databaseLock(input.database)],
 }, async (rb, input) => {
   const { database, capture, dryRun } = input;
-  const facts = await rb.step('preflight', () => db.inspectSyncSource({ database }));
-  const wal = await rb.step('walLevel', () => db.setLogicalWal({ database, dryRun }));
+  const facts = await rb.step('preflight', () => act.inspectSyncSource({ database }));
+  const wal = await rb.step('walLevel', () => act.setLogicalWal({ database, dryRun }));
   if (wal.restartNeeded) {
     await rb.step('restart', async () => {
       await rb.requireApproval('restart-for-logical-wal', {
@@ -35,19 +35,19 @@ export const orgUnitSyncSetup = defineRunbook({
           'which takes effect only when PostgreSQL RESTARTS (DHIS2 is briefly down). Restart it, then approve to continue.',
         ...input.restartApproval,
       });
-      if (!dryRun) await db.checkLogicalWal({ database });
+      if (!dryRun) await act.checkLogicalWal({ database });
     });
   } else {
     rb.skip('restart', 'wal_level is already logical');
   }
-  await rb.step('captureRole', () => db.ensureCaptureRole({ database, capture, dryRun }));
-  await rb.step('replicaIdentity', () => db.ensureReplicaIdentity({ database, dryRun }));
-  await rb.step('publication', () => db.ensurePublication({ database, publication: capture.publication, dryRun }));
-  await rb.step('slot', () => db.ensureSlot({ database, slot: capture.slot, dryRun }));
+  await rb.step('captureRole', () => act.ensureCaptureRole({ database, capture, dryRun }));
+  await rb.step('replicaIdentity', () => act.ensureReplicaIdentity({ database, dryRun }));
+  await rb.step('publication', () => act.ensurePublication({ database, publication: capture.publication, dryRun }));
+  await rb.step('slot', () => act.ensureSlot({ database, slot: capture.slot, dryRun }));
   if (dryRun) {
     rb.skip('verify', 'dry-run: nothing to verify yet');
     return { database: `${database.host}:${database.port}/${database.database}`, slot: capture.slot, publication: capture.publication };
   }
-  const verified = await rb.step('verify', () => db.verifyCaptureLogin({ database, capture }));
+  const verified = await rb.step('verify', () => act.verifyCaptureLogin({ database, capture }));
   return { database: `${database.host}:${database.port}/${database.database}`, slot: capture.slot, publication: capture.publication, systemId: verified.systemId };
 });

@@ -17,15 +17,15 @@ import { durationSeconds } from '../../contracts/input';
 import { defineRunbook, type Runbook } from '../kit/runbook';
 import { ingestJobId, migrateFirelyServerInput, migrationLocks, migrationSecretUses, type MigrateFirelyServerInput } from '../../contracts/firely/schema';
 
-const check = runbookActivities<FirelyActivities>({ startToCloseTimeout: '5 minutes', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<FirelyActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<FirelyActivities>('check', { startToCloseTimeout: '5 minutes', heartbeatTimeout: undefined });
+const act = runbookActivities<FirelyActivities>('act', { heartbeatTimeout: '15s' });
 /** Following the ingest: as long as the input allows; a worker that dies is noticed within the heartbeat timeout. */
-const follow = runbookActivities<FirelyActivities>({ startToCloseTimeout: '2 days', heartbeatTimeout: '15s', retry: { maximumAttempts: 20 } });
+const long = runbookActivities<FirelyActivities>('long', { startToCloseTimeout: '2 days', heartbeatTimeout: '15s', retry: { maximumAttempts: 20 } });
 /** Counts that differ while the ingest catches the last writes up are retried a while. */
-const verify = runbookActivities<FirelyActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 10, initialInterval: '2s', maximumInterval: '10s' } });
+const verify = runbookActivities<FirelyActivities>('check', { startToCloseTimeout: '30 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 10, maximumInterval: '10s' } });
 /** The way back: retried for as long as a day (a proxy unreachable for a while must not leave clients on a half-migrated server). */
-const undo = runbookActivities<FirelyActivities>({ startToCloseTimeout: '5 minutes', scheduleToCloseTimeout: '1 day', heartbeatTimeout: '15s', retry: { maximumAttempts: 10_000 } });
-const secrets = runbookActivities<Pick<PostgresActivities, 'checkSecretScopes'>>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
+const undo = runbookActivities<FirelyActivities>('undo', { heartbeatTimeout: '15s' });
+const secrets = runbookActivities<Pick<PostgresActivities, 'checkSecretScopes'>>('check', { startToCloseTimeout: '1 minute', heartbeatTimeout: undefined });
 
 /** Clock skew between the worker and the servers: writes this much before the switch count as after it (the lists compare versions, so none is counted twice). */
 const SKEW_MS = 60_000;
@@ -75,7 +75,7 @@ export const migrateFirelyServer = defineRunbook({
   });
 
   await rb.step('catchUp', async (step) => {
-    const s = await follow.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
+    const s = await long.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
     step.progress(`${s.processed} items in ${s.batches} batches, ${s.errors} errors, ${s.restarts} restarts; ${s.atEndInARow} polls in a row reached the end`);
     return s;
   });
@@ -96,16 +96,16 @@ export const migrateFirelyServer = defineRunbook({
   let switchedAt = 0;
   await rb.step('cutover', async (step) => {
     // The gate may have been open for hours: the ingest must still be running and caught up.
-    await follow.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
+    await long.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
     switchedAt = Date.now();
     step.undo('Switch the proxy back to the old server and list the writes made on the new one', () => switchBack(rb, input, switchedAt));
     return act.switchProxyUpstream({ proxy: input.proxy, to: newServer.upstream, dryRun });
   });
 
   const drained = await rb.step('drain', async (step) => {
-    const idle = await follow.waitUntilOldServerIdle({ oldUrl: oldServer.baseUrl, types: input.resourceTypes, idleSeconds: input.oldServerIdleSeconds, withinSeconds: 3600, dryRun });
+    const idle = await long.waitUntilOldServerIdle({ oldUrl: oldServer.baseUrl, types: input.resourceTypes, idleSeconds: input.oldServerIdleSeconds, withinSeconds: 3600, dryRun });
     // A poll that started after the old server went quiet: two idle lines from now on.
-    await follow.waitForIngest({ ...ingest, until: { cycles: 2 }, withinSeconds: catchUpSeconds, dryRun });
+    await long.waitForIngest({ ...ingest, until: { cycles: 2 }, withinSeconds: catchUpSeconds, dryRun });
     const since = new Date(switchedAt - SKEW_MS).toISOString();
     const late = dryRun ? { checked: 0 } : await verify.checkLateWritesArrived({ ...servers, since });
     const counts = await check.countBoth(servers);

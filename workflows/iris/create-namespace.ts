@@ -8,9 +8,9 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
 import { createMirroredNamespaceInput, irisSecretUses, memberLocks } from '../../contracts/iris/schema';
 
-const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '45 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
-const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<IrisActivities>('check');
+const act = runbookActivities<IrisActivities>('act', { startToCloseTimeout: '45 minutes' });
+const long = runbookActivities<IrisActivities>('long');
 
 export const createMirroredNamespace = defineRunbook({
   name: 'createMirroredNamespace',

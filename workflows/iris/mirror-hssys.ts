@@ -11,11 +11,11 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
 import { irisSecretUses, memberLocks, mirrorHssysInput } from '../../contracts/iris/schema';
 
-const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
-const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<IrisActivities>('check');
+const act = runbookActivities<IrisActivities>('act', { startToCloseTimeout: '5 minutes' });
+const long = runbookActivities<IrisActivities>('long');
 /** Bringing HSSYS back: retried for as long as a day (a member unreachable for a while must not leave it dismounted). */
-const restore = runbookActivities<IrisActivities>({ startToCloseTimeout: '5 minutes', scheduleToCloseTimeout: '1 day', heartbeatTimeout: '10s', retry: { maximumAttempts: 10_000 } });
+const undo = runbookActivities<IrisActivities>('undo');
 
 const HSSYS = 'HSSYS';
 
@@ -52,7 +52,7 @@ export const mirrorHssys = defineRunbook({
   });
   if (!plan.primaryMounted) {
     // Left dismounted by an earlier attempt or by hand: serving it again comes first.
-    await rb.step('remountPrimary', () => restore.mountDatabase(on(primary)));
+    await rb.step('remountPrimary', () => undo.mountDatabase(on(primary)));
   } else {
     rb.skip('remountPrimary', 'HSSYS is mounted on the primary');
   }
@@ -62,9 +62,9 @@ export const mirrorHssys = defineRunbook({
 
   if (plan.backupNeeds === 'copy') {
     const primaryDown = await rb.step('dismountPrimary', async (step) => {
-      const undo = step.undo(`Mount HSSYS on ${primary.name} again`, () => restore.mountDatabase(on(primary)));
+      const remount = step.undo(`Mount HSSYS on ${primary.name} again`, () => undo.mountDatabase(on(primary)));
       step.report(await act.dismountDatabase(on(primary)));
-      return undo;
+      return remount;
     });
     const copied = await rb.step('copy', () => long.copyDatabaseFile({ from: primary, to: backup, mirror, database: HSSYS, attempts: input.copyAttempts, dryRun }));
     await rb.step('mountPrimary', async () => {
@@ -75,7 +75,7 @@ export const mirrorHssys = defineRunbook({
     let backupDown: Undo | undefined;
     await rb.step('dismountBackup', async (step) => {
       // If the placed copy cannot be mounted, the backup's own IRIS.DAT (kept aside by placeCopy) comes back.
-      backupDown = step.undo(`Mount HSSYS on ${backup.name} again (with its own IRIS.DAT if the copy is not mounted yet)`, () => restore.restoreDatabaseFile({ ...on(backup), placedSha256: copied.sha256 }));
+      backupDown = step.undo(`Mount HSSYS on ${backup.name} again (with its own IRIS.DAT if the copy is not mounted yet)`, () => undo.restoreDatabaseFile({ ...on(backup), placedSha256: copied.sha256 }));
       return act.dismountDatabase(on(backup));
     });
     await rb.step('placeCopy', () => act.placeDatabaseFile({ node: backup, mirror, database: HSSYS, sha256: copied.sha256, dryRun }));

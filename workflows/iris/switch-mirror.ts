@@ -11,9 +11,9 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
 import { irisSecretUses, memberLocks, statusUrlOf, switchIrisMirrorInput } from '../../contracts/iris/schema';
 
-const check = runbookActivities<IrisActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<IrisActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
-const long = runbookActivities<IrisActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<IrisActivities>('check');
+const act = runbookActivities<IrisActivities>('act', { startToCloseTimeout: '15 minutes' });
+const long = runbookActivities<IrisActivities>('long');
 
 export const switchIrisMirror = defineRunbook({
   name: 'switchIrisMirror',

@@ -12,6 +12,7 @@ import {
   approveSignal, rejectSignal, signalDescriptions,
   type ApprovalLedger, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
 } from '../../contracts/messages';
+import { failureText } from '../../contracts/failure';
 import { now } from './run-state';
 
 /** What a workflow gives the desk: its ledger (part of its `progress`), and how it shows that it waits for a person. */
@@ -259,11 +260,6 @@ export class ApprovalDesk {
     gate.approvedBy.push(d.by);
     if (gate.approvedBy.length >= gate.quorum) Object.assign(gate, { state: 'approved', reason: d.reason, closedAt: now() });
   }
-}
-
-function failureText(err: unknown): string {
-  const e = err as { message?: string; cause?: { message?: string } };
-  return [e.message, e.cause?.message].filter(Boolean).join(': ');
 }
 
 export function toMs(timeout: string | number): number {

@@ -18,6 +18,7 @@ import { ApprovalDesk, approvalFailure, toMs, type ApprovalOptions, type Approva
 import { Locks } from './lock';
 import { parseRunbookInput } from '../../contracts/input';
 import { progressQuery, signalDescriptions, type ChangeReport, type CompensationProgress, type RunbookPlan } from '../../contracts/messages';
+import { failureText } from '../../contracts/failure';
 import { RunState, now } from './run-state';
 
 export interface RunbookDefinition<S extends z.ZodType> {
@@ -91,7 +92,7 @@ export class Runbook {
       Object.assign(step, { state: 'done', endedAt: now() });
       return result;
     } catch (err) {
-      Object.assign(step, { state: 'failed', endedAt: now(), error: errorMessage(err) });
+      Object.assign(step, { state: 'failed', endedAt: now(), error: failureText(err) });
       throw err;
     } finally {
       this.state.publish();
@@ -145,7 +146,7 @@ export class Runbook {
           const step = this.state.step(c.step);
           if (step.state === 'done' || step.state === 'failed') step.state = 'compensated';
         } catch (err) {
-          this.update(c, { state: 'failed', endedAt: now(), error: errorMessage(err) });
+          this.update(c, { state: 'failed', endedAt: now(), error: failureText(err) });
         }
         this.state.publish();
       }
@@ -197,7 +198,7 @@ export function defineRunbook<S extends z.ZodType<{ dryRun: boolean; requestedBy
     } catch (err) {
       // A bug in workflow code (not a Temporal failure) retries the workflow task until the code is fixed.
       if (!(err instanceof TemporalFailure)) throw err;
-      rb.state.progress.error = errorMessage(err);
+      rb.state.progress.error = failureText(err);
       await rb.compensate();
       rb.state.setStatus(isCancellation(err) ? 'cancelled' : 'failed');
       throw err;
@@ -218,8 +219,4 @@ function publicView({ title, step, state, registeredAt, endedAt, error }: Compen
   return { title, step, state, registeredAt, endedAt, error };
 }
 
-export function errorMessage(err: unknown): string {
-  if (err instanceof TemporalFailure && err.cause) return `${err.message}: ${errorMessage(err.cause)}`;
-  return err instanceof Error ? err.message : String(err);
-}
 

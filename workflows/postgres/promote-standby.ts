@@ -10,9 +10,9 @@ import { defineRunbook, type Runbook } from '../kit/runbook';
 import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from '../../contracts/postgres/schema';
 import { setupPostgresStandby } from './setup-standby';
 
-const look = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
-const wait = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<PostgresActivities>('check');
+const act = runbookActivities<PostgresActivities>('act');
+const long = runbookActivities<PostgresActivities>('long', { startToCloseTimeout: '2 hours' });
 
 const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
@@ -49,8 +49,8 @@ export const promotePostgresStandby = defineRunbook({
 }, async (rb, input) => {
   const { oldPrimary, standby, mode, dryRun } = input;
   const { old, sb } = await rb.step('assess', async () => {
-    await look.checkSecretScopes(secretUses([oldPrimary, standby], input.rejoin && { password: input.rejoin.replication.password, between: [standby, oldPrimary] }));
-    const [o, s] = await Promise.all([look.inspectServer(oldPrimary), look.inspectServer(standby)]);
+    await check.checkSecretScopes(secretUses([oldPrimary, standby], input.rejoin && { password: input.rejoin.replication.password, between: [standby, oldPrimary] }));
+    const [o, s] = await Promise.all([check.inspectServer(oldPrimary), check.inspectServer(standby)]);
     if (!s.reachable) throw refuse(`Cannot reach the standby ${standby.name}: ${s.unreachableReason}.`);
     if (!s.running) throw refuse(`The database on the standby ${standby.name} is not running.`);
     if (!s.answering) throw refuse(`The standby ${standby.name}: ${s.notAnsweringReason}.`);
@@ -105,7 +105,7 @@ export const promotePostgresStandby = defineRunbook({
     });
     if (stopped.finalLsn) {
       const finalLsn = stopped.finalLsn;
-      await rb.step('waitForCatchup', () => wait.waitForCatchup({ standby, lsn: finalLsn, withinSeconds: input.catchupWithinSeconds }));
+      await rb.step('waitForCatchup', () => long.waitForCatchup({ standby, lsn: finalLsn, withinSeconds: input.catchupWithinSeconds }));
     } else {
       rb.skip('waitForCatchup', 'dry-run: the old primary was not stopped');
     }
@@ -129,7 +129,7 @@ export const promotePostgresStandby = defineRunbook({
     rb.skip('checkStandby', `${standby.name} is already the primary`);
     rb.skip('promote', `${standby.name} is already the primary`);
   } else {
-    const check = await rb.step('checkStandby', () => wait.checkStandby({ standby, maxLagBytes: input.maxLagBytes, withinSeconds: input.catchupWithinSeconds }));
+    const check = await rb.step('checkStandby', () => long.checkStandby({ standby, maxLagBytes: input.maxLagBytes, withinSeconds: input.catchupWithinSeconds }));
     timelineBefore = check.timeline;
     await rb.step('promote', async () => {
       const lossWindow = mode === 'switchover' ? 'none (the standby has every WAL record of the old primary)'

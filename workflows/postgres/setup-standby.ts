@@ -8,9 +8,9 @@ import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
 import { secretUses, serverLocks, setupStandbyInput } from '../../contracts/postgres/schema';
 
-const check = runbookActivities<PostgresActivities>({ startToCloseTimeout: '2 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 3 } });
-const act = runbookActivities<PostgresActivities>({ startToCloseTimeout: '15 minutes', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
-const long = runbookActivities<PostgresActivities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '10s', retry: { maximumAttempts: 5 } });
+const check = runbookActivities<PostgresActivities>('check');
+const act = runbookActivities<PostgresActivities>('act', { startToCloseTimeout: '15 minutes' });
+const long = runbookActivities<PostgresActivities>('long');
 
 /** 2026-11-23T04:48:36.123Z -> 20261123T044836Z: names the kept-aside data directory. */
 const stampOf = (iso: string) => iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
