@@ -33,3 +33,26 @@ test('docker-compose.temporal.yml is a valid compose file with pinned images', (
   const noPassword = spawnSync('docker-compose', ['-f', 'docker-compose.temporal.yml', 'config'], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, TEMPORAL_DB_PASSWORD: '' } });
   expect(noPassword.status).not.toBe(0);
 });
+
+test('each container of docker-compose.temporal.yml mounts only the TLS files it needs, never the CA key', () => {
+  const tls = '/srv/tls-for-test';
+  const r = spawnSync('docker-compose', ['-f', 'docker-compose.temporal.yml', 'config'], {
+    cwd: repoRoot, encoding: 'utf8', env: { ...process.env, TEMPORAL_DB_PASSWORD: 'only-for-validation', TEMPORAL_TLS_DIR: tls },
+  });
+  expect(r.status).toBe(0);
+  // The normalized config: "  <service>:" at two spaces under services, its mounts as "    - <source>:<target>:<mode>".
+  const mounts: Record<string, string[]> = {};
+  let service = '';
+  for (const line of r.stdout.split('\n')) {
+    const head = /^  ([\w-]+):$/.exec(line);
+    if (head) service = head[1];
+    const mount = /^    - (\/[^:]+):([^:]+)(?::(\w+))?$/.exec(line);
+    if (mount && mount[1].startsWith(tls)) (mounts[service] ??= []).push(`${mount[1].slice(tls.length + 1)} ${mount[3]}`);
+  }
+  expect(mounts).toEqual({
+    temporal: ['ca.pem ro', 'server.pem ro', 'server.key ro'],
+    'temporal-admin-tools': ['ca.pem ro', 'client.pem ro', 'client.key ro'],
+    'temporal-ui': ['ca.pem ro', 'client.pem ro', 'client.key ro'],
+  });
+  expect(r.stdout).not.toContain('ca.key');
+});
