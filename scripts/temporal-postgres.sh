@@ -201,7 +201,9 @@ psql_admin() { as_pg "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$pg_run" -p "$P
 password_file=$state/secrets/temporal-db-password
 [[ -s "$password_file" ]] || (umask 077 && openssl rand -hex 24 >"$password_file")
 db_password=$(<"$password_file")
-psql_admin -v pw="$db_password" <<'SQL'
+# psql reads it from its environment (\getenv), never from its command line, which every user sees in ps.
+RUNBOOKS_TEMPORAL_DB_PASSWORD=$db_password psql_admin <<'SQL'
+\getenv pw RUNBOOKS_TEMPORAL_DB_PASSWORD
 SELECT 'CREATE ROLE temporal LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'temporal') \gexec
 ALTER ROLE temporal LOGIN PASSWORD :'pw';
 SELECT 'CREATE DATABASE temporal OWNER temporal' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'temporal') \gexec
