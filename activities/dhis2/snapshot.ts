@@ -7,7 +7,7 @@ import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
 import { call, importErrors, refused, snippet, type ImportError } from './api';
 import { currentSyncConfig, targetNamed } from './config';
 import { mapForTarget, type Resource } from './mapping';
-import { sourceServer, targetServer } from './sync';
+import { sourceServer, targetServer } from './target';
 
 export interface PageResult { read: number; sent: number; created: number; updated: number; ignored: number; errors: Array<Pick<ImportError, 'code' | 'message' | 'uid'>> }
 
