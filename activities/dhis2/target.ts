@@ -27,8 +27,8 @@ export type Written = { ok: true } | { ok: false; errors: ImportError[]; message
 
 export type TicketStatus = 'OPEN' | 'PENDING' | 'INVALID' | 'SOLVED';
 
-export const sourceServer = (config: SyncConfig): Dhis2Server => ({ name: 'source', baseUrl: config.source.baseUrl, auth: config.source.auth, concurrency: 16 });
-export const targetServer = (t: SyncTarget): Dhis2Server => ({ name: t.name, baseUrl: t.baseUrl, auth: t.auth, concurrency: t.concurrency });
+const sourceServer = (config: SyncConfig): Dhis2Server => ({ name: 'source', baseUrl: config.source.baseUrl, auth: config.source.auth, concurrency: 16 });
+const targetServer = (t: SyncTarget): Dhis2Server => ({ name: t.name, baseUrl: t.baseUrl, auth: t.auth, concurrency: t.concurrency });
 
 export const draftNamespace = 'org-unit-sync';
 /** One draft per resource on a target: a retry and every later change of the same resource reuse it. */
