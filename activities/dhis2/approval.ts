@@ -1,28 +1,16 @@
 /**
- * Changes that need a human's approval before a target gets them: the DRAFT import kept in the
- * target's dataStore (namespace org-unit-sync, one key per resource, so a retry or a later change
- * reuses it) where a reviewer may edit it, and the TICKET in the target's messaging
- * (/api/messageConversations/feedback) that carries the field diff, the review link and the
- * signed approval links. The links are signed here and go only to the target's ticket: they never
- * return to the workflow.
+ * Changes that need a human's approval before a target gets them: which changes do, and the DRAFT
+ * import kept in the target's dataStore (namespace org-unit-sync, one key per resource, so a retry
+ * or a later change reuses it) where a reviewer may edit it. The approved draft, as the reviewer
+ * left it, is what gets applied. The ticket that asks for the decision is in ./ticket.ts.
  */
 import { createHash } from 'node:crypto';
-import { ApplicationFailure } from '@temporalio/common';
-import { Context } from '@temporalio/activity';
-import { diffLines } from '../../contracts/dhis2/render';
-import { endpointOf, parseFieldName, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
-import { approvalSecret, approvalUrl } from '../lib/approval-token';
-import { call, importErrors, refused, snippet, type Dhis2Server } from './api';
-import { currentSyncConfig, targetNamed, type ApprovalSettings, type SyncTarget } from './config';
+import { endpointOf, parseFieldName, type ResourceType } from '../../contracts/dhis2/resources';
+import type { ImportError } from './api';
+import type { ApprovalSettings, SyncTarget } from './config';
 import { stripComputed, type FieldChange, type Resource } from './mapping';
-import { deleteResource, fetchResource, importResource, missingReferences, targetServer, type MissingReference, type SyncRequest } from './sync';
-
-export const draftNamespace = 'org-unit-sync';
-/** One draft per resource on a target: a retry and every later change of the same resource reuse it. */
-export const draftKey = (type: ResourceType, uid: string): string => `${type}-${uid}`;
-export const reviewLink = (target: SyncTarget, key: string): string => `${target.baseUrl}/dhis-web-datastore/index.html#/edit/${draftNamespace}/${key}`;
-
-export type GatedOperation = 'create' | 'update' | 'delete';
+import { missingReferences, openTarget, type GatedOperation, type MissingReference, type SyncRequest, type TicketStatus } from './target';
+import { tellTicket } from './ticket';
 
 /** The draft as stored: the operation asked for, and the resource as the target would get it (the reviewer may edit the resource). */
 export type Draft = { operation: GatedOperation } & Record<string, unknown>;
@@ -67,33 +55,6 @@ function sortedKeys(value: unknown): unknown {
 }
 export const draftHash = (draft: unknown): string => createHash('sha256').update(JSON.stringify(sortedKeys(draft))).digest('hex').slice(0, 32);
 
-const draftPath = (type: ResourceType, uid: string) => `dataStore/${draftNamespace}/${draftKey(type, uid)}`;
-
-/** The stored draft, or undefined when there is none (deleted by hand, or never written). */
-export async function readDraft(server: Dhis2Server, type: ResourceType, uid: string): Promise<{ value: unknown } | undefined> {
-  const res = await call(server, 'GET', draftPath(type, uid));
-  if (res.status === 404) return undefined;
-  if (res.status !== 200) throw refused(server, `answered GET /api/${draftPath(type, uid)} with HTTP ${res.status}: ${snippet(res.text)}`);
-  return { value: res.body };
-}
-
-export async function writeDraft(server: Dhis2Server, type: ResourceType, uid: string, draft: Draft): Promise<string> {
-  const res = await call(server, 'PUT', draftPath(type, uid), { json: draft });
-  if (res.status === 404) {
-    // DHIS2 before 2.40 does not create a key with PUT.
-    const created = await call(server, 'POST', draftPath(type, uid), { json: draft });
-    if (created.status !== 201 && created.status !== 200) throw refused(server, `did not store the draft (HTTP ${created.status}): ${snippet(created.text)}`);
-  } else if (res.status !== 200 && res.status !== 201) {
-    throw refused(server, `did not store the draft ${draftPath(type, uid)} (HTTP ${res.status}): ${snippet(res.text)}`);
-  }
-  return draftHash(draft);
-}
-
-export async function deleteDraft(server: Dhis2Server, type: ResourceType, uid: string): Promise<void> {
-  const res = await call(server, 'DELETE', draftPath(type, uid));
-  if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw refused(server, `did not delete the draft (HTTP ${res.status}): ${snippet(res.text)}`);
-}
-
 export function draftOf(type: ResourceType, operation: GatedOperation, resource: Resource): Draft {
   return { operation, [endpointOf[type]]: [resource] };
 }
@@ -126,27 +87,26 @@ export type ApplyOutcome =
   | { action: 'draftMissing' }
   | { action: 'draftInvalid'; reason: string }
   | { action: 'waitingForReferences'; missing: MissingReference[] }
-  | { action: 'failed'; error: string; errors: ReturnType<typeof importErrors> };
+  | { action: 'failed'; error: string; errors: ImportError[] };
 
 /**
  * Applies the approved change: the draft AS IT IS NOW (a reviewer's edits win). The draft is left
  * in place (finishApproval deletes it), so a retry of this activity applies the same thing again.
  */
 export async function applyDraft(req: SyncRequest & { operation: GatedOperation; draftHash: string }): Promise<ApplyOutcome> {
-  const target = targetNamed(currentSyncConfig(), req.target);
-  const server = targetServer(target);
-  const stored = await readDraft(server, req.type, req.uid);
+  const target = openTarget(req.target);
+  const stored = await target.readDraft(req.type, req.uid);
   if (!stored) return { action: 'draftMissing' };
   const checked = checkDraft(stored.value, req.type, req.uid, req.operation);
   if (!checked.ok) return { action: 'draftInvalid', reason: checked.reason };
   const edited = draftHash(stored.value) !== req.draftHash;
   if (req.operation === 'delete') {
-    const deleted = await deleteResource(server, req.type, req.uid);
+    const deleted = await target.deleteResource(req.type, req.uid);
     return deleted.ok ? { action: 'deleted', edited } : { action: 'failed', error: deleted.message, errors: deleted.errors };
   }
   const resource = stripComputed(req.type, checked.resource);
-  const current = await fetchResource(server, req.type, req.uid);
-  const imported = await importResource(server, req.type, resource);
+  const current = await target.read(req.type, req.uid);
+  const imported = await target.importResource(req.type, resource);
   if (!imported.ok) {
     const missing = missingReferences(imported.errors);
     return missing ? { action: 'waitingForReferences', missing } : { action: 'failed', error: imported.message, errors: imported.errors };
@@ -164,124 +124,9 @@ export type RefreshOutcome =
   /** The change no longer needs approval (the draft was deleted): the next pass applies it. */
   | { action: 'released'; reason: string };
 
-// ---- the ticket ----------------------------------------------------------------------------
-
-export type TicketStatus = 'OPEN' | 'PENDING' | 'INVALID' | 'SOLVED';
-
-export interface TicketRequest {
-  target: string;
-  type: ResourceType;
-  uid: string;
-  name?: string;
-  operation: GatedOperation;
-  changes: FieldChange[];
-  gatedFields: string[];
-  author?: string;
-  quorum: number;
-  fourEyes: boolean;
-  /** The gate the links decide, and its opening. */
-  gate: string;
-  nonce: string;
-  deadline: string;
-  expiresAt: number;
-  links: Array<{ approver: string; linkId: string }>;
-  /** Reply in this ticket (a new opening of the same change) instead of opening one. */
-  ticket?: string;
-  /** A first line for a reply with new links (e.g. why the draft was refused). */
-  preface?: string;
-}
-
-const label = (type: ResourceType, uid: string, name?: string) => `${type} ${name ? `'${name}' (${uid})` : uid}`;
-
-
-/** The subject names the gate opening, so the ticket can be found again (the feedback API does not return its id). */
-export const ticketSubject = (req: Pick<TicketRequest, 'type' | 'uid' | 'name' | 'target' | 'nonce'>) =>
-  `[Runbooks org-unit sync] Approval needed: ${label(req.type, req.uid, req.name)} on ${req.target} [ref ${req.nonce.slice(0, 8)}]`.slice(0, 255);
-
-async function findTicket(server: Dhis2Server, ref: string): Promise<string | undefined> {
-  const res = await call<{ messageConversations?: Array<{ id?: unknown; subject?: unknown }> }>(server, 'GET', 'messageConversations', {
-    query: { filter: `subject:like:[ref ${ref}]`, fields: 'id,subject', paging: 'false' },
-  });
-  if (res.status !== 200) throw refused(server, `answered GET /api/messageConversations with HTTP ${res.status}: ${snippet(res.text)}`);
-  const found = (res.body?.messageConversations ?? []).find((c) => typeof c.id === 'string' && uidPattern.test(c.id) && typeof c.subject === 'string' && c.subject.includes(`[ref ${ref}]`));
-  return found?.id as string | undefined;
-}
-
-async function reply(server: Dhis2Server, ticket: string, text: string): Promise<void> {
-  const res = await call(server, 'POST', `messageConversations/${encodeURIComponent(ticket)}`, { text });
-  if (res.status === 404) throw refused(server, `no longer has the ticket ${ticket} (deleted by hand?)`);
-  if (res.status !== 201 && res.status !== 200) throw refused(server, `did not take the reply to ticket ${ticket} (HTTP ${res.status}): ${snippet(res.text)}`);
-}
-
-async function setStatus(server: Dhis2Server, ticket: string, status: TicketStatus): Promise<void> {
-  const res = await call(server, 'POST', `messageConversations/${encodeURIComponent(ticket)}/status`, { query: { messageConversationStatus: status } });
-  if (res.status !== 200 && res.status !== 204) throw refused(server, `did not set ticket ${ticket} to ${status} (HTTP ${res.status}): ${snippet(res.text)}`);
-}
-
-/**
- * The approval request as a ticket in the target (a channel of the gate): the diff, the review
- * link, and one signed link per approver, each bound to this opening of this gate of this run.
- * Returns the ticket's id. Retried safely: a ticket already opened for this gate opening is reused.
- */
-export async function openApprovalTicket(req: TicketRequest): Promise<{ ref: string }> {
-  const secret = approvalSecret();
-  if (!secret) throw ApplicationFailure.nonRetryable('APPROVAL_SECRET (32+ characters) is not set on the worker: approval links cannot be signed', 'ConfigMissing');
-  const run = Context.current().info.workflowExecution;
-  if (!run?.runId) throw ApplicationFailure.nonRetryable('openApprovalTicket must be called from a workflow', 'RunbookBug');
-  const target = targetNamed(currentSyncConfig(), req.target);
-  const server = targetServer(target);
-  const links = req.links.map((l) => ({
-    approver: l.approver,
-    url: approvalUrl({ workflowId: run.workflowId, runId: run.runId, gate: req.gate, nonce: req.nonce, approver: l.approver, exp: req.expiresAt, linkId: l.linkId }, secret),
-  }));
-  const until = new Date(req.expiresAt * 1000).toISOString();
-  const key = draftKey(req.type, req.uid);
-  const linkLines = [
-    ...links.flatMap((l) => [`To decide as ${l.approver}, open:`, l.url, '']),
-    `Each link shows the change first; only the Approve or Reject button on that page decides. A link works once, for this decision only, until ${until}.`,
-    'Do not forward a link: whoever holds it decides in that approver\'s name.',
-  ];
-  if (req.ticket) {
-    await reply(server, req.ticket, [req.preface ?? 'New approval links:', '', ...linkLines].join('\n'));
-    return { ref: req.ticket };
-  }
-  const ref = req.nonce.slice(0, 8);
-  const existing = await findTicket(server, ref);
-  if (existing) return { ref: existing };
-  const verb = { create: 'Create', update: 'Update', delete: 'Delete' }[req.operation];
-  const text = [
-    `${verb} ${label(req.type, req.uid, req.name)} on ${target.name}: this change waits for approval` +
-      `${req.author ? ` (made on the source by ${req.author})` : ''}.`,
-    '',
-    req.operation === 'update' ? `What changes (* = needs approval: ${req.gatedFields.join(', ')}):` : `Every field (a ${req.operation} needs approval):`,
-    ...diffLines(req.changes, req.gatedFields),
-    '',
-    `The draft import, which you may EDIT before approving (the edited draft is what gets applied; keep "operation" and the id):`,
-    reviewLink(target, key),
-    '',
-    `${req.quorum} approval(s) needed${!req.fourEyes ? '' : req.author ? `; four-eyes: ${req.author} may not approve`
-      : '; four-eyes is on, but the source did not say who made this change, so it cannot be enforced'}. The change waits until ${req.deadline}.`,
-    '',
-    ...linkLines,
-    '',
-    `Run: ${run.workflowId}. Only this resource waits; other changes keep flowing.`,
-  ].join('\n');
-  const res = await call(server, 'POST', 'messageConversations/feedback', { query: { subject: ticketSubject(req) }, text });
-  if (res.status !== 201 && res.status !== 200) throw refused(server, `did not open the approval ticket (HTTP ${res.status}): ${snippet(res.text)}`);
-  const opened = await findTicket(server, ref);
-  if (!opened) throw ApplicationFailure.retryable(`DHIS2 ${target.name} took the approval ticket but does not list it yet`, 'Dhis2Unavailable');
-  return { ref: opened };
-}
-
-/** A reply in the ticket, and its new status when the decision is final. */
-export async function updateTicket(req: { target: string; ticket: string; text: string; status?: TicketStatus }): Promise<void> {
-  const server = targetServer(targetNamed(currentSyncConfig(), req.target));
-  await reply(server, req.ticket, req.text);
-  if (req.status) await setStatus(server, req.ticket, req.status);
-}
-
 /** After the decision: the draft goes (a later change makes a new one), the ticket gets the outcome. */
 export async function finishApproval(req: SyncRequest & { ticket?: string; text: string; status: TicketStatus; keepDraft?: boolean }): Promise<void> {
-  if (!req.keepDraft) await deleteDraft(targetServer(targetNamed(currentSyncConfig(), req.target)), req.type, req.uid);
-  if (req.ticket) await updateTicket({ target: req.target, ticket: req.ticket, text: req.text, status: req.status });
+  const target = openTarget(req.target);
+  if (!req.keepDraft) await target.deleteDraft(req.type, req.uid);
+  if (req.ticket) await tellTicket(target, req.ticket, req.text, req.status);
 }

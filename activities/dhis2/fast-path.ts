@@ -7,8 +7,8 @@
  * once and the workflow uses the slow path (the target's own task queue, retries with backoff),
  * so a slow or failing target takes only its own slots there.
  */
-import { currentSyncConfig, targetNamed } from './config';
-import { syncResource, type SyncOutcome, type SyncRequest } from './sync';
+import { checkRequest, syncResourceOn, type SyncOutcome } from './sync';
+import { openTarget, type SyncRequest } from './target';
 
 const slowCallMs = 5_000;
 const coolOffMs = 30_000;
@@ -17,15 +17,16 @@ const targets = new Map<string, { inFlight: number; troubledUntil: number }>();
 export type FastOutcome = SyncOutcome | { action: 'deferred'; reason: string };
 
 export async function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
-  const target = targetNamed(currentSyncConfig(), req.target);
+  const target = openTarget(req.target);
   const health = targets.get(target.name) ?? { inFlight: 0, troubledUntil: 0 };
   targets.set(target.name, health);
   if (Date.now() < health.troubledUntil) return { action: 'deferred', reason: `${target.name} failed or was slow in the last ${coolOffMs / 1000}s` };
-  if (health.inFlight >= target.concurrency) return { action: 'deferred', reason: `${target.name} has ${health.inFlight} calls in flight` };
+  if (health.inFlight >= target.settings.concurrency) return { action: 'deferred', reason: `${target.name} has ${health.inFlight} calls in flight` };
   health.inFlight += 1;
   const started = Date.now();
   try {
-    return await syncResource(req);
+    checkRequest(req);
+    return await syncResourceOn(target, req);
   } catch (err) {
     health.troubledUntil = Date.now() + coolOffMs;
     return { action: 'deferred', reason: (err as Error).message };

@@ -6,14 +6,15 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { SyncSettings } from '../../contracts/dhis2/messages';
 import type { ResourceType } from '../../contracts/dhis2/resources';
-import { currentSyncConfig, targetNamed } from './config';
 import { handOver } from './handoff';
 import { syncResourceFast } from './fast-path';
 import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
-import { checkRequest, notifyTarget, syncResource, type SyncRequest } from './sync';
-import { applyDraft, finishApproval, openApprovalTicket, updateTicket } from './approval';
+import { checkRequest, syncResource } from './sync';
+import { applyDraft, finishApproval } from './approval';
+import { openTarget, type SyncRequest } from './target';
+import { openApprovalTicket, updateTicket } from './ticket';
 
 /** Every function activities/dhis2/setup.ts exports is an activity. */
 export function createDhis2SetupActivities() {
@@ -43,12 +44,11 @@ export function createDhis2Activities() {
 
     /** Tells the target's recipients that a change could not be applied, and why. */
     async notifySyncFailure(req: { target: string; type: ResourceType; uid: string; error: string }): Promise<void> {
-      const config = currentSyncConfig();
-      const target = targetNamed(config, req.target);
-      if (!target.notify.on.includes('failure')) return;
+      const target = openTarget(req.target);
+      if (!target.settings.notify.on.includes('failure')) return;
       const workflowId = Context.current().info.workflowExecution?.workflowId ?? 'unknown';
       try {
-        await notifyTarget(config, target, `[Runbooks org-unit sync] FAILED to sync ${req.type} ${req.uid} (parked)`,
+        await target.notify(`[Runbooks org-unit sync] FAILED to sync ${req.type} ${req.uid} (parked)`,
           `The change to ${req.type} ${req.uid} could not be applied on ${target.name}:\n\n${req.error}\n\n` +
           `It is PARKED, not lost: later changes to this resource wait behind it. Once the cause is fixed: npm run runbook -- retry ${workflowId}; ` +
           `to give it up: npm run runbook -- drop ${workflowId} --reason "...".`);

@@ -1,0 +1,178 @@
+/**
+ * One DHIS2 target as the sync and the approvals see it: its resources, the draft a gated change
+ * waits in (its dataStore), the ticket that asks for approval (its messaging), and the
+ * notifications to its recipients. Each activity opens the target once (`openTarget`) and hands
+ * it on, so a pass reads the configuration once and every call names the same target.
+ */
+import { endpointOf, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
+import { call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
+import { currentSyncConfig, targetNamed, type SyncConfig, type SyncTarget } from './config';
+import type { Resource } from './mapping';
+
+/** What the sync activities are asked about: one resource on one target. */
+export interface SyncRequest {
+  target: string;
+  type: ResourceType;
+  uid: string;
+  /** A gate is open for this resource: bring its draft up to date instead of applying anything. */
+  held?: { draftHash: string };
+}
+
+export interface MissingReference { type: ResourceType; uid: string; property?: string }
+
+/** What a change does to a resource on a target (and what a draft asks for). */
+export type GatedOperation = 'create' | 'update' | 'delete';
+
+export type Written = { ok: true } | { ok: false; errors: ImportError[]; message: string };
+
+export type TicketStatus = 'OPEN' | 'PENDING' | 'INVALID' | 'SOLVED';
+
+const sourceServer = (config: SyncConfig): Dhis2Server => ({ name: 'source', baseUrl: config.source.baseUrl, auth: config.source.auth, concurrency: 16 });
+const targetServer = (t: SyncTarget): Dhis2Server => ({ name: t.name, baseUrl: t.baseUrl, auth: t.auth, concurrency: t.concurrency });
+
+export const draftNamespace = 'org-unit-sync';
+/** One draft per resource on a target: a retry and every later change of the same resource reuse it. */
+export const draftKey = (type: ResourceType, uid: string): string => `${type}-${uid}`;
+const draftPath = (type: ResourceType, uid: string) => `dataStore/${draftNamespace}/${draftKey(type, uid)}`;
+
+/** The target named in the worker's configuration (read now: it may have changed since the last activity). */
+export function openTarget(name: string): Dhis2Target {
+  const config = currentSyncConfig();
+  return new Dhis2Target(config, targetNamed(config, name));
+}
+
+/** GET /api/<type>/<uid>?fields=*: the resource, or undefined when the server does not have it. */
+export async function fetchResource(server: Dhis2Server, type: ResourceType, uid: string): Promise<Resource | undefined> {
+  const res = await call<Resource>(server, 'GET', `${endpointOf[type]}/${uid}`, { query: { fields: '*' } });
+  if (res.status === 404) return undefined;
+  if (res.status !== 200 || typeof res.body !== 'object' || res.body === null || res.body.id !== uid) {
+    throw refused(server, `answered GET ${endpointOf[type]}/${uid} with HTTP ${res.status} and not the ${type}: ${snippet(res.text)}`);
+  }
+  return res.body;
+}
+
+const metadataQuery = { importStrategy: 'CREATE_AND_UPDATE', identifier: 'UID', atomicMode: 'ALL', skipSharing: 'true', userOverrideMode: 'CURRENT' };
+const klassTypes: Record<string, ResourceType> = { OrganisationUnit: 'organisationUnit', OrganisationUnitGroup: 'organisationUnitGroup', OrganisationUnitGroupSet: 'organisationUnitGroupSet' };
+
+/** E5002 "Invalid reference [uid] (Klass) on object ...": which synced resources the target lacks. */
+export function missingReferences(errors: ImportError[]): MissingReference[] | undefined {
+  if (!errors.length || errors.some((e) => e.code !== 'E5002')) return undefined;
+  const out: MissingReference[] = [];
+  for (const e of errors) {
+    const [uid, klass] = e.properties?.length ? e.properties : (/Invalid reference \[([^\]]+)\] \(([^)]+)\)/.exec(e.message) ?? []).slice(1);
+    const type = klass ? klassTypes[klass.split('.').pop()!] : undefined;
+    if (!uid || !uidPattern.test(uid) || !type) return undefined;
+    if (!out.some((m) => m.uid === uid && m.type === type)) out.push({ type, uid, property: e.property });
+  }
+  // Each missing reference starts a sync workflow: a target cannot make us start thousands.
+  return out.slice(0, 20);
+}
+
+export class Dhis2Target {
+  readonly server: Dhis2Server;
+  readonly source: Dhis2Server;
+
+  constructor(readonly config: SyncConfig, readonly settings: SyncTarget) {
+    this.server = targetServer(settings);
+    this.source = sourceServer(config);
+  }
+
+  get name(): string { return this.settings.name; }
+
+  /** Where a reviewer reads and edits the draft (the target's Data Store Manager app). */
+  reviewLink(key: string): string {
+    return `${this.settings.baseUrl}/dhis-web-datastore/index.html#/edit/${draftNamespace}/${key}`;
+  }
+
+  /** The resource as the source holds it and as this target holds it now (undefined where absent). */
+  async bothSides(type: ResourceType, uid: string): Promise<[Resource | undefined, Resource | undefined]> {
+    return Promise.all([fetchResource(this.source, type, uid), fetchResource(this.server, type, uid)]);
+  }
+
+  read(type: ResourceType, uid: string): Promise<Resource | undefined> {
+    return fetchResource(this.server, type, uid);
+  }
+
+  /** POST /api/metadata with one resource; the report is checked (a 200 can still say ERROR). */
+  async importResource(type: ResourceType, resource: Resource): Promise<Written> {
+    const res = await call<{ status?: string; message?: string }>(this.server, 'POST', 'metadata', { query: metadataQuery, json: { [endpointOf[type]]: [resource] }, timeoutMs: 120_000 });
+    const status = typeof res.body === 'object' && res.body ? res.body.status : undefined;
+    if (res.status === 200 && (status === 'OK' || status === 'SUCCESS')) return { ok: true };
+    if (res.status === 200 || res.status === 409) {
+      const errors = importErrors(res.body);
+      return { ok: false, errors, message: `import of ${type} ${resource.id} answered HTTP ${res.status} status ${status ?? '?'}: ${errors.map((e) => `${e.code} ${e.message}`).join('; ') || snippet(res.text)}` };
+    }
+    throw refused(this.server, `answered POST /api/metadata with HTTP ${res.status}: ${snippet(res.text)}`);
+  }
+
+  async deleteResource(type: ResourceType, uid: string): Promise<Written> {
+    const res = await call(this.server, 'DELETE', `${endpointOf[type]}/${uid}`);
+    if (res.status === 200 || res.status === 204 || res.status === 404) return { ok: true };
+    if (res.status === 409) {
+      const errors = importErrors(res.body);
+      return { ok: false, errors, message: `delete of ${type} ${uid} answered HTTP 409: ${errors.map((e) => `${e.code} ${e.message}`).join('; ') || snippet(res.text)}` };
+    }
+    throw refused(this.server, `answered DELETE ${endpointOf[type]}/${uid} with HTTP ${res.status}: ${snippet(res.text)}`);
+  }
+
+  /** The stored draft, or undefined when there is none (deleted by hand, or never written). */
+  async readDraft(type: ResourceType, uid: string): Promise<{ value: unknown } | undefined> {
+    const res = await call(this.server, 'GET', draftPath(type, uid));
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw refused(this.server, `answered GET /api/${draftPath(type, uid)} with HTTP ${res.status}: ${snippet(res.text)}`);
+    return { value: res.body };
+  }
+
+  async writeDraft(type: ResourceType, uid: string, draft: unknown): Promise<void> {
+    const res = await call(this.server, 'PUT', draftPath(type, uid), { json: draft });
+    if (res.status === 404) {
+      // DHIS2 before 2.40 does not create a key with PUT.
+      const created = await call(this.server, 'POST', draftPath(type, uid), { json: draft });
+      if (created.status !== 201 && created.status !== 200) throw refused(this.server, `did not store the draft (HTTP ${created.status}): ${snippet(created.text)}`);
+    } else if (res.status !== 200 && res.status !== 201) {
+      throw refused(this.server, `did not store the draft ${draftPath(type, uid)} (HTTP ${res.status}): ${snippet(res.text)}`);
+    }
+  }
+
+  async deleteDraft(type: ResourceType, uid: string): Promise<void> {
+    const res = await call(this.server, 'DELETE', draftPath(type, uid));
+    if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw refused(this.server, `did not delete the draft (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+
+  /** A message to the target's configured recipients (best effort: the sync itself already happened). */
+  async notify(subject: string, text: string): Promise<void> {
+    const { users, userGroups } = this.settings.notify;
+    if (!users.length && !userGroups.length) return;
+    const res = await call(this.server, 'POST', 'messageConversations', {
+      json: { subject: subject.slice(0, 255), text, users: users.map((id) => ({ id })), userGroups: userGroups.map((id) => ({ id })) },
+    });
+    if (res.status !== 201 && res.status !== 200) throw refused(this.server, `did not take the notification (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+
+  /** Opens a ticket in the target's feedback inbox (the API answers without the ticket's id: find it by its subject). */
+  async openTicket(subject: string, text: string): Promise<void> {
+    const res = await call(this.server, 'POST', 'messageConversations/feedback', { query: { subject }, text });
+    if (res.status !== 201 && res.status !== 200) throw refused(this.server, `did not open the approval ticket (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+
+  /** The ticket whose subject carries `[ref <ref>]`. */
+  async findTicket(ref: string): Promise<string | undefined> {
+    const res = await call<{ messageConversations?: Array<{ id?: unknown; subject?: unknown }> }>(this.server, 'GET', 'messageConversations', {
+      query: { filter: `subject:like:[ref ${ref}]`, fields: 'id,subject', paging: 'false' },
+    });
+    if (res.status !== 200) throw refused(this.server, `answered GET /api/messageConversations with HTTP ${res.status}: ${snippet(res.text)}`);
+    const found = (res.body?.messageConversations ?? []).find((c) => typeof c.id === 'string' && uidPattern.test(c.id) && typeof c.subject === 'string' && c.subject.includes(`[ref ${ref}]`));
+    return found?.id as string | undefined;
+  }
+
+  async reply(ticket: string, text: string): Promise<void> {
+    const res = await call(this.server, 'POST', `messageConversations/${encodeURIComponent(ticket)}`, { text });
+    if (res.status === 404) throw refused(this.server, `no longer has the ticket ${ticket} (deleted by hand?)`);
+    if (res.status !== 201 && res.status !== 200) throw refused(this.server, `did not take the reply to ticket ${ticket} (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+
+  async setTicketStatus(ticket: string, status: TicketStatus): Promise<void> {
+    const res = await call(this.server, 'POST', `messageConversations/${encodeURIComponent(ticket)}/status`, { query: { messageConversationStatus: status } });
+    if (res.status !== 200 && res.status !== 204) throw refused(this.server, `did not set ticket ${ticket} to ${status} (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+}
