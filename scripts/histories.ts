@@ -81,14 +81,19 @@ function failureType(failure: Json): string | undefined {
 }
 const kebab = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
 
-/** The path a run took, e.g. "gate.approved.completed" or "parked.retried.continued-as-new"; "waiting" when it still runs. */
+/**
+ * The path a run took, e.g. "gate.approved.completed", "parked.retried.continued-as-new", "carried-over.waiting"
+ * (a run a continue-as-new started); "waiting" when it still runs.
+ */
 export function pathOf(history: HistoryFile): string {
   const words: string[] = [];
   const say = (w: string | undefined) => { if (w && !words.includes(w)) words.push(w); };
   let closed = false;
   for (const e of history.events) {
     const a = attributesOf(e);
-    if (e.eventType === 'EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES') {
+    if (e.eventType === 'EVENT_TYPE_WORKFLOW_EXECUTION_STARTED') {
+      if (a.continuedExecutionRunId) say('carried-over'); // started by a continue-as-new, from what the last run carried
+    } else if (e.eventType === 'EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES') {
       const fields = (a.searchAttributes as { indexedFields?: Record<string, Json> } | undefined)?.indexedFields ?? {};
       if (fields.RunbookStatus) say(statusWords[String(decode(fields.RunbookStatus))]);
     } else if (e.eventType === 'EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') {
