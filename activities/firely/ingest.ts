@@ -15,7 +15,7 @@ import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
   migration: 'http://fire.ly/vonk/plugins/migration',

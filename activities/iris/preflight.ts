@@ -4,7 +4,7 @@
  */
 import type { IrisNode } from '../../contracts/iris/schema';
 import { healthy, inspectMember, type MemberState } from './inspect';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 export interface PairRequest { primary: IrisNode; backup: IrisNode; mirror: string; databases?: string[] }
 

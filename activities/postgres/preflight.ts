@@ -2,7 +2,7 @@
 import type { PgHost } from '../../contracts/postgres/schema';
 import { onHost, profileOf } from './hosts';
 import { inspectServer, type ServerState } from './inspect';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 export interface SetupPreflightRequest {
   primary: PgHost;

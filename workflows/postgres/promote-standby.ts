@@ -9,14 +9,13 @@ import { runbookActivities } from '../kit/activities';
 import { approvalFailure } from '../kit/approval';
 import { defineRunbook, type Runbook } from '../kit/runbook';
 import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from '../../contracts/postgres/schema';
+import { refuse } from '../../contracts/refuse';
 import { setupPostgresStandby } from './setup-standby';
 
 const kit = runbookActivities<KitActivities>('check');
 const check = runbookActivities<PostgresActivities>('check');
 const act = runbookActivities<PostgresActivities>('act');
 const long = runbookActivities<PostgresActivities>('long', { startToCloseTimeout: '2 hours' });
-
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 /** Fences the old primary, or, when it cannot be reached, asks a human to confirm it is gone. */
 async function fenceOldPrimary(rb: Runbook, input: PromoteStandbyInput, reachable: boolean, why?: string) {
