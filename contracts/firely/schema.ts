@@ -1,9 +1,8 @@
 /** Inputs of the Firely Server migration runbook (so far: the reverse proxy it switches). */
 import { z } from 'zod';
-import { approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields } from '../input';
+import { absolutePath, approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields } from '../input';
 import { sshHost } from '../ssh';
 
-const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 export const hostPort = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port, e.g. 10.0.0.5:4080');
 
 export const nginxProxy = z.strictObject({

@@ -1,10 +1,9 @@
 /** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
 import { z } from 'zod';
-import { approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
+import { absolutePath, approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 import { hostAddress, hostLabel, sshEndpoint } from '../ssh';
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
-const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 
 const pgCtlProfile = z.strictObject({
   kind: z.literal('pg_ctl'),
