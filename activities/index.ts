@@ -6,7 +6,7 @@ import { createApprovalActivities } from './approvals';
 import { createDhis2Activities } from './dhis2';
 import { createFirelyActivities } from './firely';
 import { createIrisActivities } from './iris';
-import { createLockActivities } from './locks';
+import { createKitActivities } from './kit';
 import { createPostgresActivities } from './postgres';
 
 export function createActivities() {
@@ -15,7 +15,7 @@ export function createActivities() {
     ...createDhis2Activities(),
     ...createFirelyActivities(),
     ...createIrisActivities(),
-    ...createLockActivities(),
+    ...createKitActivities(),
     ...createPostgresActivities(),
   };
 }

@@ -21,6 +21,9 @@ export const secretRef = z.strictObject({
 }).describe('The name of a secret known to the worker, e.g. {"secret": "pg-replication"}');
 export type SecretRef = z.infer<typeof secretRef>;
 
+/** A path on a host: absolute, one line, never climbing out with "..". */
+export const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
+
 /** A duration in Temporal's notation: "30s", "15m", "24h", "7d". */
 export const duration = z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'a duration such as "30s", "15m", "24h" or "7d"');
 

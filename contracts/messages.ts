@@ -24,7 +24,6 @@ export interface Decision {
 
 export const approveSignal = defineSignal<[Decision]>('approve');
 export const rejectSignal = defineSignal<[Decision]>('reject');
-export const progressQuery = defineQuery<Progress>('progress');
 
 export const signalDescriptions = {
   approve: 'Approve a gate: {"gate": "<gate>", "by": "<your name>", "reason": "<optional>"}',
@@ -139,6 +138,14 @@ export interface Progress extends ApprovalLedger {
   waitingForLock?: { key: string; heldBy: string };
   error?: string;
 }
+
+/**
+ * The `progress` query, one name for every workflow with gates. A runbook answers `Progress`; a
+ * workflow with a progress of its own (the DHIS2 sync) or a reader of several kinds (the approval
+ * gateway) names the shape it answers or reads, which always carries the approval ledger.
+ */
+export const progressQueryOf = <P extends ApprovalLedger>() => defineQuery<P>('progress');
+export const progressQuery = progressQueryOf<Progress>();
 
 /** What activities that change something return: whether they did, and what (or, in a dry-run, what they would do). */
 export interface ChangeReport {

@@ -23,6 +23,7 @@ import { freePort } from '../test/support/global-setup';
 import { startProcess } from '../test/support/processes';
 import { startFirelyLab } from '../test/lab/firely';
 import { startLoad, type LoadSample } from '../test/support/load';
+import { failureText } from '../contracts/failure';
 import { approveSignal, progressQuery, type Progress } from '../contracts/messages';
 
 const LOAD = { connections: 4, writeEvery: 50 };
@@ -33,7 +34,6 @@ const SWITCH_TAIL_MS = 1_000;
 
 const row = (label: string, xs: number[]) => `  ${label.padEnd(52)} p50 ${pct(xs, 50).toFixed(0).padStart(6)} ms   max ${Math.max(...xs).toFixed(0).padStart(6)} ms`;
 const countRow = (label: string, xs: number[]) => `  ${label.padEnd(52)} p50 ${String(pct(xs, 50)).padStart(6)}      max ${String(Math.max(...xs)).padStart(6)}      total ${xs.reduce((a, b) => a + b, 0)}`;
-const causeOf = (err: unknown): string => { const e = err as { message?: string; cause?: unknown }; return e?.cause ? `${e.message}: ${causeOf(e.cause)}` : String(e?.message ?? err); };
 
 /** Polls the run's progress until `gate` is open; a run that ended or a gate that never opens is an error saying where the run is. */
 async function gateOpen(handle: WorkflowHandle, gate: string, timeoutMs = 300_000): Promise<Progress> {
@@ -46,7 +46,7 @@ async function gateOpen(handle: WorkflowHandle, gate: string, timeoutMs = 300_00
     if (ended.has(last.status)) break;
   }
   const where = last ? `${last.status} at ${last.currentStep}: ${last.error ?? last.steps.find((s) => s.error)?.error ?? ''}` : 'no progress';
-  const result = await Promise.race([handle.result().then((r) => `completed ${JSON.stringify(r)}`, (e) => causeOf(e)), new Promise<string>((r) => setTimeout(() => r('still running'), 2_000))]);
+  const result = await Promise.race([handle.result().then((r) => `completed ${JSON.stringify(r)}`, (e) => failureText(e.cause ?? e)), new Promise<string>((r) => setTimeout(() => r('still running'), 2_000))]);
   throw new Error(`gate ${gate} did not open; the run is ${where}; result: ${result}`);
 }
 
@@ -92,7 +92,7 @@ async function oneRun(client: Client, queue: string, secretsDir: string, i: numb
       await handle.signal(approveSignal, { gate: 'cutover', by: 'bench' });
       await gateOpen(handle, 'decommission');
       await handle.signal(approveSignal, { gate: 'decommission', by: 'bench' });
-      await handle.result().catch((err) => { throw new Error(`the runbook failed: ${causeOf(err)}`); });
+      await handle.result().catch((err) => { throw new Error(`the runbook failed: ${failureText(err.cause ?? err)}`); });
       run = performance.now() - t0;
       stats = await load.stop();
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { CatalogEntry } from '../contracts/catalog';
+import { failureText } from '../contracts/failure';
 import { describeIssues, durationSeconds, InvalidInputError, validateInput } from '../contracts/input';
 import { approveSignal, progressQuery, rejectSignal, type Progress } from '../contracts/messages';
 import { RunbookName, RunbookStatus } from '../contracts/search-attributes';
@@ -125,7 +126,7 @@ async function waitFor(client: Client, workflowId: string, timeoutMs?: number): 
     return status === 'rolled_back' ? exitCodes.failed : exitCodes.ok;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      console.error(`Runbook ${workflowId} failed: ${causeChain(err)}`);
+      console.error(`Runbook ${workflowId} failed: ${failureText(err.cause ?? err)}`);
       return exitCodes.failed;
     }
     throw err;
@@ -133,12 +134,6 @@ async function waitFor(client: Client, workflowId: string, timeoutMs?: number): 
     clearInterval(ticker);
     if (timer) clearTimeout(timer);
   }
-}
-
-function causeChain(err: unknown): string {
-  const parts: string[] = [];
-  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.message) parts.push(e.message);
-  return parts.join(': ');
 }
 
 function summaryLine(p: Progress): string {
@@ -268,7 +263,7 @@ if (require.main === module) {
       if ((err as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string })?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
         console.error(`${(err as Error).message}\n${usage}`); process.exit(exitCodes.usage);
       }
-      console.error(`Error: ${causeChain(err)}`);
+      console.error(`Error: ${failureText(err)}`);
       process.exit(exitCodes.unreachable);
     });
 }

@@ -18,10 +18,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
-import { defineQuery } from '@temporalio/workflow';
-import { approvalSecret, linkExpiry, signApproval, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, rejectSignal, type Decision, type GateProgress } from '../contracts/messages';
+import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
+import { approveSignal, progressQueryOf, rejectSignal, type Decision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
+import { readLimited, TooLarge } from '../activities/lib/http';
 import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
 import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
@@ -50,7 +50,7 @@ export interface Gateway {
 }
 
 /** Every workflow with gates answers `progress` with at least the approval ledger. */
-const progressQuery = defineQuery<RunProgress>('progress');
+const progressQuery = progressQueryOf<RunProgress>();
 
 type RunView = { state: 'running'; progress?: RunProgress } | { state: 'ended'; status: string } | { state: 'missing' };
 type Page = { status: number; title: string; text: string };
@@ -107,19 +107,11 @@ function refusal(view: RunView, claim: ApprovalClaim): Page | undefined {
   return undefined;
 }
 
-class FormTooLarge extends Error {}
 const maxFormBytes = 16_384;
 
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  if (Number(req.headers['content-length'] ?? 0) > maxFormBytes) throw new FormTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxFormBytes) throw new FormTooLarge();
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  if (Number(req.headers['content-length'] ?? 0) > maxFormBytes) throw new TooLarge(maxFormBytes);
+  return new URLSearchParams(await readLimited(req, maxFormBytes));
 }
 
 export const securityHeaders = {
@@ -138,7 +130,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { client, secret, oidc } = opts;
   /** Where the inbox's links point: the public base URL, else this gateway's own address. */
   let ownUrl = '';
-  const baseUrl = () => (opts.baseUrl || process.env.APPROVAL_BASE_URL || ownUrl).replace(/\/+$/, '');
+  const baseUrl = () => opts.baseUrl || approvalBaseUrl(ownUrl);
   /** Links being decided right now: a double click does not send two signals. */
   const inFlight = new Set<string>();
   const send = (res: ServerResponse, status: number, html: string, extra: Record<string, string | string[]> = {}) => {
@@ -220,7 +212,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const now = Date.now() / 1000;
     for (const r of rows) {
       if (approver) {
-        r.link = `${baseUrl()}/approve?t=${signApproval({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret)}`;
+        r.link = approvalUrl({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret, baseUrl());
       } else if (opts.uiUrl) {
         r.uiUrl = `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(r.workflowId)}/${encodeURIComponent(r.runId)}`;
       }
@@ -250,7 +242,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     try {
       form = req.method === 'POST' ? await readForm(req) : undefined;
     } catch (err) {
-      if (!(err instanceof FormTooLarge)) throw err;
+      if (!(err instanceof TooLarge)) throw err;
       return send(res, 413, message('Too large', 'The form is larger than an approval can be. Nothing was sent.', 'bad'), { connection: 'close' });
     }
     const token = (form ? form.get('t') : url.searchParams.get('t')) ?? '';

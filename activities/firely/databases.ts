@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MongoClient } from 'mongodb';
 import type { ChangeReport } from '../../contracts/messages';
 import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 type Database = MigrateFirelyServerInput['oldServer']['database'];
 /** Where a connection string points, for messages (never its options). */

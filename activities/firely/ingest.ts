@@ -9,12 +9,13 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../contracts/messages';
-import type { MigrateFirelyServerInput, SshHost } from '../../contracts/firely/schema';
+import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
+import type { SshHost } from '../../contracts/ssh';
 import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
   migration: 'http://fire.ly/vonk/plugins/migration',

@@ -12,7 +12,7 @@ import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
 import { cmd } from '../lib/shell';
 import { onSshHost } from '../lib/ssh-pool';
 import { countOf, fhir, outcomeText, search, type Entry } from './fhir-client';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 const sleep = (ms: number) => Context.current().sleep(ms);
 

@@ -6,7 +6,7 @@ import type { IrisNode } from '../../contracts/iris/schema';
 import { healthy } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { checkStatus, osString, runScript } from './session';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 
 async function namespaceExists(node: IrisNode, namespace: string): Promise<boolean> {

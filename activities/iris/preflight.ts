@@ -3,18 +3,10 @@
  * input names, started, with the roles the input says. Nothing here changes anything.
  */
 import type { IrisNode } from '../../contracts/iris/schema';
-import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { healthy, inspectMember, type MemberState } from './inspect';
-import { refuse } from '../lib/refuse';
-
+import { refuse } from '../../contracts/refuse';
 
 export interface PairRequest { primary: IrisNode; backup: IrisNode; mirror: string; databases?: string[] }
-
-/** Checks the secrets a run would send against the worker's scopes, before anything connects. */
-export async function checkIrisSecretScopes(uses: Array<SecretUse & { secret: string }>): Promise<{ checked: number }> {
-  for (const { secret, ...use } of uses) checkSecretUse(secret, use);
-  return { checked: uses.length };
-}
 
 /** Both members as they are, or a refusal that says what is wrong and what to do. */
 export async function checkMirrorPair(r: PairRequest): Promise<{ primary: MemberState; backup: MemberState }> {

@@ -12,7 +12,7 @@ import { cmd } from '../lib/shell';
 import { healthy, inspectMember, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { onNode, runScript } from './session';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 /** The names of the mirror's databases as the member lists them. */
 async function mirroredDatabases(node: IrisNode): Promise<string[]> {

@@ -84,8 +84,8 @@ export function verifyInbox(token: string, secret: string, nowSeconds = Date.now
   return { ok: true, claim: { approver, exp } };
 }
 
-export function inboxUrl(claim: InboxClaim, secret: string): string {
-  return `${approvalBaseUrl()}/?t=${signInbox(claim, secret)}`;
+export function inboxUrl(claim: InboxClaim, secret: string, base = approvalBaseUrl()): string {
+  return `${trimmed(base)}/?t=${signInbox(claim, secret)}`;
 }
 
 /** The gateway's secret (APPROVAL_SECRET, or the file APPROVAL_SECRET_FILE), 32 characters at least. In development start.sh generates one under .temporal/. */
@@ -96,9 +96,12 @@ export function approvalSecret(): string | undefined {
   return secret && secret.length >= 32 ? secret : undefined;
 }
 
-export function approvalBaseUrl(): string {
-  return (process.env.APPROVAL_BASE_URL || 'http://127.0.0.1:8240').replace(/\/+$/, '');
+/** The gateway's public address (APPROVAL_BASE_URL), else `fallback`: where links point. */
+export function approvalBaseUrl(fallback = 'http://127.0.0.1:8240'): string {
+  return trimmed(process.env.APPROVAL_BASE_URL || fallback);
 }
+
+const trimmed = (base: string) => base.replace(/\/+$/, '');
 
 /** The expiry of a new link: `ttlSeconds` from now (at most 7 days), and never after `notAfter` (the gate's deadline). */
 export function linkExpiry(ttlSeconds: number, notAfterSeconds?: number, nowSeconds = Date.now() / 1000): number {
@@ -106,6 +109,7 @@ export function linkExpiry(ttlSeconds: number, notAfterSeconds?: number, nowSeco
   return Math.floor(Math.min(nowSeconds + ttl, notAfterSeconds ?? Infinity));
 }
 
-export function approvalUrl(claim: Omit<ApprovalClaim, 'linkId'> & { linkId?: string }, secret: string): string {
-  return `${approvalBaseUrl()}/approve?t=${signApproval(claim, secret)}`;
+/** The one way an approval link is made: signed, at the gateway's address (`base`, default approvalBaseUrl()). */
+export function approvalUrl(claim: Omit<ApprovalClaim, 'linkId'> & { linkId?: string }, secret: string, base = approvalBaseUrl()): string {
+  return `${trimmed(base)}/approve?t=${signApproval(claim, secret)}`;
 }

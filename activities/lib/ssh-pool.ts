@@ -3,6 +3,7 @@
  * A new connection checks the pinned host key (connectSsh); one that dies is replaced on next
  * use; one unused for a while is closed; all are closed when the worker stops.
  */
+import type { SshHost } from '../../contracts/ssh';
 import { whileHeartbeating } from './heartbeat';
 import { checkSecretUse } from './secrets';
 import { connectSsh, type SshSession, type SshTarget } from './ssh';
@@ -82,15 +83,9 @@ export function withSsh<T>(target: SshTarget, fn: (s: SshSession) => Promise<T>)
   return sshPool.use(target, fn);
 }
 
-/** A host as the runbooks' inputs name it: its name, its address and how to reach it over SSH. */
-export interface SshHostInput {
-  name: string;
-  address: string;
-  ssh: Pick<SshTarget, 'port' | 'user' | 'hostKey' | 'privateKey'>;
-}
-
-export const sshTargetOf = (h: SshHostInput): SshTarget =>
+/** A host as the runbooks' inputs name it (contracts/ssh.ts): its name, its address and how to reach it over SSH. */
+export const sshTargetOf = (h: SshHost): SshTarget =>
   ({ label: `${h.name} (${h.address})`, host: h.address, port: h.ssh.port, user: h.ssh.user, hostKey: h.ssh.hostKey, privateKey: h.ssh.privateKey });
 
 /** Runs `fn` with the host's pooled connection, heartbeating meanwhile (a dead worker is noticed within the heartbeat timeout). */
-export const onSshHost = <T>(h: SshHostInput, fn: (s: SshSession) => Promise<T>): Promise<T> => whileHeartbeating(() => withSsh(sshTargetOf(h), fn));
+export const onSshHost = <T>(h: SshHost, fn: (s: SshSession) => Promise<T>): Promise<T> => whileHeartbeating(() => withSsh(sshTargetOf(h), fn));

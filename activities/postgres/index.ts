@@ -1,7 +1,7 @@
 /** The PostgreSQL activities: one factory, as every system's. */
 import { copyAppDir } from './app-dir';
 import { inspectServer } from './inspect';
-import { checkSecretScopes, preflightStandbySetup } from './preflight';
+import { preflightStandbySetup } from './preflight';
 import { ensureReplicationHba, ensureReplicationRole, ensureReplicationSettings, ensureReplicationSlot, restartDatabase } from './primary';
 import { checkStandby, fenceHost, promoteStandby, restartOldPrimary, startApplication, stopPrimaryCleanly, unfenceAndStart, verifyWritable, waitForCatchup } from './promotion';
 import { baseBackup, restoreDataDir, rewindDataDir, setDataDirAside, startDatabase, stopDatabase } from './standby';
@@ -9,7 +9,7 @@ import { verifyStreaming } from './verify';
 
 export function createPostgresActivities() {
   return {
-    checkSecretScopes, inspectServer, preflightStandbySetup,
+    inspectServer, preflightStandbySetup,
     ensureReplicationRole, ensureReplicationHba, ensureReplicationSettings, ensureReplicationSlot, restartDatabase,
     stopDatabase, startDatabase, setDataDirAside, restoreDataDir, baseBackup, rewindDataDir, copyAppDir, verifyStreaming,
     restartOldPrimary, stopPrimaryCleanly, waitForCatchup, fenceHost, unfenceAndStart, checkStandby, promoteStandby, verifyWritable, startApplication,

@@ -1,9 +1,8 @@
 /** Refuses to set up a standby on a wrong picture of the world, with a message an operator can act on. */
 import type { PgHost } from '../../contracts/postgres/schema';
-import { checkSecretUse, type SecretUse } from '../lib/secrets';
 import { onHost, profileOf } from './hosts';
 import { inspectServer, type ServerState } from './inspect';
-import { refuse } from '../lib/refuse';
+import { refuse } from '../../contracts/refuse';
 
 export interface SetupPreflightRequest {
   primary: PgHost;
@@ -21,14 +20,6 @@ export interface SetupPreflight {
   standbyRunning: boolean;
   databaseBytes: number;
   freeBytes: number;
-}
-
-export type SecretCheck = SecretUse & { secret: string };
-
-/** Refuses, before anything connects, a run whose input would send a secret where the worker's scopes do not allow it. */
-export async function checkSecretScopes(uses: SecretCheck[]): Promise<{ checked: number }> {
-  for (const { secret, ...use } of uses) checkSecretUse(secret, use);
-  return { checked: uses.length };
 }
 
 

@@ -1,21 +1,9 @@
 /** Inputs of the Firely Server migration runbook (so far: the reverse proxy it switches). */
 import { z } from 'zod';
-import { approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields, secretRef } from '../input';
+import { absolutePath, approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields } from '../input';
+import { sshHost } from '../ssh';
 
-const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 export const hostPort = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port, e.g. 10.0.0.5:4080');
-
-export const sshHost = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)'),
-  address: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address'),
-  ssh: z.strictObject({
-    port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name'),
-    hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'the pinned host key fingerprint as `ssh-keygen -lf <key> -E sha256` prints it (SHA256:...)'),
-    privateKey: secretRef,
-  }),
-});
-export type SshHost = z.infer<typeof sshHost>;
 
 export const nginxProxy = z.strictObject({
   kind: z.literal('nginx'),

@@ -1,18 +1,12 @@
 /** Inputs of the Health Connect (InterSystems IRIS) mirroring runbooks. */
 import { z } from 'zod';
 import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
-
-const hostName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address');
+import { hostAddress, hostLabel, sshEndpoint, sshUser } from '../ssh';
 
 export const irisNode = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)').describe('A label for messages, e.g. healthconnect-0'),
-  address: hostName.describe('Host name or IP: SSH goes there, and so does the mirror health check'),
-  ssh: z.strictObject({
-    port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name').describe('Best the instance owner (irisowner), so copies of IRIS.DAT keep their owner'),
-    hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'the pinned host key fingerprint as `ssh-keygen -lf <key> -E sha256` prints it (SHA256:...)'),
-    privateKey: secretRef,
-  }),
+  name: hostLabel.describe('A label for messages, e.g. healthconnect-0'),
+  address: hostAddress.describe('Host name or IP: SSH goes there, and so does the mirror health check'),
+  ssh: sshEndpoint.extend({ user: sshUser.describe('Best the instance owner (irisowner), so copies of IRIS.DAT keep their owner') }),
   instance: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'an instance name as `iris list` shows it').default('IRIS'),
   container: z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a container name'),
@@ -37,7 +31,7 @@ const sameMember = { message: 'primary and backup are the same member', path: ['
 export const mirrorHssysInput = z.strictObject({
   ...runbookInputFields,
   ...pair,
-  networkHostName: hostName.describe('The load balancer or VIP name that Health Connect hands out (set before the copy, so the backup gets it too)'),
+  networkHostName: hostAddress.describe('The load balancer or VIP name that Health Connect hands out (set before the copy, so the backup gets it too)'),
   hsServices: z.strictObject({ password: secretRef.describe('HS_Services\'s password (set on both members)') }),
   copyAttempts: z.number().int().min(1).max(10).default(3).describe('How many times a copy whose checksum differs is redone'),
   catchUpWithinSeconds: z.number().int().min(5).max(86_400).default(600),

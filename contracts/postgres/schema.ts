@@ -1,9 +1,9 @@
 /** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
 import { z } from 'zod';
-import { approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
+import { absolutePath, approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
+import { hostAddress, hostLabel, sshEndpoint } from '../ssh';
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
-const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 
 const pgCtlProfile = z.strictObject({
   kind: z.literal('pg_ctl'),
@@ -32,15 +32,9 @@ const openelisDockerProfile = z.strictObject({
 }).describe('The OpenELIS installer layout: containers openelisglobal-database, -webapp, external-fhir-api, autoheal-oe, -proxy, -frontend');
 
 export const pgHost = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'letters, digits, _ . - (at most 63)').describe('A label for messages and the application_name of a standby'),
-  address: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address')
-    .describe('Host name or IP: SSH goes there, and so do replication connections'),
-  ssh: z.strictObject({
-    port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().min(1),
-    hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'the pinned host key fingerprint as `ssh-keygen -lf <key> -E sha256` prints it (SHA256:...)'),
-    privateKey: secretRef,
-  }),
+  name: hostLabel.describe('A label for messages and the application_name of a standby'),
+  address: hostAddress.describe('Host name or IP: SSH goes there, and so do replication connections'),
+  ssh: sshEndpoint,
   postgres: z.strictObject({
     port: z.number().int().min(1).max(65535).default(5432),
     user: z.string().min(1).default('postgres'),

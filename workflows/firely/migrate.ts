@@ -11,7 +11,7 @@
  */
 import { workflowInfo } from '@temporalio/workflow';
 import type { FirelyActivities } from '../../activities/firely';
-import type { PostgresActivities } from '../../activities/postgres';
+import type { KitActivities } from '../../activities/kit';
 import { runbookActivities } from '../kit/activities';
 import { durationSeconds } from '../../contracts/input';
 import { defineRunbook, type Runbook } from '../kit/runbook';
@@ -25,7 +25,7 @@ const long = runbookActivities<FirelyActivities>('long', { startToCloseTimeout: 
 const verify = runbookActivities<FirelyActivities>('check', { startToCloseTimeout: '30 minutes', heartbeatTimeout: '15s', retry: { maximumAttempts: 10, maximumInterval: '10s' } });
 /** The way back: retried for as long as a day (a proxy unreachable for a while must not leave clients on a half-migrated server). */
 const undo = runbookActivities<FirelyActivities>('undo', { heartbeatTimeout: '15s' });
-const secrets = runbookActivities<Pick<PostgresActivities, 'checkSecretScopes'>>('check', { startToCloseTimeout: '1 minute', heartbeatTimeout: undefined });
+const secrets = runbookActivities<KitActivities>('check', { startToCloseTimeout: '1 minute', heartbeatTimeout: undefined });
 
 /** Clock skew between the worker and the servers: writes this much before the switch count as after it (the lists compare versions, so none is counted twice). */
 const SKEW_MS = 60_000;

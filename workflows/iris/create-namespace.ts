@@ -6,6 +6,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
+import { checkSecretScopes } from './secret-scopes';
 import { createMirroredNamespaceInput, irisSecretUses, memberLocks } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>('check');
@@ -27,7 +28,7 @@ export const createMirroredNamespace = defineRunbook({
 }, async (rb, input) => {
   const { primary, backup, mirror, namespace, dryRun } = input;
   const plan = await rb.step('preflight', async () => {
-    await check.checkIrisSecretScopes(irisSecretUses([primary, backup]));
+    await checkSecretScopes(irisSecretUses([primary, backup]));
     return check.preflightMirroredNamespace({ primary, backup, mirror, namespace });
   });
   await rb.step('install', () => act.installFoundationNamespace({ node: primary, namespace, dryRun }));

@@ -9,6 +9,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
+import { checkSecretScopes } from './secret-scopes';
 import { irisSecretUses, memberLocks, mirrorHssysInput } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>('check');
@@ -47,7 +48,7 @@ export const mirrorHssys = defineRunbook({
   const on = (node: typeof primary) => ({ node, mirror, database: HSSYS, dryRun });
 
   const plan = await rb.step('preflight', async () => {
-    await check.checkIrisSecretScopes(irisSecretUses([primary, backup], input.hsServices.password));
+    await checkSecretScopes(irisSecretUses([primary, backup], input.hsServices.password));
     return check.preflightMirrorHssys({ primary, backup, mirror });
   });
   if (!plan.primaryMounted) {

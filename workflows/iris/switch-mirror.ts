@@ -9,6 +9,7 @@
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
+import { checkSecretScopes } from './secret-scopes';
 import { irisSecretUses, memberLocks, statusUrlOf, switchIrisMirrorInput } from '../../contracts/iris/schema';
 
 const check = runbookActivities<IrisActivities>('check');
@@ -33,7 +34,7 @@ export const switchIrisMirror = defineRunbook({
 }, async (rb, input) => {
   const { primary, backup, mirror, dryRun } = input;
   const found = await rb.step('preflight', async () => {
-    await check.checkIrisSecretScopes(irisSecretUses([primary, backup]));
+    await checkSecretScopes(irisSecretUses([primary, backup]));
     return check.preflightSwitchover({ primary, backup, mirror });
   });
   await rb.step('approve', () => rb.requireApproval('switchover', {

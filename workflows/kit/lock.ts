@@ -9,7 +9,7 @@ import {
   defineSignal, proxyActivities, setHandler, sleep, startChild, workflowInfo, type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { LockActivities } from '../../activities/locks';
+import type { KitActivities } from '../../activities/kit';
 import type { RunState } from './run-state';
 
 export const releaseLockSignal = defineSignal('release');
@@ -22,7 +22,7 @@ export async function runbookLock(holder: { workflowId: string; runId: string; r
   return `released by ${holder.runbook} ${holder.workflowId}`;
 }
 
-const locks = proxyActivities<LockActivities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5 } });
+const locks = proxyActivities<KitActivities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5 } });
 
 export const lockWorkflowId = (key: string) => `runbook-lock:${key}`;
 

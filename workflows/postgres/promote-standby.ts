@@ -3,18 +3,19 @@
  * confirms it cannot come back) before the standby is promoted. Safe to run again.
  */
 import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
+import type { KitActivities } from '../../activities/kit';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { approvalFailure } from '../kit/approval';
 import { defineRunbook, type Runbook } from '../kit/runbook';
 import { promoteStandbyInput, secretUses, serverLocks, type PromoteStandbyInput } from '../../contracts/postgres/schema';
+import { refuse } from '../../contracts/refuse';
 import { setupPostgresStandby } from './setup-standby';
 
+const kit = runbookActivities<KitActivities>('check');
 const check = runbookActivities<PostgresActivities>('check');
 const act = runbookActivities<PostgresActivities>('act');
 const long = runbookActivities<PostgresActivities>('long', { startToCloseTimeout: '2 hours' });
-
-const refuse = (message: string) => ApplicationFailure.nonRetryable(`${message} Nothing was changed.`, 'PreflightRefused');
 
 /** Fences the old primary, or, when it cannot be reached, asks a human to confirm it is gone. */
 async function fenceOldPrimary(rb: Runbook, input: PromoteStandbyInput, reachable: boolean, why?: string) {
@@ -49,7 +50,7 @@ export const promotePostgresStandby = defineRunbook({
 }, async (rb, input) => {
   const { oldPrimary, standby, mode, dryRun } = input;
   const { old, sb } = await rb.step('assess', async () => {
-    await check.checkSecretScopes(secretUses([oldPrimary, standby], input.rejoin && { password: input.rejoin.replication.password, between: [standby, oldPrimary] }));
+    await kit.checkSecretScopes(secretUses([oldPrimary, standby], input.rejoin && { password: input.rejoin.replication.password, between: [standby, oldPrimary] }));
     const [o, s] = await Promise.all([check.inspectServer(oldPrimary), check.inspectServer(standby)]);
     if (!s.reachable) throw refuse(`Cannot reach the standby ${standby.name}: ${s.unreachableReason}.`);
     if (!s.running) throw refuse(`The database on the standby ${standby.name} is not running.`);

@@ -3,11 +3,13 @@
  * Replaces OpenELIS's configurePrimary.sh / configureSecondary.sh.
  */
 import { workflowInfo } from '@temporalio/workflow';
+import type { KitActivities } from '../../activities/kit';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook, type Undo } from '../kit/runbook';
 import { secretUses, serverLocks, setupStandbyInput } from '../../contracts/postgres/schema';
 
+const kit = runbookActivities<KitActivities>('check');
 const check = runbookActivities<PostgresActivities>('check');
 const act = runbookActivities<PostgresActivities>('act', { startToCloseTimeout: '15 minutes' });
 const long = runbookActivities<PostgresActivities>('long');
@@ -40,7 +42,7 @@ export const setupPostgresStandby = defineRunbook({
   const backup = { primary, standby, user: repl.user, password: repl.password, slot: repl.slot, maxRate: repl.baseBackupMaxRate, dryRun };
 
   const found = await rb.step('preflight', async () => {
-    await check.checkSecretScopes(secretUses([primary, standby], { password: repl.password, between: [primary, standby] }));
+    await kit.checkSecretScopes(secretUses([primary, standby], { password: repl.password, between: [primary, standby] }));
     return check.preflightStandbySetup({ primary, standby, slot: repl.slot, replaceStandbyData: input.replaceStandbyData, rewind: input.rewind });
   });
 

@@ -1,12 +1,4 @@
 /**
- * The reverse proxy in front of Firely Server. Two profiles, chosen by `proxy.kind`:
- *
- * nginx: the upstream lives in an include file of its own. A switch writes the new file beside the
- * old one, moves it into place, checks the whole configuration with `nginx -t` (a failure puts the
- * old file back, so nginx never reloads a broken configuration), reloads gracefully (`nginx -s
- * reload`: old workers finish their requests), then asks through the proxy until only the new
- * upstream answers.
- *
  * HAProxy: both servers are `server` lines of one backend, switched through the runtime API on the
  * admin socket (socat over SSH), no reload: the new server `ready`, the others `drain` (no new
  * requests, those in flight finish), asked through the proxy until only the new one answers, then
@@ -15,111 +7,11 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { request } from 'undici';
-import type { ChangeReport } from '../../contracts/messages';
-import { hostPort, type HaproxyProxy, type NginxProxy, type ReverseProxy } from '../../contracts/firely/schema';
-import { cmd, shq } from '../lib/shell';
-import type { SshSession } from '../lib/ssh';
-import { onSshHost } from '../lib/ssh-pool';
-
-
-/** The include file's whole content for one upstream server. */
-export const upstreamBlock = (name: string, server: string) =>
-  `# Written by Runbooks (migrateFirelyServer): the Firely Server that serves clients.\nupstream ${name} {\n    server ${server};\n}\n`;
-
-const serverOf = (text: string) => /^\s*server\s+([^\s;]+)/m.exec(text)?.[1];
-
-export interface SwitchRequest { proxy: ReverseProxy; to: string; dryRun: boolean }
-export type SwitchReport = ChangeReport & { from?: string };
-
-/** Sends clients to `to` (host:port): the cutover, and with the old server its undo. */
-export async function switchProxyUpstream(r: SwitchRequest): Promise<SwitchReport> {
-  // It goes into the proxy's configuration or is matched against it: nothing but host:port.
-  if (!hostPort.safeParse(r.to).success) throw ApplicationFailure.nonRetryable(`"${r.to.slice(0, 100)}" is not host:port`, 'BadValue');
-  const p = r.proxy;
-  return p.kind === 'haproxy' ? switchHaproxyBackend(p, r.to, r.dryRun) : switchNginxUpstream(p, r.to, r.dryRun);
-}
-
-async function switchNginxUpstream(p: NginxProxy, to: string, dryRun: boolean): Promise<SwitchReport> {
-  const r = { to, dryRun };
-  const sudo = p.sudo ? 'sudo -n ' : '';
-  const nginx = `${sudo}${cmd(p.nginx, ...(p.configFile ? ['-c', p.configFile] : []))}`;
-  const file = shq(p.upstreamFile);
-  const staged = shq(`${p.upstreamFile}.runbooks-new`);
-  const kept = shq(`${p.upstreamFile}.runbooks-previous`);
-  const changed = await onSshHost(p.host, async (s) => {
-    const current = await s.run(`cat -- ${file}`, { what: `reading ${p.upstreamFile}` });
-    const from = serverOf(current);
-    if (from === r.to) {
-      // In place already; but an attempt that died between the move and the reload left nginx on the old file.
-      if (r.dryRun || await servedBy(p, r.to)) return { changed: false, actions: [], from };
-      await testAndReload(s, `${nginx}`, file, kept, p, r.to, sudo);
-      return { changed: true, actions: [`reloaded nginx on ${p.host.name}: upstream ${p.upstreamName} was already ${r.to} in the file`], from };
-    }
-    if (r.dryRun) return { changed: false, actions: [`would switch upstream ${p.upstreamName} on ${p.host.name} from ${from} to ${r.to}`], from };
-    // Written beside the file (same directory: the move is a rename); the old one kept for the way back.
-    await s.run(`umask 022; ${sudo}rm -f -- ${staged} && ${sudo}tee ${staged} >/dev/null && ${sudo}cp -p -- ${file} ${kept} && ${sudo}mv -f -- ${staged} ${file}`,
-      { stdin: upstreamBlock(p.upstreamName, r.to), what: `writing ${p.upstreamFile}` });
-    await testAndReload(s, nginx, file, kept, p, r.to, sudo);
-    return { changed: true, actions: [`switched upstream ${p.upstreamName} on ${p.host.name} from ${from} to ${r.to} (nginx -t, graceful reload)`], from };
-  });
-  if (!r.dryRun) await untilServedBy(p, [r.to], `Check ${p.upstreamHeader} in the nginx configuration.`);
-  return changed;
-}
-
-/** nginx -t, and on success a graceful reload; a refused configuration is replaced by the kept one. */
-async function testAndReload(s: SshSession, nginx: string, file: string, kept: string, p: NginxProxy, to: string, sudo: string): Promise<void> {
-  const test = await s.exec(`${nginx} -t 2>&1`);
-  if (test.code !== 0) {
-    await s.run(`[ ! -f ${kept} ] || ${sudo}mv -f -- ${kept} ${file}`, { what: `putting ${p.upstreamFile} back` });
-    throw ApplicationFailure.nonRetryable(`nginx -t on ${p.host.name} refused the configuration with upstream ${to}; the previous file is back and nginx was not reloaded:\n${test.stdout.trim()}`, 'ProxyConfigRefused');
-  }
-  await s.run(`${nginx} -s reload`, { what: 'nginx -s reload' });
-}
-
-/** Where to ask through the proxy, and which response header names the server that answered. */
-export interface Verify { verifyUrl: string; upstreamHeader: string }
-
-/** Whether the proxy answers from `server` now. */
-async function servedBy(p: Verify, server: string): Promise<boolean> {
-  try {
-    const res = await request(p.verifyUrl, { headersTimeout: 5_000, bodyTimeout: 5_000 });
-    await res.body.dump();
-    return String(res.headers[p.upstreamHeader.toLowerCase()] ?? '') === server;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Asks through the proxy until `consecutive` answers in a row come from `server` (any of its
- * spellings: the proxy may name it by address where the input names it by host name); requests in
- * flight elsewhere finish meanwhile (old nginx workers after a reload, a draining HAProxy server).
- */
-export async function untilServedBy(p: Verify, server: string[], hint: string, consecutive = 20, withinMs = 60_000): Promise<void> {
-  const started = Date.now();
-  let streak = 0;
-  let last = '';
-  while (streak < consecutive) {
-    try {
-      const res = await request(p.verifyUrl, { headersTimeout: 5_000, bodyTimeout: 5_000 });
-      await res.body.dump();
-      const upstream = String(res.headers[p.upstreamHeader.toLowerCase()] ?? '');
-      last = `${res.statusCode} from ${upstream || `no ${p.upstreamHeader} header`}`;
-      streak = server.includes(upstream) && res.statusCode < 500 ? streak + 1 : 0;
-    } catch (err) {
-      last = (err as Error).message;
-      streak = 0;
-    }
-    if (Date.now() - started > withinMs) {
-      throw new Error(`${p.verifyUrl} is not served by ${server[0]} after the switch (last answer: ${last}). ${hint}`);
-    }
-    Context.current().heartbeat();
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-// ---- HAProxy profile ----
+import type { HaproxyProxy } from '../../../contracts/firely/schema';
+import { cmd, shq } from '../../lib/shell';
+import type { SshSession } from '../../lib/ssh';
+import { onSshHost } from '../../lib/ssh-pool';
+import { untilServedBy, type ProxyBackend, type SwitchReport } from './backend';
 
 /** srv_admin_state bits (HAProxy's SRV_ADMF_*): forced, inherited or resolver maintenance; forced or inherited drain. Config maintenance alone (0x04, `disabled` then `ready`) serves. */
 const ADMIN_MAINT = 0x01 | 0x02 | 0x20;
@@ -187,7 +79,9 @@ async function setServerState(s: SshSession, p: HaproxyProxy, server: BackendSer
   if (answer) throw ApplicationFailure.nonRetryable(`HAProxy on ${p.host.name} refused "${command}": ${answer.slice(0, 500)}`, 'ProxyRefused');
 }
 
-async function switchHaproxyBackend(p: HaproxyProxy, to: string, dryRun: boolean): Promise<SwitchReport> {
+export const haproxyBackend = (p: HaproxyProxy): ProxyBackend => ({ switchTo: (to, dryRun) => switchBackend(p, to, dryRun) });
+
+async function switchBackend(p: HaproxyProxy, to: string, dryRun: boolean): Promise<SwitchReport> {
   const where = `backend ${p.backend} on ${p.host.name}`;
   const plan = await onSshHost(p.host, async (s) => {
     const servers = await showServers(s, p);
