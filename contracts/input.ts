@@ -15,6 +15,9 @@ export const runbookInputFields = {
     .describe('When another run is working on the same target: wait this long for it (default: refuse at once, naming it)'),
 };
 
+/** A lower-case SQL identifier (a role, a slot, a publication): safe to quote, never folded by PostgreSQL. */
+export const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
+
 /** A reference to a secret the worker resolves from its environment or secret files; never the secret itself. */
 export const secretRef = z.strictObject({
   secret: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'a secret name: letters, digits, _ . - (the worker resolves it)'),

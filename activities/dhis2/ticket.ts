@@ -5,10 +5,9 @@
  * the workflow.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { Context } from '@temporalio/activity';
 import { diffLines } from '../../contracts/dhis2/render';
 import type { ResourceType } from '../../contracts/dhis2/resources';
-import { approvalSecret, approvalUrl } from '../lib/approval-token';
+import { signLinksForThisRun } from '../approvals/links';
 import type { FieldChange } from './mapping';
 import { draftKey, openTarget, type Dhis2Target, type GatedOperation, type TicketStatus } from './target';
 
@@ -47,15 +46,8 @@ export const ticketSubject = (req: Pick<TicketRequest, 'type' | 'uid' | 'name' |
  * Returns the ticket's id. Retried safely: a ticket already opened for this gate opening is reused.
  */
 export async function openApprovalTicket(req: TicketRequest): Promise<{ ref: string }> {
-  const secret = approvalSecret();
-  if (!secret) throw ApplicationFailure.nonRetryable('APPROVAL_SECRET (32+ characters) is not set on the worker: approval links cannot be signed', 'ConfigMissing');
-  const run = Context.current().info.workflowExecution;
-  if (!run?.runId) throw ApplicationFailure.nonRetryable('openApprovalTicket must be called from a workflow', 'RunbookBug');
   const target = openTarget(req.target);
-  const links = req.links.map((l) => ({
-    approver: l.approver,
-    url: approvalUrl({ workflowId: run.workflowId, runId: run.runId, gate: req.gate, nonce: req.nonce, approver: l.approver, exp: req.expiresAt, linkId: l.linkId }, secret),
-  }));
+  const { workflowId, urls: links } = signLinksForThisRun(req, 'openApprovalTicket');
   const until = new Date(req.expiresAt * 1000).toISOString();
   const linkLines = [
     ...links.flatMap((l) => [`To decide as ${l.approver}, open:`, l.url, '']),
@@ -69,7 +61,7 @@ export async function openApprovalTicket(req: TicketRequest): Promise<{ ref: str
   const ref = req.nonce.slice(0, 8);
   const existing = await target.findTicket(ref);
   if (existing) return { ref: existing };
-  await target.openTicket(ticketSubject(req), ticketText(target, req, linkLines, run.workflowId));
+  await target.openTicket(ticketSubject(req), ticketText(target, req, linkLines, workflowId));
   const opened = await target.findTicket(ref);
   if (!opened) throw ApplicationFailure.retryable(`DHIS2 ${target.name} took the approval ticket but does not list it yet`, 'Dhis2Unavailable');
   return { ref: opened };

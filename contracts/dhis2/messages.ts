@@ -2,8 +2,8 @@
  * The messages of the per-resource sync workflows, defined once for the workflows, the change
  * listener, the CLI and the tests.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { ApprovalLedger } from '../messages';
+import { defineSignal } from '@temporalio/workflow';
+import { progressQueryOf, type ApprovalLedger } from '../messages';
 import type { ResourceType } from './resources';
 
 /** The workflow type that keeps one resource in step on one target. */
@@ -102,7 +102,7 @@ export interface SyncProgress extends ApprovalLedger {
   /** The last passes, newest last. */
   recent: SyncRecord[];
 }
-export const syncProgressQuery = defineQuery<SyncProgress>('progress');
+export const syncProgressQuery = progressQueryOf<SyncProgress>();
 
 export interface CarriedState {
   pending: boolean;

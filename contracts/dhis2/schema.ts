@@ -1,8 +1,7 @@
 /** Inputs of the DHIS2 org-unit sync runbooks (set-up of change capture, snapshot of a target). */
 import { z } from 'zod';
-import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
+import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef, sqlIdentifier } from '../input';
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 
 export const sourceDatabase = z.strictObject({
   host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'a host name or an IP address'),
@@ -18,10 +17,10 @@ export const syncSetupInput = z.strictObject({
   ...runbookInputFields,
   database: sourceDatabase,
   capture: z.strictObject({
-    user: identifier.default('runbooks_cdc').describe('The role the change listener logs in as (LOGIN REPLICATION, SELECT on the five tables)'),
+    user: sqlIdentifier.default('runbooks_cdc').describe('The role the change listener logs in as (LOGIN REPLICATION, SELECT on the five tables)'),
     password: secretRef,
-    slot: identifier.default('runbooks_orgunit_sync'),
-    publication: identifier.default('runbooks_orgunit_sync'),
+    slot: sqlIdentifier.default('runbooks_orgunit_sync'),
+    publication: sqlIdentifier.default('runbooks_orgunit_sync'),
   }),
   restartApproval: approvalPolicy.default(defaultApprovalPolicy())
     .describe('The gate that waits while someone restarts PostgreSQL to turn on wal_level=logical'),

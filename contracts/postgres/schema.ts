@@ -1,9 +1,8 @@
 /** Inputs of the PostgreSQL runbooks (OpenELIS standby set-up and promotion). */
 import { z } from 'zod';
-import { absolutePath, approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
+import { absolutePath, approvalPolicy, approvalPolicyFields, approversCoverNotify, defaultApprovalPolicy, runbookInputFields, secretRef, sqlIdentifier } from '../input';
 import { hostAddress, hostLabel, sshEndpoint } from '../ssh';
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 
 const pgCtlProfile = z.strictObject({
   kind: z.literal('pg_ctl'),
@@ -47,9 +46,9 @@ export const pgHost = z.strictObject({
 export type PgHost = z.infer<typeof pgHost>;
 
 export const replicationSettings = z.strictObject({
-  user: identifier.default('replicator'),
+  user: sqlIdentifier.default('replicator'),
   password: secretRef,
-  slot: identifier.describe('The physical replication slot the standby streams from'),
+  slot: sqlIdentifier.describe('The physical replication slot the standby streams from'),
   maxWalSenders: z.number().int().min(2).max(100).default(10),
   baseBackupMaxRate: z.string().regex(/^\d+[kM]?$/, 'pg_basebackup --max-rate, e.g. "50M" (bytes/s; k or M suffix)').optional()
     .describe('Throttle the base backup so it does not saturate the primary'),
