@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { httpUrl } from '../../contracts/endpoints';
 import { describeIssues, secretRef } from '../../contracts/input';
 
 const emailChannel = z.strictObject({
@@ -33,7 +34,7 @@ const emailChannel = z.strictObject({
 
 const webhookChannel = z.strictObject({
   /** Slack and Teams webhook URLs carry their own credential: give them as a secret reference. */
-  url: z.union([z.url({ protocol: /^https?$/ }), secretRef]),
+  url: z.union([httpUrl, secretRef]),
   /** slack: {"text"}; teams: a MessageCard; json: every field, for a ticketing system's own hook. */
   format: z.enum(['slack', 'teams', 'json']).default('json'),
 });

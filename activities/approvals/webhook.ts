@@ -1,6 +1,7 @@
 /** The webhook channel: a JSON POST in the Slack, Teams or plain JSON shape (undici). */
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
+import { parseHttpUrl } from '../../contracts/endpoints';
 import { resolveSecret } from '../lib/secrets';
 import { configError, type ChannelConfig, type WebhookChannel } from './channels';
 import type { ApprovalMessage, ApprovalRequest } from './message';
@@ -31,6 +32,9 @@ export async function postWebhook(name: string, hook: WebhookChannel, message: A
   // The URL may carry the webhook's credential: errors name the webhook, never its URL.
   const fail = (text: string, retry: boolean) =>
     (retry ? ApplicationFailure.retryable : ApplicationFailure.nonRetryable)(`Webhook "${name}" ${text}`, 'WebhookFailed');
+  // A URL from a secret met no schema: the same rule as a URL in the file (the problem is named, never the URL).
+  const parsed = parseHttpUrl(url);
+  if (!parsed.ok) throw fail(`has a URL that is refused: ${parsed.problem}`, false);
   let status: number;
   try {
     const res = await request(url, {

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici';
 import { activitySignal } from '../lib/heartbeat';
 import { readLimited } from '../lib/http';
 import { resolveSecret } from '../lib/secrets';
+import { endpointOf, parseHttpUrl } from '../../contracts/endpoints';
 import type { ApiAuth } from './config';
 
 export interface Dhis2Server {
@@ -41,7 +42,8 @@ export async function closeDhis2Agents(): Promise<void> {
 }
 
 function authorization(server: Dhis2Server): string {
-  const host = new URL(server.baseUrl).hostname;
+  // The host as the scope file names it (an IPv6 address without brackets), from the one URL parser.
+  const { host } = endpointOf(parseHttpUrl, server.baseUrl, `The base URL of DHIS2 ${server.name}`);
   if ('token' in server.auth) return `ApiToken ${resolveSecret(server.auth.token.secret, { host, purpose: 'api-token' })}`;
   const password = resolveSecret(server.auth.basic.password.secret, { host, purpose: 'api-password' });
   return `Basic ${Buffer.from(`${server.auth.basic.username}:${password}`).toString('base64')}`;

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { httpBaseUrl } from '../../contracts/endpoints';
 import { describeIssues, duration, linkTtl, secretRef } from '../../contracts/input';
 import { parseFieldName, resourceTypes, uidPattern } from '../../contracts/dhis2/resources';
 
@@ -15,7 +16,7 @@ export const syncConfigEnv = 'ORGUNIT_SYNC_CONFIG';
 /** Slot and publication names go into replication commands that cannot take parameters: plain identifiers only. */
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case identifier: letters, digits, _ (at most 63)');
 
-const apiUrl = z.url({ protocol: /^https?$/, error: 'an http(s) URL of the DHIS2 server, e.g. "https://dhis2.example.org"' })
+const apiUrl = httpBaseUrl
   .transform((u) => u.replace(/\/+$/, '').replace(/\/api$/, ''))
   .describe('The DHIS2 server\'s base URL (without /api)');
 

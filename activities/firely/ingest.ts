@@ -15,6 +15,7 @@ import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
+import { mongoEndpointOf } from './databases';
 import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
@@ -36,11 +37,14 @@ export interface IngestRequest {
 }
 
 /** The tool's command line: the migration, continuous, with the journal and OnlyIfNewer (late writes never overwrite newer ones). */
-export const ingestCommand = (r: IngestRequest) => cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license,
-  '--sourceType', 'MongoDb', '--srcMongoConnectionString', r.source.connectionString, '--srcMongoCollection', r.source.collection,
-  '--srcMongoRunningMode', 'Continuous', '--useRecoveryJournal', r.ingest.journalDir, '--update-existing-resources', 'OnlyIfNewer',
-  '--dbType', 'MongoDb', '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString,
-  '--mongoCollection', r.target.collection, '--mongoBatch', r.ingest.mongoBatch);
+export function ingestCommand(r: IngestRequest): string {
+  [r.source, r.target].forEach(mongoEndpointOf);
+  return cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license,
+    '--sourceType', 'MongoDb', '--srcMongoConnectionString', r.source.connectionString, '--srcMongoCollection', r.source.collection,
+    '--srcMongoRunningMode', 'Continuous', '--useRecoveryJournal', r.ingest.journalDir, '--update-existing-resources', 'OnlyIfNewer',
+    '--dbType', 'MongoDb', '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString,
+    '--mongoCollection', r.target.collection, '--mongoBatch', r.ingest.mongoBatch);
+}
 
 /**
  * The migration host can run this migration: the tool is there, the license has the tokens (the
@@ -79,6 +83,7 @@ export async function preflightMigrationHost(r: IngestRequest & { sharding: bool
 
 /** Provisions the target's schema without ingesting (`--sourceType None`): the step before sharding its collection. */
 export async function provisionTarget(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport> {
+  mongoEndpointOf(r.target);
   const line = cmd(r.ingest.command, '-f', r.ingest.fhirVersion, '--license', r.ingest.license, '--sourceType', 'None', '--dbType', 'MongoDb',
     '--provisionTargetDatabase', 'true', '--mongoConnectionstring', r.target.connectionString, '--mongoCollection', r.target.collection);
   if (r.dryRun) return { changed: false, actions: [`would provision the target schema: ${line}`] };

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { absolutePath, approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields } from '../input';
 import { sshHost } from '../ssh';
+import { allowedMongoOptions, httpBaseUrl, httpUrl, mongoConnectionString } from '../endpoints';
 
 export const hostPort = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port, e.g. 10.0.0.5:4080');
 
@@ -13,7 +14,7 @@ export const nginxProxy = z.strictObject({
   nginx: absolutePath.default('/usr/sbin/nginx'),
   configFile: absolutePath.optional().describe('nginx -c; default: nginx\'s own'),
   sudo: z.boolean().default(false).describe('Run nginx -t / -s reload and the file move with sudo -n'),
-  verifyUrl: z.url({ protocol: /^https?$/ }).describe('A URL through the proxy, asked after the switch'),
+  verifyUrl: httpUrl.describe('A URL through the proxy, asked after the switch'),
   upstreamHeader: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name').default('X-Upstream')
     .describe('The response header that names the upstream which answered (add_header X-Upstream $upstream_addr always;)'),
 });
@@ -34,7 +35,7 @@ export const haproxyProxy = z.strictObject({
   sudo: z.boolean().default(false).describe('Run socat (and the state file move) with sudo -n'),
   stateFile: absolutePath.optional()
     .describe('Where `show servers state` is written after a switch (server-state-file, read back by load-server-state-from-file on a reload); without it the switch lives in memory only and a reload or restart returns to the configuration file\'s states'),
-  verifyUrl: z.url({ protocol: /^https?$/ }).describe('A URL through the proxy, asked after the switch'),
+  verifyUrl: httpUrl.describe('A URL through the proxy, asked after the switch'),
   upstreamHeader: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name').default('X-Upstream')
     .describe('The response header that names the server which answered (http-response set-header X-Upstream %si:%sp)'),
 });
@@ -43,16 +44,13 @@ export type HaproxyProxy = z.infer<typeof haproxyProxy>;
 export const reverseProxy = z.discriminatedUnion('kind', [nginxProxy, haproxyProxy]);
 export type ReverseProxy = z.infer<typeof reverseProxy>;
 
-/** A MongoDB connection string without a password: it is passed to the ingest tool on the migration host's command line and kept in the run's history. */
-const mongoUrl = z.string().max(500)
-  .regex(/^mongodb(\+srv)?:\/\/[^\s'"`$\\]+$/, 'a mongodb:// connection string')
-  .refine((u) => !/^mongodb(\+srv)?:\/\/[^/@]*:[^/@]*@/.test(u), 'must not hold a password: it would be in the run\'s history and in the migration host\'s process list (use x.509 or a credential the host holds)')
-  .refine((u) => /^mongodb(\+srv)?:\/\/[^/]+\/[A-Za-z0-9_-]{1,63}(\?.*)?$/.test(u), 'must name the database, e.g. mongodb://db:27017/vonkdata');
+/** A MongoDB connection string without credentials: it is passed to the ingest tool on the migration host's command line and kept in the run's history. */
+const mongoUrl = mongoConnectionString.describe('mongodb://host:27017/database with only these options: ' + allowedMongoOptions.join(', '));
 const collection = z.string().regex(/^[A-Za-z0-9_.-]{1,120}$/, 'a collection name').default('vonkentries');
 const resourceType = z.string().regex(/^[A-Z][A-Za-z]{1,63}$/, 'a FHIR resource type, e.g. Patient');
 
 const firelyServer = {
-  baseUrl: z.url({ protocol: /^https?$/ }).describe('The server\'s own base URL (not through the proxy), e.g. http://10.0.0.5:4080'),
+  baseUrl: httpBaseUrl.describe('The server\'s own base URL (not through the proxy), e.g. http://10.0.0.5:4080'),
   upstream: hostPort.describe('The server as the proxy reaches it: host:port in the upstream block'),
   database: z.strictObject({ connectionString: mongoUrl, collection }).describe('Its MongoDB database (Firely\'s MongoDbOptions)'),
 };

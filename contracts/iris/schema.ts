@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 import { hostAddress, hostLabel, sshEndpoint, sshUser } from '../ssh';
+import { httpUrl } from '../endpoints';
 
 export const irisNode = z.strictObject({
   name: hostLabel.describe('A label for messages, e.g. healthconnect-0'),
@@ -12,7 +13,7 @@ export const irisNode = z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a container name'),
     sudo: z.boolean().default(false).describe('Prefix docker with sudo -n'),
   }).optional().describe('The container deployment: run `iris` and file commands through `docker exec -i <name>`'),
-  mirrorStatusUrl: z.url({ protocol: /^https?$/ }).optional()
+  mirrorStatusUrl: httpUrl.optional()
     .describe('The member\'s /csp/mirror_status.cxw (default http://<address>:52773/csp/mirror_status.cxw)'),
 });
 export type IrisNode = z.infer<typeof irisNode>;
@@ -52,7 +53,7 @@ export type CreateMirroredNamespaceInput = z.infer<typeof createMirroredNamespac
 export const switchIrisMirrorInput = z.strictObject({
   ...runbookInputFields,
   ...pair,
-  applicationUrl: z.url({ protocol: /^https?$/ }).describe('A URL through the load balancer that must answer 2xx after the switch'),
+  applicationUrl: httpUrl.describe('A URL through the load balancer that must answer 2xx after the switch'),
   switchApproval: approvalPolicy.default(defaultApprovalPolicy),
   takeOverWithinSeconds: z.number().int().min(5).max(3600).default(120),
   rejoinWithinSeconds: z.number().int().min(5).max(86_400).default(600),
