@@ -8,8 +8,9 @@
  * (`maxBytes`, 256 KiB unless the call says more), parses it within that bound (parseLimited:
  * ~8× its size in heap at worst), within one deadline for the whole answer; and all DHIS2 answers
  * being read or parsed at once share one budget of 32 MiB. So whatever the number of targets, their
- * concurrency or what they send, DHIS2 answers hold at most ~300 MB of the worker's heap (4 GB by
- * default on a 64-bit machine with 16 GB or more); a call past the budget fails as retryable.
+ * concurrency or what they send, DHIS2 answers hold at most ~300 MB of the worker's heap (Node's
+ * default limit is 2-4 GB); a call past the budget fails as retryable and is tried again later.
+ * This keeps the fast path in the worker (a process of its own would cost each pass a round trip).
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Agent, request } from 'undici';
