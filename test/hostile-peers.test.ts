@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { sourceChangedSignal, syncProgressQuery, syncWorkflowType, type SyncArgs } from '../contracts/dhis2/messages';
 import { syncWorkflowId } from '../contracts/dhis2/resources';
+import { AnswerTooLarge, parseLimited } from '../activities/lib/http';
 import { startHostileHttp, type HostileHttp } from './support/hostile-http';
 import { eventually, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 import { approveUntilDone, startGated, tempDir } from './support/runs';
@@ -167,3 +168,17 @@ test('flooded with the worst answers of every peer at once, the worker keeps its
   expect(fhir('deep')).toMatch(/\$liveness: JSON nested deeper than 64 levels.*\| .*JSON nested deeper than 64 levels/);
   expect(fhir('drip')).toMatch(/\$liveness: no whole answer within 20 s.*\| .*no whole answer within 60 s/);
 }, 300_000);
+
+test('the bounded JSON parse counts only structure: brackets and escaped quotes inside strings are text, and real answers near their limit parse', () => {
+  const inString = JSON.stringify({ name: `${'['.repeat(100)}\\"{{{${'{'.repeat(100_000)}` });
+  expect(parseLimited(inString, 256 * 1024)).toEqual(JSON.parse(inString));
+  // A group of 100,000 members, and a polygon of 100,000 points: real answers within 4 MiB.
+  const group = JSON.stringify({ id: 'Aaaaaaaaaa1', organisationUnits: Array.from({ length: 100_000 }, (_, i) => ({ id: `B${String(i).padStart(10, '0')}` })) });
+  const polygon = JSON.stringify({ id: 'Aaaaaaaaaa1', geometry: { type: 'Polygon', coordinates: [Array.from({ length: 100_000 }, (_, i) => [-11.7942 + i / 1e6, 8.6312])] } });
+  for (const text of [group, polygon]) expect(text.length).toBeLessThan(4 * 2 ** 20);
+  expect(parseLimited(group, 4 * 2 ** 20)).toEqual(JSON.parse(group));
+  expect(parseLimited(polygon, 4 * 2 ** 20)).toEqual(JSON.parse(polygon));
+  expect(() => parseLimited(`${'['.repeat(65)}${']'.repeat(65)}`, 256 * 1024)).toThrow(AnswerTooLarge);
+  expect(() => parseLimited(`[${'{},'.repeat(16_384)}{}]`, 256 * 1024)).toThrow(/more than 16384 objects and arrays, the most an answer of at most 256 KiB may hold/);
+  expect(() => parseLimited('{"a": nope}', 256 * 1024)).toThrow(SyntaxError);
+});
