@@ -21,7 +21,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
 import { approveSignal, progressQueryOf, rejectSignal, type Decision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
-import { readLimited, TooLarge } from '../activities/lib/http';
+import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
 import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
 import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
@@ -110,7 +110,7 @@ function refusal(view: RunView, claim: ApprovalClaim): Page | undefined {
 const maxFormBytes = 16_384;
 
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  if (Number(req.headers['content-length'] ?? 0) > maxFormBytes) throw new TooLarge(maxFormBytes);
+  if (Number(req.headers['content-length'] ?? 0) > maxFormBytes) throw new AnswerTooLarge(`form larger than ${sizeOf(maxFormBytes)}`);
   return new URLSearchParams(await readLimited(req, maxFormBytes));
 }
 
@@ -242,7 +242,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     try {
       form = req.method === 'POST' ? await readForm(req) : undefined;
     } catch (err) {
-      if (!(err instanceof TooLarge)) throw err;
+      if (!(err instanceof AnswerTooLarge)) throw err;
       return send(res, 413, message('Too large', 'The form is larger than an approval can be. Nothing was sent.', 'bad'), { connection: 'close' });
     }
     const token = (form ? form.get('t') : url.searchParams.get('t')) ?? '';

@@ -2,11 +2,20 @@
  * A small DHIS2 Web API client (undici): auth from a secret reference, bounded bodies and
  * timeouts, and errors that say which server failed and whether a retry can help.
  * A peer's answer is data: nothing it sends can throw anything but an ApplicationFailure.
+ *
+ * These calls run inside the workflow worker (the sync's fast path is a local activity there), so
+ * no answer may take that process down: each call reads at most what its answer needs
+ * (`maxBytes`, 256 KiB unless the call says more), parses it within that bound (parseLimited:
+ * ~8× its size in heap at worst), within one deadline for the whole answer; and all DHIS2 answers
+ * being read or parsed at once share one budget of 32 MiB. So whatever the number of targets, their
+ * concurrency or what they send, DHIS2 answers hold at most ~300 MB of the worker's heap (Node's
+ * default limit is 2-4 GB); a call past the budget fails as retryable and is tried again later.
+ * This keeps the fast path in the worker (a process of its own would cost each pass a round trip).
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Agent, request } from 'undici';
 import { activitySignal } from '../lib/heartbeat';
-import { readLimited } from '../lib/http';
+import { AnswerTooLarge, ByteBudget, KiB, MiB, parseLimited, readLimited, sizeOf } from '../lib/http';
 import { resolveSecret } from '../lib/secrets';
 import { endpointOf, parseHttpUrl } from '../../contracts/endpoints';
 import type { ApiAuth } from './config';
@@ -22,7 +31,23 @@ export interface Dhis2Server {
 
 export interface Dhis2Response<T = unknown> { status: number; body: T; text: string }
 
-const maxBody = 32 * 1024 * 1024;
+/** What an answer may be, by what the call asks for. */
+export const answerLimits = {
+  /** A status or an id: /api/me, a delete, a message posted, a ticket's status; the default. */
+  small: 256 * KiB,
+  /** The import report of one resource, or the tickets found by their reference. */
+  report: 1 * MiB,
+  /** One org unit, group or group set, or a draft holding one: a polygon geometry or a group of 100,000 members is ~2 MiB. */
+  resource: 4 * MiB,
+  /** A page of a list: this much per resource asked for, at most `listMax`. */
+  perListed: 32 * KiB,
+  listMax: 16 * MiB,
+  /** The import report of a page (one error report per refused resource). */
+  pageReport: 4 * MiB,
+};
+
+/** The bytes of DHIS2 answers being read or parsed at once, across every call in this process. */
+const answersInFlight = new ByteBudget(32 * MiB);
 const agents = new Map<string, Agent>();
 
 function agentFor(server: Dhis2Server): Agent {
@@ -63,7 +88,12 @@ export interface CallOptions {
   query?: Record<string, string>;
   json?: unknown;
   text?: string;
+  /** The whole answer, headers and body, within this (default 30 s). */
   timeoutMs?: number;
+  /** The most this call's answer may be (default answerLimits.small): what the answer needs. */
+  maxBytes?: number;
+  /** What to do when the answer is larger, for the error (e.g. "use a smaller pageSize"). */
+  whenTooLarge?: string;
 }
 
 /**
@@ -77,32 +107,49 @@ export async function call<T = unknown>(server: Dhis2Server, method: 'GET' | 'PO
   let body: string | undefined;
   if (opts.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(opts.json); }
   if (opts.text !== undefined) { headers['content-type'] = 'text/plain; charset=utf-8'; body = opts.text; }
+  const maxBytes = opts.maxBytes ?? answerLimits.small;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const what = `${method} /api/${apiPath}`;
+  const tooLarge = (err: AnswerTooLarge) => refused(server, `answered ${what} with an ${err.message}${opts.whenTooLarge ? `: ${opts.whenTooLarge}` : ''}`);
+  const lease = answersInFlight.lease((held) => unavailable(server, `answered ${what} while this worker already holds ${sizeOf(held)} of DHIS2 answers (its limit, so that no peer can fill its memory); try again shortly`));
   let status: number;
   let text: string;
+  let parsed: unknown;
   try {
-    const res = await request(url, {
-      method, headers, body, dispatcher: agentFor(server), signal: activitySignal(),
-      headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
-    });
-    status = res.statusCode;
-    const declared = Number(res.headers['content-length'] ?? 0);
-    if (declared > maxBody) {
-      await res.body.dump({ limit: 0 }).catch(() => undefined);
-      throw refused(server, `answered ${method} /api/${apiPath} with ${declared} bytes, more than the ${maxBody} accepted`);
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const cancelled = activitySignal();
+    try {
+      const res = await request(url, {
+        method, headers, body, dispatcher: agentFor(server), signal: cancelled ? AbortSignal.any([cancelled, deadline]) : deadline,
+        headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+      });
+      status = res.statusCode;
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > maxBytes) {
+        res.body.destroy();
+        throw new AnswerTooLarge(`answer of ${declared} bytes (Content-Length), more than the ${sizeOf(maxBytes)} this call accepts (not read)`);
+      }
+      text = await readLimited(res.body, maxBytes, lease.take);
+    } catch (err) {
+      if (err instanceof ApplicationFailure) throw err;
+      if (err instanceof AnswerTooLarge) throw tooLarge(err);
+      if (deadline.aborted) throw unavailable(server, `did not finish answering ${what} within ${timeoutMs / 1000} s, the most this call waits`);
+      const e = err as { code?: string; name?: string; message?: string };
+      throw unavailable(server, `could not be reached for ${what}: ${e.code ?? e.name ?? 'error'}${e.message ? ` (${e.message})` : ''}`);
     }
-    text = await readLimited(res.body, maxBody);
-  } catch (err) {
-    if (err instanceof ApplicationFailure) throw err;
-    const e = err as { code?: string; name?: string; message?: string };
-    throw unavailable(server, `could not be reached for ${method} /api/${apiPath}: ${e.code ?? e.name ?? 'error'}${e.message ? ` (${e.message})` : ''}`);
+    parsed = text;
+    if (text && /^\s*[[{]/.test(text)) {
+      try { parsed = parseLimited(text, maxBytes); } catch (err) {
+        if (err instanceof AnswerTooLarge) throw tooLarge(err);
+        /* not JSON: keep the text, callers check the shape */
+      }
+    }
+  } finally {
+    lease.release();
   }
-  if (status >= 500 || status === 429 || status === 408) throw unavailable(server, `answered ${method} /api/${apiPath} with HTTP ${status}: ${snippet(text)}`);
+  if (status >= 500 || status === 429 || status === 408) throw unavailable(server, `answered ${what} with HTTP ${status}: ${snippet(text)}`);
   if (status === 401 || status === 403) {
-    throw refused(server, `refused our credentials (HTTP ${status}) for ${method} /api/${apiPath}: check the ${'token' in server.auth ? 'token' : 'user and password'} secret in the sync configuration`);
-  }
-  let parsed: unknown = text;
-  if (text && /^\s*[[{]/.test(text)) {
-    try { parsed = JSON.parse(text); } catch { /* keep the text: callers check the shape */ }
+    throw refused(server, `refused our credentials (HTTP ${status}) for ${what}: check the ${'token' in server.auth ? 'token' : 'user and password'} secret in the sync configuration`);
   }
   return { status, body: parsed as T, text };
 }

@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
-import { call, importErrors, refused, snippet, type ImportError } from './api';
+import { answerLimits, call, importErrors, refused, snippet, type ImportError } from './api';
 import { mapForTarget, type Resource } from './mapping';
 import { openTarget } from './target';
 
@@ -37,6 +37,8 @@ export async function copyPage(req: { target: string; type: ResourceType; page: 
   const order = req.type === 'organisationUnit' ? 'level:asc' : 'id:asc';
   const res = await call<Record<string, unknown>>(source, 'GET', endpoint, {
     query: { fields: '*', page: String(req.page), pageSize: String(req.pageSize), order }, timeoutMs: 120_000,
+    // A page is bounded by its size: a few KiB per org unit, more with a large geometry.
+    maxBytes: Math.min(answerLimits.listMax, req.pageSize * answerLimits.perListed), whenTooLarge: 'run the snapshot again with a smaller pageSize',
   });
   const items = res.status === 200 ? res.body?.[endpoint] : undefined;
   if (!Array.isArray(items)) throw refused(source, `answered GET /api/${endpoint} page ${req.page} with HTTP ${res.status}: ${snippet(res.text)}`);
@@ -49,7 +51,7 @@ export async function copyPage(req: { target: string; type: ResourceType; page: 
   if (!mapped.length) return result;
   const imported = await call<{ status?: string; response?: { stats?: Record<string, number> } }>(server, 'POST', 'metadata', {
     query: { importStrategy: target.operations.includes('update') ? 'CREATE_AND_UPDATE' : 'CREATE', identifier: 'UID', atomicMode: 'NONE', skipSharing: 'true', userOverrideMode: 'CURRENT', importMode: req.dryRun ? 'VALIDATE' : 'COMMIT' },
-    json: { [endpoint]: mapped }, timeoutMs: 300_000,
+    json: { [endpoint]: mapped }, timeoutMs: 300_000, maxBytes: answerLimits.pageReport,
   });
   if (imported.status !== 200 && imported.status !== 409) throw refused(server, `answered the import of page ${req.page} with HTTP ${imported.status}: ${snippet(imported.text)}`);
   const stats = imported.body?.response?.stats;

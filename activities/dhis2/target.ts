@@ -5,7 +5,7 @@
  * it on, so a pass reads the configuration once and every call names the same target.
  */
 import { endpointOf, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
-import { call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
+import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { currentSyncConfig, targetNamed, type SyncConfig, type SyncTarget } from './config';
 import type { Resource } from './mapping';
 
@@ -43,7 +43,7 @@ export function openTarget(name: string): Dhis2Target {
 
 /** GET /api/<type>/<uid>?fields=*: the resource, or undefined when the server does not have it. */
 export async function fetchResource(server: Dhis2Server, type: ResourceType, uid: string): Promise<Resource | undefined> {
-  const res = await call<Resource>(server, 'GET', `${endpointOf[type]}/${uid}`, { query: { fields: '*' } });
+  const res = await call<Resource>(server, 'GET', `${endpointOf[type]}/${uid}`, { query: { fields: '*' }, maxBytes: answerLimits.resource });
   if (res.status === 404) return undefined;
   if (res.status !== 200 || typeof res.body !== 'object' || res.body === null || res.body.id !== uid) {
     throw refused(server, `answered GET ${endpointOf[type]}/${uid} with HTTP ${res.status} and not the ${type}: ${snippet(res.text)}`);
@@ -95,7 +95,7 @@ export class Dhis2Target {
 
   /** POST /api/metadata with one resource; the report is checked (a 200 can still say ERROR). */
   async importResource(type: ResourceType, resource: Resource): Promise<Written> {
-    const res = await call<{ status?: string; message?: string }>(this.server, 'POST', 'metadata', { query: metadataQuery, json: { [endpointOf[type]]: [resource] }, timeoutMs: 120_000 });
+    const res = await call<{ status?: string; message?: string }>(this.server, 'POST', 'metadata', { query: metadataQuery, json: { [endpointOf[type]]: [resource] }, timeoutMs: 120_000, maxBytes: answerLimits.report });
     const status = typeof res.body === 'object' && res.body ? res.body.status : undefined;
     if (res.status === 200 && (status === 'OK' || status === 'SUCCESS')) return { ok: true };
     if (res.status === 200 || res.status === 409) {
@@ -106,7 +106,7 @@ export class Dhis2Target {
   }
 
   async deleteResource(type: ResourceType, uid: string): Promise<Written> {
-    const res = await call(this.server, 'DELETE', `${endpointOf[type]}/${uid}`);
+    const res = await call(this.server, 'DELETE', `${endpointOf[type]}/${uid}`, { maxBytes: answerLimits.report });
     if (res.status === 200 || res.status === 204 || res.status === 404) return { ok: true };
     if (res.status === 409) {
       const errors = importErrors(res.body);
@@ -117,7 +117,7 @@ export class Dhis2Target {
 
   /** The stored draft, or undefined when there is none (deleted by hand, or never written). */
   async readDraft(type: ResourceType, uid: string): Promise<{ value: unknown } | undefined> {
-    const res = await call(this.server, 'GET', draftPath(type, uid));
+    const res = await call(this.server, 'GET', draftPath(type, uid), { maxBytes: answerLimits.resource });
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw refused(this.server, `answered GET /api/${draftPath(type, uid)} with HTTP ${res.status}: ${snippet(res.text)}`);
     return { value: res.body };
@@ -158,7 +158,7 @@ export class Dhis2Target {
   /** The ticket whose subject carries `[ref <ref>]`. */
   async findTicket(ref: string): Promise<string | undefined> {
     const res = await call<{ messageConversations?: Array<{ id?: unknown; subject?: unknown }> }>(this.server, 'GET', 'messageConversations', {
-      query: { filter: `subject:like:[ref ${ref}]`, fields: 'id,subject', paging: 'false' },
+      query: { filter: `subject:like:[ref ${ref}]`, fields: 'id,subject', paging: 'false' }, maxBytes: answerLimits.report,
     });
     if (res.status !== 200) throw refused(this.server, `answered GET /api/messageConversations with HTTP ${res.status}: ${snippet(res.text)}`);
     const found = (res.body?.messageConversations ?? []).find((c) => typeof c.id === 'string' && uidPattern.test(c.id) && typeof c.subject === 'string' && c.subject.includes(`[ref ${ref}]`));

@@ -4,28 +4,39 @@
  * is an error naming the server and the request, never a crash.
  */
 import { request } from 'undici';
-import { readLimited } from '../lib/http';
+import { AnswerTooLarge, MiB, parseLimited, readLimited } from '../lib/http';
 
-const MAX_BODY = 8 * 1024 * 1024;
+/** One resource, a CapabilityStatement, a count: what a single answer needs. */
+const MAX_BODY = 2 * MiB;
+/** A search page of up to 1,000 resources (`_count=1000`). */
+const MAX_PAGE = 8 * MiB;
 
 export interface FhirAnswer { status: number; body: Record<string, unknown> | undefined; headers: Record<string, string> }
 
 /** One request to `base` + `path`; the body parsed when it is JSON. */
-export async function fhir(base: string, path: string, opts: { method?: string; body?: unknown; timeoutMs?: number } = {}): Promise<FhirAnswer> {
+export async function fhir(base: string, path: string, opts: { method?: string; body?: unknown; timeoutMs?: number; maxBytes?: number } = {}): Promise<FhirAnswer> {
   const url = `${base.replace(/\/+$/, '')}${path}`;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  // The headers within timeoutMs, the whole answer within twice that: a body that drips never ends otherwise.
+  const deadline = AbortSignal.timeout(2 * timeoutMs);
+  const failed = (err: Error) => new Error(`${opts.method ?? 'GET'} ${url}: ${deadline.aborted ? `no whole answer within ${2 * timeoutMs / 1000} s, the most this request waits` : err.message}`);
   const res = await request(url, {
     method: (opts.method ?? 'GET') as 'GET',
     headers: { accept: 'application/fhir+json', ...(opts.body ? { 'content-type': 'application/fhir+json' } : {}) },
     body: opts.body ? JSON.stringify(opts.body) : undefined,
-    headersTimeout: opts.timeoutMs ?? 30_000, bodyTimeout: opts.timeoutMs ?? 30_000,
-  }).catch((err: Error) => { throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`); });
-  const text = await readLimited(res.body, MAX_BODY).catch((err: Error) => { res.body.destroy(); throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`); });
+    headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: deadline,
+  }).catch((err: Error) => { throw failed(err); });
+  const maxBytes = opts.maxBytes ?? MAX_BODY;
+  const text = await readLimited(res.body, maxBytes).catch((err: Error) => { res.body.destroy(); throw failed(err); });
   let body: Record<string, unknown> | undefined;
   if (text) {
     try {
-      const parsed: unknown = JSON.parse(text);
+      const parsed: unknown = parseLimited(text, maxBytes);
       body = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined;
-    } catch { body = undefined; }
+    } catch (err) {
+      if (err instanceof AnswerTooLarge) throw new Error(`${opts.method ?? 'GET'} ${url}: ${err.message}`);
+      body = undefined;
+    }
   }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
@@ -57,7 +68,7 @@ export async function search(base: string, type: string, query: string, limit: n
   let path: string | undefined = `/${type}?${query}`;
   const origin = new URL(base);
   while (path && found.length < limit) {
-    const a = await fhir(base, path);
+    const a = await fhir(base, path, { maxBytes: MAX_PAGE });
     if (a.status !== 200 || a.body?.resourceType !== 'Bundle') throw new Error(`${base}${path}: ${outcomeText(a)}`);
     for (const e of Array.isArray(a.body.entry) ? a.body.entry as Array<{ resource?: Record<string, unknown> }> : []) {
       const r = e.resource;

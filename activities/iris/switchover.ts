@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
 import type { ChangeReport } from '../../contracts/messages';
 import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
+import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
@@ -30,14 +31,22 @@ function backupProblems(state: MemberState, mirror: string): string[] {
   ];
 }
 
-/** GET a URL with a time limit: its status and body, or why there was no answer. */
-export async function probe(url: string, timeoutMs = 5_000): Promise<{ status: number; body: string } | { error: string }> {
+/** mirror_status.cxw answers a word ("SUCCESS", "FAILED"); an application's health page a few KiB. */
+const statusPageBytes = 64 * KiB;
+const applicationPageBytes = 1 * MiB;
+
+/**
+ * GET a URL with a time limit for the whole answer and a size limit: its status and the start of
+ * its body, or why there was no answer (a body past `maxBytes` is cut there and is no answer).
+ */
+export async function probe(url: string, timeoutMs = 5_000, maxBytes = statusPageBytes): Promise<{ status: number; body: string } | { error: string }> {
   try {
     const res = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.body.text()).slice(0, 200);
+    const body = (await readLimited(res.body, maxBytes)).slice(0, 200);
     return { status: res.statusCode, body };
   } catch (err) {
-    return { error: (err as Error).message };
+    const e = err as Error;
+    return { error: e.name === 'TimeoutError' ? `no whole answer within ${timeoutMs / 1000} s, the most a probe waits` : e.message };
   }
 }
 
@@ -130,7 +139,7 @@ async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; appli
   }
   let application: number | undefined;
   if (r.applicationUrl) {
-    const a = await probe(r.applicationUrl, 10_000);
+    const a = await probe(r.applicationUrl, 10_000, applicationPageBytes);
     application = 'error' in a ? undefined : a.status;
     if (!application || application < 200 || application > 299) problems.push(`${r.applicationUrl} answers ${describe(a)}`);
   }

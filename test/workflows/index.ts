@@ -3,3 +3,4 @@ export * from '../../workflows';
 export * from './platform';
 export * from './gated';
 export * from './floor';
+export * from './hostile';
