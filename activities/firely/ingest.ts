@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../contracts/messages';
 import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
 import type { SshHost } from '../../contracts/ssh';
-import { jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
+import { forgetJob, jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, type TypeCount } from './servers';
@@ -243,13 +243,18 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
   });
 }
 
-/** Stops the tool (SIGTERM: it finishes its batch and saves its journal) and waits until it is gone. */
+/**
+ * Stops the tool (SIGTERM: it finishes its batch and saves its journal), waits until it is gone, and
+ * forgets its job: the run is over (rolled back or decommissioned), and no later run may adopt it.
+ */
 export async function stopIngest(r: { host: SshHost; jobId: string; dryRun: boolean }): Promise<ChangeReport> {
   if (r.dryRun) return { changed: false, actions: [`would stop the ingest tool on ${r.host.name}`] };
   return onSshHost(r.host, async (s) => {
     const state = await jobState(s, r.jobId);
-    if (state.state !== 'running' && state.state !== 'stopping') return { changed: false, actions: [] };
-    await killJob(s, r.jobId);
-    return { changed: true, actions: [`stopped the ingest tool on ${r.host.name} (job ${r.jobId})`] };
+    if (state.state === 'none') return { changed: false, actions: [] };
+    const running = state.state === 'running' || state.state === 'stopping';
+    if (running) await killJob(s, r.jobId);
+    await forgetJob(s, r.jobId);
+    return { changed: true, actions: [`${running ? 'stopped the ingest tool' : 'removed the ended ingest job'} on ${r.host.name} (job ${r.jobId})`] };
   });
 }

@@ -109,5 +109,14 @@ export const migrationLocks = (i: MigrateFirelyServerInput) => [
 export const migrationSecretUses = (i: MigrateFirelyServerInput) => [i.migrationHost, i.proxy.host, i.oldServer.stop.host]
   .map((h) => ({ secret: h.ssh.privateKey.secret, host: h.address, purpose: 'ssh-key' as const }));
 
-/** The ingest job of a run on the migration host: the run's workflow id, made safe for a shell and a directory name. */
-export const ingestJobId = (workflowId: string) => `fsi-${workflowId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 150)}`;
+/**
+ * The ingest job of a run on the migration host, made safe for a shell and a directory name. With
+ * `runId` (the run's first run id, kept by a reset or a retry of the same run): the run's own job,
+ * which a later run with the same workflow id never adopts; the workflow id's first characters are
+ * there only for an operator reading ~/.runbooks-jobs. Without it: the id runs started before
+ * this rule used (workflow id only), which they keep.
+ */
+export const ingestJobId = (workflowId: string, runId?: string) => {
+  const safe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_');
+  return runId === undefined ? `fsi-${safe(workflowId).slice(0, 150)}` : `fsi-${safe(workflowId).slice(0, 40)}-${safe(runId).slice(0, 64)}`;
+};

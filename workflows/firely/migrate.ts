@@ -9,7 +9,7 @@
  * each acts), and names the writes made on the new server since the switch: those would need
  * re-applying on the old one. After the gate there is no way back.
  */
-import { workflowInfo } from '@temporalio/workflow';
+import { patched, workflowInfo } from '@temporalio/workflow';
 import type { FirelyActivities } from '../../activities/firely';
 import type { KitActivities } from '../../activities/kit';
 import { runbookActivities } from '../kit/activities';
@@ -49,7 +49,10 @@ export const migrateFirelyServer = defineRunbook({
   lockKeys: (input) => migrationLocks(input),
 }, async (rb, input) => {
   const { oldServer, newServer, dryRun } = input;
-  const jobId = ingestJobId(workflowInfo().workflowId);
+  // One job per run: a later run with the same workflow id starts its own, never adopting this one's.
+  // Runs started before keep the job they have (named by the workflow id only).
+  const { workflowId, firstExecutionRunId } = workflowInfo();
+  const jobId = patched('firely-ingest-job-per-run') ? ingestJobId(workflowId, firstExecutionRunId) : ingestJobId(workflowId);
   const ingest = { host: input.migrationHost, ingest: input.ingest, source: oldServer.database, target: newServer.database, jobId };
   const servers = { oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.resourceTypes };
   const caughtUp = { caughtUp: { ...servers, tolerance: input.countTolerance } };
