@@ -117,6 +117,11 @@ function cleanStaleLabs(): void {
   removeLabsOf((k) => k !== owner && (dead.get(k) ?? dead.set(k, !isClaimed(`owner-${k}`)).get(k)!));
 }
 
+/** Removes every lab this process started (a benchmark past its deadline, before it exits). */
+export function removeOwnLabs(): void {
+  if (owner) withLabLock(() => removeLabsOf((k) => k === owner));
+}
+
 function removeLabsOf(stale: (owner: string) => boolean): void {
   writeHostsWithout((l) => { const m = /# runbooks-lab owner-(\d+)$/.exec(l); return Boolean(m && stale(m[1])); });
   for (const ns of run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0])) {
