@@ -43,6 +43,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
   const channels = loadChannelConfig();
   const scopes = loadSecretScopes();
+  const grace = shutdownTimes();
   if (process.env[syncConfigEnv]) loadSyncConfig();
   if (!scopes) log.warn('RUNBOOKS_SECRET_SCOPES is not set: any secret may be sent to any host a run names (development only)');
   log.info('Approval request channels', { email: Boolean(channels.email), webhooks: Object.keys(channels.webhooks) });
@@ -53,7 +54,6 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   if (warning) log.warn(warning);
   await client.connection.close();
 
-  const grace = shutdownTimes();
   const activities = options.activities ?? createActivities();
   const bundlePath = options.workflowBundlePath ?? process.env.RUNBOOKS_WORKFLOW_BUNDLE;
   const worker = await Worker.create({
