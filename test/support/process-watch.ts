@@ -8,7 +8,7 @@
  *   a few milliseconds; what it is for are the long-lived ones of a runbook's run (fsi, ssh,
  *   iris sessions, servers), which live far longer than its 50 ms period.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,30 +75,40 @@ export async function traceExecs(file: string, args: string[], env: NodeJS.Proce
   }
 }
 
+/** A process that samples every command line in /proc every 50 ms; at the end of its stdin it prints them all (JSON). */
+const sampler = `
+const fs = require('fs'); const seen = new Set();
+const sample = () => { for (const p of fs.readdirSync('/proc')) { if (!/^[0-9]+$/.test(p) || seen.size >= 200000) continue;
+  try { seen.add(fs.readFileSync('/proc/' + p + '/cmdline', 'utf8').split(String.fromCharCode(0)).join(' ').trim()); } catch {} } };
+const timer = setInterval(sample, 50); sample();
+process.stdin.on('end', () => { clearInterval(timer); sample(); process.stdout.write(JSON.stringify([...seen]), () => process.exit(0)); });
+process.stdin.resume();`;
+
 /**
  * Samples every process's command line every 50 ms from beforeAll to afterAll of a test file, and
- * fails the file if one showed a secret `secrets()` names. The secrets are read again every second
- * (labs make theirs after the watch starts, and may remove them before it ends).
+ * fails the file if one showed a secret `secrets()` names. The sampler is a process of its own (a
+ * test blocking this one's event loop must not pause it). The secrets are read every second: labs
+ * make theirs after the watch starts, and may remove them before it ends.
  */
 export function watchCommandLines(secrets: () => string[]): void {
-  const seen = new Set<string>();
   const known = new Set<string>();
-  let timer: NodeJS.Timeout | undefined;
-  let samples = 0;
   const learn = () => { try { for (const s of secrets()) known.add(s); } catch { /* not there yet */ } };
-  const sample = () => {
-    if (samples++ % 20 === 0) learn();
-    for (const pid of readdirSync('/proc')) {
-      if (!/^\d+$/.test(pid) || seen.size >= 200_000) continue;
-      try { seen.add(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()); } catch { /* exited meanwhile */ }
-    }
-  };
-  beforeAll(() => { timer = setInterval(sample, 50); });
-  afterAll(() => {
-    clearInterval(timer);
-    sample();
+  let child: ChildProcess | undefined;
+  let learner: NodeJS.Timeout | undefined;
+  let out = '';
+  beforeAll(() => {
+    child = spawn(process.execPath, ['-e', sampler], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdout!.on('data', (d) => { out += d; });
+    learner = setInterval(learn, 1_000);
+  });
+  afterAll(async () => {
+    clearInterval(learner);
     learn();
+    const exited = new Promise((r) => child!.once('exit', r));
+    child!.stdin!.end();
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    child!.kill('SIGKILL');
     expect(known.size ? 'secrets known' : 'no secret to look for: the secrets dirs given are empty').toBe('secrets known');
-    expect(showingSecrets(seen, [...known])).toEqual([]);
+    expect(showingSecrets(JSON.parse(out || '[]') as string[], [...known])).toEqual([]);
   });
 }
