@@ -21,6 +21,8 @@
  *               and cutover approval -> first / all answers from the new upstream.
  *
  * Options: --runs N (default 3). Prints every measurement and the medians.
+ * Each benchmark prints at start the bound it ends within (--deadline SECONDS overrides it): past
+ * it, it says what it was waiting for, kills what it started, removes its labs and exits 1.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -28,7 +30,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { Client as PgClient } from 'pg';
-import { eventMs } from './lib/bench';
+import { benchDeadline, eventMs, waitingOn } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startLab, type Lab } from '../test/lab/hosts';
@@ -132,6 +134,7 @@ async function promotion(runs: number): Promise<void> {
   const queue = `bench-${process.pid}`;
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
   const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
+  waitingOn('the worker to be ready');
   await worker.waitFor(/Worker ready/);
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   try {
@@ -139,7 +142,9 @@ async function promotion(runs: number): Promise<void> {
     const total: number[] = [];
     const fromPromote: number[] = [];
     for (let i = 0; i < runs; i++) {
+      waitingOn(`run ${i + 1}: a bare promotion (lab set-up, pg_promote, first write)`);
       const b = await barePromotion(client, queue, secretsDir);
+      waitingOn(`run ${i + 1}: the runbook's promotion (lab set-up, promotePostgresStandby, first write)`);
       const r = await runbookPromotion(client, queue, secretsDir, i);
       bare.push(b); total.push(r.total); fromPromote.push(r.fromPromote);
       console.log(`run ${i + 1}: bare pg_promote -> writable ${ms(b)}; runbook start -> writable ${ms(r.total)}; promote call -> writable ${ms(r.fromPromote)}`);
@@ -153,6 +158,7 @@ async function promotion(runs: number): Promise<void> {
     console.log(`  promote call -> writable within 1.5x bare:      ${ratio <= 1.5 ? 'met' : 'MISSED'} (${ratio.toFixed(2)}x)`);
     console.log(`  run start -> writable under 1 s (no gate):      ${median(total) < 1000 ? 'met' : 'MISSED'} (${ms(median(total))})`);
   } finally {
+    waitingOn('the worker to stop after SIGTERM');
     await worker.kill('SIGTERM');
     await client.connection.close();
     await server.stop();
@@ -161,9 +167,25 @@ async function promotion(runs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' }, deadline: { type: 'string' } } });
   const runs = Number(values.runs ?? 3);
-  switch (positionals[0]) {
+  const n = (name: keyof typeof values, otherwise: number) => Number(values[name] ?? otherwise);
+  // Generous bounds: a benchmark that takes this long is stuck, not slow.
+  const defaultSeconds: Record<string, number> = {
+    promotion: 120 + 240 * runs,
+    'orgunit-sync': 300 + (4 * n('updates', 2000)) / n('rate', 100),
+    'orgunit-approval': 300 + 20 * n('runs', 30),
+    hssys: 300 + 180 * n('runs', 5),
+    cutover: 300 + 300 * n('runs', 3),
+    temporal: 900 + 6 * n('runs', 50) + 0.6 * n('waiting', 1000),
+  };
+  const name = positionals[0];
+  if (name in defaultSeconds) {
+    const seconds = values.deadline === undefined ? defaultSeconds[name] : Number(values.deadline);
+    if (!(seconds > 0)) { console.error(`--deadline is "${values.deadline}": give the seconds the benchmark may take, e.g. --deadline 900`); process.exit(2); }
+    benchDeadline(name, seconds * 1000);
+  }
+  switch (name) {
     case 'promotion': return promotion(runs);
     case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
@@ -171,7 +193,7 @@ async function main(): Promise<void> {
     case 'cutover': return cutoverBench(Number(values.runs ?? 3), repoRoot);
     case 'temporal': return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5] | cutover [--runs 3]');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5] | cutover [--runs 3]  (any: --deadline SECONDS)');
       process.exit(2);
   }
 }

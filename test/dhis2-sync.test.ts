@@ -11,6 +11,7 @@ import {
   converged, eventually, newUid, snapshotOf, sourceApi, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab,
 } from './lab/dhis2';
 import { runCli, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+import { secretsIn, watchCommandLines } from './support/process-watch';
 
 let lab: Dhis2Lab;
 let client: Client;
@@ -19,6 +20,8 @@ const queue = uniqueQueue('dhis2');
 const root = newUid('R');
 /** Exists on the source before change capture starts: no target has it. */
 const oldDistrict = newUid('D');
+// No secret on any process's command line during the file (issue 24, finding 6): fsi, ssh, iris, servers.
+watchCommandLines(() => secretsIn([lab?.secretsDir]));
 
 const ou = (id: string, name: string, parent?: string, extra: object = {}) => ({
   id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', ...(parent ? { parent: { id: parent } } : {}), ...extra,

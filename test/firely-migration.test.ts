@@ -13,10 +13,13 @@ import { FIRELY_USER, startFirelyLab, type FirelyLab } from './lab/firely';
 import { TOKENS } from './sims/firely/control';
 import { startLoad, type LoadStats } from './support/load';
 import { progressOf, readableHistory, waitForProgress } from './support/runs';
+import { secretsIn, watchCommandLines } from './support/process-watch';
 
 /** The proxy of the next lab: nginx, or HAProxy for the test that switches back through the workflow. */
 let nextProxy: 'nginx' | 'haproxy' = 'nginx';
 const suite = useLabs<FirelyLab>('firely-mig', (secretsDir) => startFirelyLab({ secretsDir, proxy: nextProxy }));
+// No secret on any process's command line during the file (issue 24, finding 6): fsi, ssh, iris, servers.
+watchCommandLines(() => secretsIn([suite.secretsDir]));
 let seq = 0;
 const start = (input: unknown) =>
   suite.client.workflow.start('migrateFirelyServer', { taskQueue: suite.queue, workflowId: `migrate-${suite.queue}-${++seq}`, args: [input] });

@@ -23,7 +23,7 @@ beforeAll(async () => {
   lab = await startFirelyLab({ secretsDir });
 }, 120_000);
 afterAll(async () => {
-  sshPool.closeAll();
+  await sshPool.closeAll();
   await lab?.stop();
   rmSync(secretsDir, { recursive: true, force: true });
 });

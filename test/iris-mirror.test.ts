@@ -9,8 +9,11 @@ import { loadFaults } from './sims/iris/faults';
 import { useLabs } from './lab/suite';
 import { readableHistory } from './support/runs';
 import { HS_SERVICES_SECRET, IRIS_OWNER, mirrorHssysInputFor, startIrisLab, type IrisLab } from './lab/iris';
+import { secretsIn, watchCommandLines } from './support/process-watch';
 
 const suite = useLabs<IrisLab>('iris-mirror', (secretsDir) => startIrisLab({ secretsDir, containers: ['b'] }));
+// No secret on any process's command line during the file (issue 24, finding 6): fsi, ssh, iris, servers.
+watchCommandLines(() => secretsIn([suite.secretsDir]));
 let seq = 0;
 
 async function run(lab: IrisLab, extra: Record<string, unknown> = {}) {

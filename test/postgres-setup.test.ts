@@ -11,8 +11,11 @@ import { setupInput } from './lab/inputs';
 import { useLabs } from './lab/suite';
 import { eventually } from './support/processes';
 import { waitForGate } from './support/runs';
+import { secretsIn, watchCommandLines } from './support/process-watch';
 
 const suite = useLabs('pg-setup');
+// No secret on any process's command line during the file (issue 24, finding 6): fsi, ssh, iris, servers.
+watchCommandLines(() => secretsIn([suite.secretsDir]));
 const { queue } = suite;
 let lab: Lab;
 

@@ -18,6 +18,7 @@ import { freePort } from './support/global-setup';
 import { eventually, repoRoot, runCli, startProcess, startWorker, uniqueQueue, type Proc } from './support/processes';
 import { progressOf, startGated, tempDir, waitForGate } from './support/runs';
 import { startProductionTemporal, type ProductionTemporal } from './lab/temporal-production';
+import { showingSecrets } from './support/process-watch';
 
 let temporal: ProductionTemporal;
 let client: Client;
@@ -88,6 +89,12 @@ test('the script is idempotent: run again, it keeps the server, its address, nam
     expect(execFileSync('stat', ['-c', '%a', path.join(temporal.stateDir, file)], { encoding: 'utf8' }).trim()).toBe('600');
   }
 }, 120_000);
+
+test('no secret on any command line while the script starts PostgreSQL, sets the password, the schema and the server (every exec traced)', () => {
+  const password = readFileSync(path.join(temporal.stateDir, 'secrets/temporal-db-password'), 'utf8').trim();
+  expect(temporal.startExecs.filter((l) => /"[^"]*\/psql"/.test(l)).length).toBeGreaterThan(0); // the trace saw psql itself
+  expect(showingSecrets(temporal.startExecs, [password])).toEqual([]);
+});
 
 test('the script refuses settings it would have to write unquoted into its configuration, and creates nothing', () => {
   const root = scratch('prod-hostile-');

@@ -1,10 +1,13 @@
 /**
  * The Temporal worker: every runbook in workflows/ and every activity in activities/, on the
  * `runbooks` task queue (RUNBOOKS_TASK_QUEUE). On SIGINT/SIGTERM it stops polling and lets
- * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s).
+ * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s); the process is gone
+ * at most 3 s after that, whatever its peers do (stopWithinGrace).
  */
+import { Socket } from 'node:net';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry } from '@temporalio/worker';
 import { ApplicationFailure, type Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
 import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
 import { closeDhis2Agents } from '../activities/dhis2/api';
@@ -40,6 +43,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
   const channels = loadChannelConfig();
   const scopes = loadSecretScopes();
+  const grace = shutdownTimes();
   if (process.env[syncConfigEnv]) loadSyncConfig();
   if (!scopes) log.warn('RUNBOOKS_SECRET_SCOPES is not set: any secret may be sent to any host a run names (development only)');
   log.info('Approval request channels', { email: Boolean(channels.email), webhooks: Object.keys(channels.webhooks) });
@@ -59,14 +63,15 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
     activities,
     interceptors: { activity: options.activityInterceptors ?? [] },
-    shutdownGraceTime: (process.env.RUNBOOKS_SHUTDOWN_GRACE || '30s') as Duration,
+    ...grace.options,
   });
   const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, options.activityInterceptors);
+  stopWithinGrace(grace.graceMs, log);
   log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid, orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue) });
   try {
     await Promise.all([worker.run(), ...syncWorkers.map((w) => w.run())]);
   } finally {
-    sshPool.closeAll();
+    await sshPool.closeAll();
     await closeDhis2Agents();
     await connection.close();
     log.info('Worker stopped', { pid: process.pid });
@@ -86,12 +91,54 @@ async function createSyncTargetWorkers(connection: NativeConnection, namespace: 
     activities,
     interceptors: { activity: interceptors ?? [] },
     maxConcurrentActivityTaskExecutions: t.concurrency * 4,
-    shutdownGraceTime: (process.env.RUNBOOKS_SHUTDOWN_GRACE || '30s') as Duration,
+    ...shutdownTimes().options,
   })));
 }
 
+/** RUNBOOKS_SHUTDOWN_GRACE, and the worker options that bound a stop by it: activities left running 2 s after the grace are abandoned. */
+function shutdownTimes(): { graceMs: number; options: { shutdownGraceTime: number; shutdownForceTime: number } } {
+  const text = process.env.RUNBOOKS_SHUTDOWN_GRACE || '30s';
+  let graceMs = NaN;
+  try { graceMs = msToNumber(text as Duration); } catch { /* reported below */ }
+  if (!Number.isFinite(graceMs) || graceMs < 0) {
+    throw ApplicationFailure.nonRetryable(`RUNBOOKS_SHUTDOWN_GRACE is "${text}": not a duration. Write e.g. 30s or 2m.`, 'BadConfiguration');
+  }
+  return { graceMs, options: { shutdownGraceTime: graceMs, shutdownForceTime: graceMs + 2_000 } };
+}
+
+/**
+ * A stop ends within the grace whatever the hosts do. The SDK cancels running activities at the
+ * grace; then every SSH session is closed too (destroyed a second later if its host does not
+ * answer: a vanished host never does, and its half-closed connection would hold the process for
+ * the kernel's ~15 minutes of retransmissions), so an activity waiting on one fails at once. If
+ * anything still holds the process 3 s after the grace, it exits anyway, saying so.
+ */
+function stopWithinGrace(graceMs: number, log: { warn(message: string, meta?: Record<string, unknown>): void }): void {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2']; // the SDK's shutdown signals
+  const stopping = () => {
+    for (const s of signals) process.off(s, stopping);
+    setTimeout(() => {
+      log.warn('Shutdown grace over: cancelling activities and closing SSH sessions', { graceMs });
+      void sshPool.closeAll();
+    }, graceMs).unref();
+    setTimeout(() => {
+      process.stderr.write(`Worker still not stopped 3 s after its shutdown grace (${graceMs} ms): exiting. Still open: ${openResources()}\n`);
+      process.exit(1);
+    }, graceMs + 3_000).unref();
+  };
+  for (const s of signals) process.on(s, stopping);
+}
+
+/** What keeps the process alive (sockets to which peer, timers...), for the forced exit's message. */
+function openResources(): string {
+  const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  const sockets = handles.flatMap((h) => (h instanceof Socket && h.remoteAddress ? [`a connection to ${h.remoteAddress}:${h.remotePort}`] : []));
+  return [...sockets, ...process.getActiveResourcesInfo().filter((r) => r !== 'TCPSocketWrap')].join(', ') || 'nothing known';
+}
+
 if (require.main === module) {
-  runWorker().catch((err) => {
+  // Stopped: exit now, not when the last idle keep-alive socket times out.
+  runWorker().then(() => process.exit(0), (err) => {
     // A configuration error says what to fix; anything else gets its stack. Exit 4, as the CLI: Temporal unreachable.
     const text = err instanceof ApplicationFailure || err instanceof TemporalUnreachableError ? err.message : err instanceof Error ? err.stack : String(err);
     process.stderr.write(`Worker failed: ${text}\n`);

@@ -1,12 +1,13 @@
 /**
  * One SSH connection per host per worker, shared by every activity that acts on that host.
  * A new connection checks the pinned host key (connectSsh); one that dies is replaced on next
- * use; one unused for a while is closed; all are closed when the worker stops.
+ * use; one unused for a while is closed; all are closed when the worker stops, within a deadline
+ * (closeAll), whatever their hosts do.
  */
 import type { SshHost } from '../../contracts/ssh';
 import { whileHeartbeating } from './heartbeat';
 import { checkSecretUse } from './secrets';
-import { connectSsh, type SshSession, type SshTarget } from './ssh';
+import { closeGraceMs, connectSsh, type SshSession, type SshTarget } from './ssh';
 
 interface Entry {
   session?: SshSession;
@@ -18,6 +19,8 @@ interface Entry {
 export class SshPool {
   private readonly entries = new Map<string, Entry>();
   private sweeper?: NodeJS.Timeout;
+  /** Aborted by closeAll: connections still being made are given up, not left to their 15 s handshake timeout. */
+  private stopping = new AbortController();
 
   constructor(private readonly idleMs = 60_000) {}
 
@@ -41,7 +44,7 @@ export class SshPool {
   private async sessionOf(key: string, entry: Entry, target: SshTarget): Promise<SshSession> {
     if (entry.session?.usable) return entry.session;
     entry.session = undefined;
-    entry.connecting ??= connectSsh(target).then(
+    entry.connecting ??= connectSsh(target, this.stopping.signal).then(
       (session) => { entry.session = session; entry.connecting = undefined; return session; },
       (err) => { entry.connecting = undefined; if (!entry.users) this.entries.delete(key); throw err; },
     );
@@ -55,7 +58,7 @@ export class SshPool {
       const now = Date.now();
       for (const [key, entry] of this.entries) {
         if (entry.users === 0 && !entry.connecting && now - entry.lastUsed >= this.idleMs) {
-          entry.session?.close();
+          void entry.session?.close();
           this.entries.delete(key);
         }
       }
@@ -69,11 +72,19 @@ export class SshPool {
     return [...this.entries.values()].filter((e) => e.session?.usable).length;
   }
 
-  closeAll(): void {
-    for (const entry of this.entries.values()) entry.session?.close();
+  /**
+   * Closes every connection, in use or not, and gives up those being made. Resolves within
+   * `graceMs` (and a moment): a connection whose host does not answer by then is destroyed, and
+   * the commands still running on it fail, so the activities using them end.
+   */
+  async closeAll(graceMs = closeGraceMs): Promise<void> {
+    const sessions = [...this.entries.values()].flatMap((e) => (e.session ? [e.session] : []));
     this.entries.clear();
+    this.stopping.abort();
+    this.stopping = new AbortController();
     if (this.sweeper) clearTimeout(this.sweeper);
     this.sweeper = undefined;
+    await Promise.all(sessions.map((s) => s.close(graceMs)));
   }
 }
 

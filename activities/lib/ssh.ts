@@ -6,6 +6,7 @@
  * whole life, and a connection that fails is only ever an error of the activity that used it.
  */
 import { createHash } from 'node:crypto';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientChannel } from 'ssh2';
@@ -31,10 +32,17 @@ export const fingerprint = (key: Buffer): string => `SHA256:${createHash('sha256
 const maxOutput = 4 * 1024 * 1024;
 const append = (buf: string, d: Buffer) => (buf.length < maxOutput ? buf + d.toString('utf8') : buf);
 
+/**
+ * How long a closing connection may take to say goodbye before it is destroyed. A host that
+ * vanished never acknowledges: a connection only ended stays in FIN-WAIT for the kernel's
+ * retransmissions (about 15 minutes), and keeps the worker's process alive that long.
+ */
+export const closeGraceMs = 1_000;
+
 export class SshSession {
   private closed = false;
 
-  constructor(readonly target: SshTarget, private readonly client: Client) {
+  constructor(readonly target: SshTarget, private readonly client: Client, private readonly socket: Socket) {
     client.on('close', () => { this.closed = true; });
   }
 
@@ -101,9 +109,18 @@ export class SshSession {
     }));
   }
 
-  close(): void {
+  /**
+   * Ends the connection; destroys it if the host has not closed its side within `graceMs`.
+   * Commands still running on it end then (their channels close), whatever the host does.
+   */
+  close(graceMs = closeGraceMs): Promise<void> {
     this.closed = true;
-    this.client.end();
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), graceMs);
+      this.socket.once('close', () => { clearTimeout(timer); resolve(); });
+      this.client.end();
+    });
   }
 }
 
@@ -133,8 +150,13 @@ function keyType(key: Buffer): string {
 type Attempt = { session: SshSession; type: string } | { offered: { type: string; fingerprint: string } } | { error: Error & { level?: string } };
 
 /** One connection attempt, asking for the host key types given (or the server's preference). */
-function attempt(target: SshTarget, privateKey: string, types?: string[]): Promise<Attempt> {
+function attempt(target: SshTarget, privateKey: string, types: string[] | undefined, signal?: AbortSignal): Promise<Attempt> {
   const client = new Client();
+  // The worker's own socket, not one ssh2 makes: only with it can a stop destroy a connection
+  // whose host is gone (ssh2's destroy() does nothing once end() was called).
+  const socket = new Socket();
+  const abort = () => socket.destroy();
+  signal?.addEventListener('abort', abort, { once: true });
   let offered: { type: string; fingerprint: string } | undefined;
   return new Promise<Attempt>((resolve) => {
     let settled = false;
@@ -144,10 +166,12 @@ function attempt(target: SshTarget, privateKey: string, types?: string[]): Promi
       if (!settled) settle(offered && offered.fingerprint !== target.hostKey ? { offered } : { error: err });
     });
     client.on('close', () => settle(offered && offered.fingerprint !== target.hostKey ? { offered } : { error: new Error('the connection closed during the handshake') }));
-    client.once('ready', () => settle({ session: new SshSession(target, client), type: offered?.type ?? 'unknown' }));
+    client.once('ready', () => settle({ session: new SshSession(target, client, socket), type: offered?.type ?? 'unknown' }));
     try {
+      if (signal?.aborted) throw new Error('the worker is stopping');
+      socket.connect(target.port, target.host);
       client.connect({
-        host: target.host, port: target.port, username: target.user, privateKey, readyTimeout: 15_000,
+        sock: socket, username: target.user, privateKey, readyTimeout: 15_000,
         keepaliveInterval: 10_000, keepaliveCountMax: 3,
         ...(types ? { algorithms: { serverHostKey: types as never } } : {}),
         hostVerifier: (key: Buffer) => {
@@ -159,7 +183,8 @@ function attempt(target: SshTarget, privateKey: string, types?: string[]): Promi
       settle({ error: err as Error });
     }
   }).then((a) => {
-    if (!('session' in a)) client.end();
+    signal?.removeEventListener('abort', abort);
+    if (!('session' in a)) socket.destroy();
     return a;
   });
 }
@@ -169,7 +194,7 @@ function attempt(target: SshTarget, privateKey: string, types?: string[]): Promi
  * not the pinned one, the other key types it may hold are asked for one by one, so an operator
  * who pinned the RSA key is not told "another machine answers".
  */
-export async function connectSsh(target: SshTarget): Promise<SshSession> {
+export async function connectSsh(target: SshTarget, signal?: AbortSignal): Promise<SshSession> {
   const privateKey = resolveSecret(target.privateKey.secret, { host: target.host, purpose: 'ssh-key' });
   const where = `${target.host}:${target.port}`;
   const known = pinnedKeyType.get(where);
@@ -178,7 +203,11 @@ export async function connectSsh(target: SshTarget): Promise<SshSession> {
   const plan: Array<string[] | undefined> = [known ? keyAlgorithms[known] : undefined];
   let expanded = false;
   while (plan.length) {
-    const result = await attempt(target, privateKey, plan.shift());
+    const result = await attempt(target, privateKey, plan.shift(), signal);
+    if (signal?.aborted) {
+      if ('session' in result) void result.session.close();
+      throw new Error(`Connecting to ${target.label} over SSH was abandoned: the worker is stopping`);
+    }
     if ('session' in result) {
       pinnedKeyType.set(where, result.type);
       return result.session;

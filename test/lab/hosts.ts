@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Client as PgClient } from 'pg';
 import { startNetwork, type ShResult } from './netns';
 
-export { addHostName, cleanStaleLabs, type ShResult } from './netns';
+export { addHostName, type ShResult } from './netns';
 
 export const PGBIN = '/usr/lib/postgresql/15/bin';
 const labBin = path.join(__dirname, 'bin');

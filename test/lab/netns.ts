@@ -5,13 +5,16 @@
  * PostgreSQL lab (hosts.ts) and the IRIS lab (iris.ts) add their servers on top.
  *
  * Needs root (network namespaces, sshd). Namespaces, bridges and /etc/hosts lines carry the test
- * process's pid, so a lab whose test process died is cleaned up by the next one (cleanStaleLabs).
+ * process's lab owner number (claims.ts: unique on the machine while the process lives, which a
+ * pid is not), so a lab whose process died is cleaned up by the next one (cleanStaleLabs). Subnets
+ * are chosen and claimed under one machine-wide lock: two labs started at once never share one.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { cmd } from '../../activities/lib/shell';
+import { isClaimed, ownerNumber, withLabLock } from './claims';
 
 export interface ShResult { code: number; stdout: string; stderr: string }
 
@@ -65,16 +68,29 @@ const run = (cmd: string, args: string[], input?: string) => execFileSync(cmd, a
 export const tryRun = (cmd: string, args: string[]) => { try { run(cmd, args); } catch { /* already gone */ } };
 
 const HOSTS_FILE = '/etc/hosts';
-const hostsTag = (pid: number) => `# runbooks-lab ${pid}`;
+/** Names of this lab family: "rbo<owner>x<n>" (namespaces add the host's letter, the bridge "br"). */
+const PREFIX = 'rbo';
+const hostsTag = (owner: string) => `# runbooks-lab owner-${owner}`;
+const ownedBy = (owner: string) => (line: string) => line.endsWith(hostsTag(owner));
 
 /**
  * A host name for a lab address, resolvable by the worker and by the lab hosts alike (they share
- * /etc/hosts). Tagged with the test process's pid, removed by the returned function, and by
- * cleanStaleLabs if that process died.
+ * /etc/hosts). Tagged with this process's owner number, removed by the returned function, and by
+ * cleanStaleLabs if this process died.
  */
 export function addHostName(name: string, address: string): () => void {
-  writeFileSync(HOSTS_FILE, `${readFileSync(HOSTS_FILE, 'utf8').replace(/\n?$/, '\n')}${address} ${name} ${hostsTag(process.pid)}\n`);
-  return () => writeFileSync(HOSTS_FILE, readFileSync(HOSTS_FILE, 'utf8').split('\n').filter((l) => !(l.includes(` ${name} `) && l.endsWith(hostsTag(process.pid)))).join('\n'));
+  const owner = withLabLock(() => {
+    const o = claimOwner();
+    writeFileSync(HOSTS_FILE, `${readFileSync(HOSTS_FILE, 'utf8').replace(/\n?$/, '\n')}${address} ${name} ${hostsTag(o)}\n`);
+    return o;
+  });
+  return () => withLabLock(() => writeHostsWithout((l) => l.includes(` ${name} `) && ownedBy(owner)(l)));
+}
+
+function writeHostsWithout(drop: (line: string) => boolean): void {
+  const lines = readFileSync(HOSTS_FILE, 'utf8').split('\n');
+  const kept = lines.filter((l) => !drop(l));
+  if (kept.length !== lines.length) writeFileSync(HOSTS_FILE, kept.join('\n'));
 }
 
 /** A local user for lab hosts' SSH logins (created once on this machine). */
@@ -84,17 +100,37 @@ export function ensureUser(name: string, uid: number): void {
   run('useradd', ['-u', String(uid), '-g', String(uid), '-M', '-d', `/home/${name}`, '-s', '/bin/bash', name]);
 }
 
-/** Removes namespaces, bridges and host names left by labs whose test process died. */
-export function cleanStaleLabs(): void {
-  const hosts = readFileSync(HOSTS_FILE, 'utf8').split('\n');
-  const kept = hosts.filter((l) => { const m = /# runbooks-lab (\d+)$/.exec(l); return !m || existsSync(`/proc/${m[1]}`); });
-  if (kept.length !== hosts.length) writeFileSync(HOSTS_FILE, kept.join('\n'));
-  const namespaces = run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0]);
-  for (const ns of namespaces) {
-    const m = /^rbl(\d+)x(\d+)[a-z]$/.exec(ns);
-    if (!m || existsSync(`/proc/${m[1]}`)) continue; // not a lab's, or its test process is alive
-    killNamespace(ns);
-    tryRun('ip', ['link', 'del', `rbl${m[1]}x${m[2]}br`]);
+let owner: string | undefined;
+
+/** This process's owner number; the first time, what a dead process with the same number left is removed. Under the lab lock. */
+function claimOwner(): string {
+  if (owner) return owner;
+  const o = ownerNumber();
+  removeLabsOf((k) => k === o);
+  owner = o;
+  return o;
+}
+
+/** Removes namespaces, bridges and host names of labs whose process died (its owner claim is free). Under the lab lock. */
+function cleanStaleLabs(): void {
+  const dead = new Map<string, boolean>();
+  removeLabsOf((k) => k !== owner && (dead.get(k) ?? dead.set(k, !isClaimed(`owner-${k}`)).get(k)!));
+}
+
+/** Removes every lab this process started (a benchmark past its deadline, before it exits). */
+export function removeOwnLabs(): void {
+  if (owner) withLabLock(() => removeLabsOf((k) => k === owner));
+}
+
+function removeLabsOf(stale: (owner: string) => boolean): void {
+  writeHostsWithout((l) => { const m = /# runbooks-lab owner-(\d+)$/.exec(l); return Boolean(m && stale(m[1])); });
+  for (const ns of run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0])) {
+    const m = new RegExp(`^${PREFIX}(\\d+)x(\\d+)[a-z]$`).exec(ns);
+    if (m && stale(m[1])) killNamespace(ns);
+  }
+  for (const line of run('ip', ['-o', 'link', 'show', 'type', 'bridge']).split('\n')) {
+    const m = new RegExp(`^\\d+: (${PREFIX}(\\d+)x\\d+br)[:@]`).exec(line);
+    if (m && stale(m[2])) tryRun('ip', ['link', 'del', m[1]]);
   }
 }
 
@@ -113,18 +149,20 @@ let networkCount = 0;
  */
 export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
   if (process.getuid?.() !== 0) throw new Error('The lab needs root (network namespaces, sshd): run the suite through ./scripts/test.sh as root');
-  cleanStaleLabs();
-  const id = `${process.pid}x${networkCount}`;
   // Labs that run at once (parallel jest workers, another test run, a benchmark) get distinct
-  // subnets: one no interface of this machine has yet, starting from this process's own place.
-  const second = 212 + Number(process.env.JEST_WORKER_ID ?? 0);
-  const inUse = run('ip', ['-o', '-4', 'addr', 'show']);
-  let third = (process.pid + networkCount++) % 250;
-  for (let i = 0; i < 250 && inUse.includes(` 10.${second}.${third}.`); i++) third = (third + 1) % 250;
-  const subnet = `10.${second}.${third}`;
-  const bridge = `rbl${id}br`;
-  run('ip', ['link', 'add', bridge, 'type', 'bridge']);
-  run('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
+  // names and subnets: the subnet is one no interface of this machine has, and its bridge holds
+  // it before the lock is released, so the next lab's look sees it taken.
+  const { id, subnet, bridge } = withLabLock(() => {
+    cleanStaleLabs();
+    const labId = `${claimOwner()}x${networkCount++}`;
+    const inUse = run('ip', ['-o', '-4', 'addr', 'show']);
+    const free = Array.from({ length: 250 * 40 }, (_, i) => `10.${212 + Math.floor(i / 250)}.${i % 250}`).find((net) => !inUse.includes(` ${net}.`));
+    if (!free) throw new Error(`No free /24 in 10.212.0.0-10.251.249.0 for a lab: every one is on an interface (ip -4 addr); remove stale lab bridges (${PREFIX}*br)`);
+    const br = `${PREFIX}${labId}br`;
+    run('ip', ['link', 'add', br, 'type', 'bridge']);
+    run('ip', ['addr', 'add', `${free}.1/24`, 'dev', br]);
+    return { id: labId, subnet: free, bridge: br };
+  });
   run('ip', ['link', 'set', bridge, 'up']);
   mkdirSync('/run/sshd', { recursive: true });
 
@@ -150,7 +188,7 @@ export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
 }
 
 function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: string; dir: string; authorizedKeys: string }): { host: NetnsHost; sshd: ChildProcess } {
-  const ns = `rbl${net.id}${spec.name}`;
+  const ns = `${PREFIX}${net.id}${spec.name}`;
   const address = `${net.subnet}.${spec.octet}`;
   run('ip', ['netns', 'add', ns]);
   run('ip', ['link', 'add', `${ns}0`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { repoRoot } from '../support/processes';
+import { traceExecs } from '../support/process-watch';
 
 const script = path.join(repoRoot, 'scripts/temporal-postgres.sh');
 const pgBin = process.env.PG_BIN || '/usr/lib/postgresql/15/bin';
@@ -22,6 +23,8 @@ export interface ProductionTemporal {
   env: TemporalEnv;
   /** Where the script keeps the cluster, the certificates, the config and the log. */
   stateDir: string;
+  /** Every command line the first `start` and all it started exec'd (strace): for "no secret on a command line". */
+  startExecs: string[];
   /** A client of the `runbooks` namespace, over mutual TLS. */
   client(): Promise<Client>;
   serverPid(): number;
@@ -113,8 +116,12 @@ export async function startProductionTemporal(): Promise<ProductionTemporal> {
   };
 
   let env: TemporalEnv;
+  let startExecs: string[];
   try {
-    env = parseEnv((await run(script, ['start'], scriptEnv)).stdout);
+    const first = await traceExecs(script, ['start'], scriptEnv);
+    if (first.code !== 0) throw new Error(`temporal-postgres.sh start failed (exit ${first.code}):\n${first.stderr}`);
+    env = parseEnv(first.stdout);
+    startExecs = first.execs;
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;
@@ -122,6 +129,7 @@ export async function startProductionTemporal(): Promise<ProductionTemporal> {
   return {
     env,
     stateDir,
+    startExecs,
     async client() {
       const client = await connectWith(env);
       clients.push(client);

@@ -8,7 +8,7 @@ runWorker({
   workflowsPath: require.resolve('../workflows'),
   activities: { ...createActivities(), ...createFakeTargetActivities() },
   activityInterceptors: crashInterceptors(),
-}).catch((err) => {
+}).then(() => process.exit(0), (err) => {
   process.stderr.write(`Test worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });
