@@ -156,8 +156,9 @@ export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
     cleanStaleLabs();
     const labId = `${claimOwner()}x${networkCount++}`;
     const inUse = run('ip', ['-o', '-4', 'addr', 'show']);
-    const free = Array.from({ length: 250 * 40 }, (_, i) => `10.${212 + Math.floor(i / 250)}.${i % 250}`).find((net) => !inUse.includes(` ${net}.`));
-    if (!free) throw new Error(`No free /24 in 10.212.0.0-10.251.249.0 for a lab: every one is on an interface (ip -4 addr); remove stale lab bridges (${PREFIX}*br)`);
+    // From 10.224: clear of the 10.212-10.215 that labs named by pid took (other clones may run them meanwhile).
+    const free = Array.from({ length: 250 * 28 }, (_, i) => `10.${224 + Math.floor(i / 250)}.${i % 250}`).find((net) => !inUse.includes(` ${net}.`));
+    if (!free) throw new Error(`No free /24 in 10.224.0.0-10.251.249.0 for a lab: every one is on an interface (ip -4 addr); remove stale lab bridges (${PREFIX}*br)`);
     const br = `${PREFIX}${labId}br`;
     run('ip', ['link', 'add', br, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${free}.1/24`, 'dev', br]);
