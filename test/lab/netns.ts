@@ -132,6 +132,13 @@ function removeLabsOf(stale: (owner: string) => boolean): void {
     const m = new RegExp(`^\\d+: (${PREFIX}(\\d+)x\\d+br)[:@]`).exec(line);
     if (m && stale(m[2])) tryRun('ip', ['link', 'del', m[1]]);
   }
+  // A namespace is destroyed by the kernel after its last user is gone, in the background: its
+  // veth's outer end can outlive `ip netns del` and take the name a later lab of the same owner
+  // number wants ("RTNETLINK answers: File exists"). Deleting that end removes both at once.
+  for (const line of run('ip', ['-o', 'link', 'show', 'type', 'veth']).split('\n')) {
+    const m = new RegExp(`^\\d+: (${PREFIX}(\\d+)x\\d+[a-z]0)[:@]`).exec(line);
+    if (m && stale(m[2])) tryRun('ip', ['link', 'del', m[1]]);
+  }
 }
 
 export function killNamespace(ns: string): void {
@@ -139,6 +146,8 @@ export function killNamespace(ns: string): void {
     for (const pid of run('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean)) tryRun('kill', ['-9', pid]);
   } catch { /* gone */ }
   tryRun('ip', ['netns', 'del', ns]);
+  // The outer end of its veth, now: the namespace itself may be torn down later (removeLabsOf).
+  tryRun('ip', ['link', 'del', `${ns}0`]);
 }
 
 let networkCount = 0;
@@ -191,6 +200,8 @@ export function startNetwork(dir: string, authorizedKeys: string): LabNetwork {
 function makeHost(spec: HostSpec, net: { id: string; subnet: string; bridge: string; dir: string; authorizedKeys: string }): { host: NetnsHost; sshd: ChildProcess } {
   const ns = `${PREFIX}${net.id}${spec.name}`;
   const address = `${net.subnet}.${spec.octet}`;
+  // The name is this process's (its owner number): anything by it is a dead predecessor's leftover.
+  tryRun('ip', ['link', 'del', `${ns}0`]);
   run('ip', ['netns', 'add', ns]);
   run('ip', ['link', 'add', `${ns}0`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
   run('ip', ['link', 'set', `${ns}0`, 'master', net.bridge, 'up']);
