@@ -6,7 +6,7 @@
  * A claim is an flock held by a small `flock` process whose stdin is a pipe from this one: when
  * this process ends, however it ends, the pipe closes, the holder exits and the claim is free.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Socket } from 'node:net';
@@ -22,6 +22,15 @@ const stateOf = (pid: number) => { try { const s = readFileSync(`/proc/${pid}/st
  * or undefined if another holds it. Synchronous, as the lab's set-up is.
  */
 export function claim(name: string, waitMs: number): (() => void) | undefined {
+  return take(name, waitMs)?.release;
+}
+
+interface Held { release: () => void; holder: ChildProcess }
+
+/** Whether the claim's holder still runs: a stray kill (a stale pid file naming a reused pid) can end it. */
+const stillHeld = ({ holder }: Held) => holder.exitCode === null && holder.signalCode === null && !['Z', 'gone'].includes(stateOf(holder.pid!));
+
+function take(name: string, waitMs: number): Held | undefined {
   mkdirSync(claimsDir, { recursive: true });
   const file = path.join(claimsDir, `${name}.lock`);
   const ready = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.held`;
@@ -34,7 +43,7 @@ export function claim(name: string, waitMs: number): (() => void) | undefined {
   for (;;) {
     if (existsSync(ready)) {
       rmSync(ready, { force: true });
-      return () => { holder.stdin!.destroy(); holder.kill('SIGKILL'); };
+      return { holder, release: () => { holder.stdin!.destroy(); holder.kill('SIGKILL'); } };
     }
     const state = stateOf(holder.pid!);
     if (state === 'Z' || state === 'gone' || Date.now() > deadline) {
@@ -59,15 +68,24 @@ export function withLabLock<T>(fn: () => T): T {
   try { return fn(); } finally { release(); }
 }
 
-let owner: string | undefined;
+let owner: { k: string; held: Held } | undefined;
 
 /**
  * This process's lab owner number, unique on the machine while the process lives: the first
  * `owner-<k>` claim free. Lab names carry it (not the pid), and a lab whose owner's claim is free
- * is a dead process's leftover.
+ * is a dead process's leftover. Should the claim's holder have been killed meanwhile (another
+ * process may then take the number, or clean our labs as stale), a new number is taken: new labs
+ * never share names with another process's.
  */
 export function ownerNumber(): string {
-  for (let k = 0; !owner && k < 1000; k++) if (claim(`owner-${k}`, 0)) owner = String(k);
+  if (owner && !stillHeld(owner.held)) {
+    process.stderr.write(`lab: the claim owner-${owner.k} was lost (its holder, pid ${owner.held.holder.pid}, was ended by something else on this machine); taking a new owner number\n`);
+    owner = undefined;
+  }
+  for (let k = 0; !owner && k < 1000; k++) {
+    const held = take(`owner-${k}`, 0);
+    if (held) owner = { k: String(k), held };
+  }
   if (!owner) throw new Error(`No free lab owner number in ${claimsDir} (1000 labs at once?): remove stale *.lock files there`);
-  return owner;
+  return owner.k;
 }

@@ -102,10 +102,10 @@ export function ensureUser(name: string, uid: number): void {
 
 let owner: string | undefined;
 
-/** This process's owner number; the first time, what a dead process with the same number left is removed. Under the lab lock. */
+/** This process's owner number; the first time (or when it changed: ownerNumber), what a dead process with the same number left is removed. Under the lab lock. */
 function claimOwner(): string {
-  if (owner) return owner;
   const o = ownerNumber();
+  if (owner === o) return owner;
   removeLabsOf((k) => k === o);
   owner = o;
   return o;

@@ -27,9 +27,15 @@ export function stopStatusServer(home: string): void {
   const pidFile = path.join(home, 'run', 'status.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, 'utf8'));
+  // Only our server: a server that ended by itself leaves its pid file, and the pid may be another process's by now.
+  if (!isOurServer(pid, home)) { rmSync(pidFile, { force: true }); return; }
   try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
   while (alive(pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
   rmSync(pidFile, { force: true });
+}
+
+function isOurServer(pid: number, home: string): boolean {
+  try { const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'); return argv.some((a) => a.includes('status-server')) && argv.includes(home); } catch { return false; }
 }
 
 /** A killed process is gone once it is reaped or a zombie (its parent, `iris start`, has exited). */
