@@ -188,6 +188,13 @@ export class Dhis2Target {
     return found?.id as string | undefined;
   }
 
+  /** Assigns the ticket (POST /api/messageConversations/{uid}/assign): DHIS2 refuses (409) a user outside its feedback recipients group. */
+  async assignTicket(ticket: string, userId: string): Promise<void> {
+    const res = await call(this.server, 'POST', `messageConversations/${encodeURIComponent(ticket)}/assign`, { query: { userId } });
+    if (res.status === 409) throw refused(this.server, `will not assign ticket ${ticket} to user ${userId}: ${snippet(res.text)} (add the user to the group of the feedbackRecipients setting, or change approval.assignee)`);
+    if (res.status !== 200) throw refused(this.server, `did not assign ticket ${ticket} to user ${userId} (HTTP ${res.status}): ${snippet(res.text)}`);
+  }
+
   async reply(ticket: string, text: string): Promise<void> {
     const res = await call(this.server, 'POST', `messageConversations/${encodeURIComponent(ticket)}`, { text });
     if (res.status === 404) throw refused(this.server, `no longer has the ticket ${ticket} (deleted by hand?)`);
