@@ -22,7 +22,8 @@ let gateway: Gateway;
 const queue = uniqueQueue('dhis2a');
 const district = newUid('D');
 const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
-const t1Approval = { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h' };
+/** M5zQapPyTZI (admin) is in t1's feedback recipients group (the simulator's default: its first user). */
+const t1Approval = { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h', assignee: 'M5zQapPyTZI' };
 /** Changes t1's approval settings (the worker re-reads the file; the next gate uses them). */
 const setT1Approval = (approval: object) => lab.writeConfig((c) => { c.targets.find((t: { name: string }) => t.name === 't1').approval = approval; });
 const workerEnv = () => ({ ...lab.workerEnv, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
@@ -50,7 +51,7 @@ afterAll(async () => {
   await lab?.stop();
 });
 
-interface Ticket { id: string; subject: string; status: string; messages: Array<{ text: string }> }
+interface Ticket { id: string; subject: string; status: string; assignee?: { id: string }; users: Array<{ id: string }>; messages: Array<{ text: string }> }
 
 /** The approval ticket of a resource in a target's messaging, once it has `messages` messages at least. */
 async function ticketFor(sim: Dhis2Sim, uid: string, messages = 1, nth = 0): Promise<Ticket> {
@@ -93,6 +94,12 @@ const waitingGate = async (target: string, uid: string) => {
   const p = await eventually(`${uid} waiting for approval on ${target}`, () => progressOf(target, uid), (x) => x.status === 'waiting_for_approval' && Boolean(x.awaiting?.ticket));
   return p.approvals.find((g) => g.gate === p.awaiting!.gate)!;
 };
+
+test('an approval ticket goes to the feedback recipients and the sync user only, and is assigned to approval.assignee', async () => {
+  const ticket = await ticketFor(lab.targets.t1, district);
+  expect(ticket.users.map((u) => u.id).sort()).toEqual(['M5zQapPyTZI']);
+  expect(ticket.assignee).toEqual({ id: 'M5zQapPyTZI' });
+});
 
 test('a new org unit reaches t2 at once; t1 gets a draft and a ticket; the approver edits the draft, GET shows, POST approves, and t1 gets the edited version', async () => {
   const unit = newUid('N');

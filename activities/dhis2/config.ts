@@ -40,6 +40,8 @@ const approvalSettings = z.strictObject({
   onTimeout: z.enum(['reject', 'apply', 'park']).default('reject')
     .describe('reject: apply nothing; apply: apply the draft as it is then; park: wait for retry or drop'),
   linkTtl: linkTtl.optional().describe('How long the links live (default: until the timeout, at most 7d)'),
+  assignee: z.string().regex(uidPattern, 'a DHIS2 user uid').optional()
+    .describe('The target DHIS2 user each approval ticket is assigned to (the reference app\'s messageConversationUserId); must be in the target\'s feedback recipients group'),
 }).refine((a) => a.quorum <= a.approvers.length, { message: 'quorum is more than there are approvers', path: ['quorum'] });
 export type ApprovalSettings = z.infer<typeof approvalSettings>;
 

@@ -54,15 +54,33 @@ export async function fetchResource(server: Dhis2Server, type: ResourceType, uid
 const metadataQuery = { importStrategy: 'CREATE_AND_UPDATE', identifier: 'UID', atomicMode: 'ALL', skipSharing: 'true', userOverrideMode: 'CURRENT' };
 const klassTypes: Record<string, ResourceType> = { OrganisationUnit: 'organisationUnit', OrganisationUnitGroup: 'organisationUnitGroup', OrganisationUnitGroupSet: 'organisationUnitGroupSet' };
 
-/** E5002 "Invalid reference [uid] (Klass) on object ...": which synced resources the target lacks. */
+/**
+ * A reference as DHIS2 names it in E5002 (PreheatIdentifier.getIdentifiersWithName in dhis2-core's
+ * ReferencesCheck): "[<identifier>] (<Klass>)", or "<display name> [<identifier>] (<Klass>)". A name
+ * may hold brackets too, so the identifier is the last [...] right before the class.
+ */
+const decoratedReference = /\[([^[\]]*)\] \(([A-Za-z]+)\)$/;
+
+/** The reference an E5002 names: errorProperties[0] (decorated), or the message's {0} when a server leaves the properties out. */
+function referenceOf(e: ImportError): { identifier: string; type: ResourceType } | undefined {
+  const named = e.properties?.length ? e.properties[0] : /^Invalid reference (.+) on object .+ for association `[^`]+`\.?$/s.exec(e.message)?.[1];
+  const m = named ? decoratedReference.exec(named) : null;
+  const type = m ? klassTypes[m[2]] : undefined;
+  return m && type ? { identifier: m[1], type } : undefined;
+}
+
+/**
+ * E5002 "Invalid reference [uid] (Klass) on object Name [uid] (Klass) for association `parent`": which
+ * synced resources the target lacks. Undefined unless every error is such a reference to a resource we
+ * sync (a missing attribute, user or user group is not something a sync can bring).
+ */
 export function missingReferences(errors: ImportError[]): MissingReference[] | undefined {
   if (!errors.length || errors.some((e) => e.code !== 'E5002')) return undefined;
   const out: MissingReference[] = [];
   for (const e of errors) {
-    const [uid, klass] = e.properties?.length ? e.properties : (/Invalid reference \[([^\]]+)\] \(([^)]+)\)/.exec(e.message) ?? []).slice(1);
-    const type = klass ? klassTypes[klass.split('.').pop()!] : undefined;
-    if (!uid || !uidPattern.test(uid) || !type) return undefined;
-    if (!out.some((m) => m.uid === uid && m.type === type)) out.push({ type, uid, property: e.property });
+    const ref = referenceOf(e);
+    if (!ref || !uidPattern.test(ref.identifier)) return undefined;
+    if (!out.some((m) => m.uid === ref.identifier && m.type === ref.type)) out.push({ type: ref.type, uid: ref.identifier, property: e.property });
   }
   // Each missing reference starts a sync workflow: a target cannot make us start thousands.
   return out.slice(0, 20);
@@ -109,7 +127,12 @@ export class Dhis2Target {
     const res = await call(this.server, 'DELETE', `${endpointOf[type]}/${uid}`, { maxBytes: answerLimits.report });
     if (res.status === 200 || res.status === 204 || res.status === 404) return { ok: true };
     if (res.status === 409) {
+      // DHIS2 answers a vetoed delete with a WebMessage carrying errorCode E4030, not an import report.
+      const top = res.body as { errorCode?: unknown; message?: unknown } | undefined;
       const errors = importErrors(res.body);
+      if (!errors.length && typeof top?.errorCode === 'string') {
+        errors.push({ code: top.errorCode.slice(0, 20), message: typeof top.message === 'string' ? top.message.slice(0, 500) : 'no message', uid });
+      }
       return { ok: false, errors, message: `delete of ${type} ${uid} answered HTTP 409: ${errors.map((e) => `${e.code} ${e.message}`).join('; ') || snippet(res.text)}` };
     }
     throw refused(this.server, `answered DELETE ${endpointOf[type]}/${uid} with HTTP ${res.status}: ${snippet(res.text)}`);
@@ -163,6 +186,13 @@ export class Dhis2Target {
     if (res.status !== 200) throw refused(this.server, `answered GET /api/messageConversations with HTTP ${res.status}: ${snippet(res.text)}`);
     const found = (res.body?.messageConversations ?? []).find((c) => typeof c.id === 'string' && uidPattern.test(c.id) && typeof c.subject === 'string' && c.subject.includes(`[ref ${ref}]`));
     return found?.id as string | undefined;
+  }
+
+  /** Assigns the ticket (POST /api/messageConversations/{uid}/assign): DHIS2 refuses (409) a user outside its feedback recipients group. */
+  async assignTicket(ticket: string, userId: string): Promise<void> {
+    const res = await call(this.server, 'POST', `messageConversations/${encodeURIComponent(ticket)}/assign`, { query: { userId } });
+    if (res.status === 409) throw refused(this.server, `will not assign ticket ${ticket} to user ${userId}: ${snippet(res.text)} (add the user to the group of the feedbackRecipients setting, or change approval.assignee)`);
+    if (res.status !== 200) throw refused(this.server, `did not assign ticket ${ticket} to user ${userId} (HTTP ${res.status}): ${snippet(res.text)}`);
   }
 
   async reply(ticket: string, text: string): Promise<void> {

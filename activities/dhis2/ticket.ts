@@ -59,11 +59,15 @@ export async function openApprovalTicket(req: TicketRequest): Promise<{ ref: str
     return { ref: req.ticket };
   }
   const ref = req.nonce.slice(0, 8);
-  const existing = await target.findTicket(ref);
-  if (existing) return { ref: existing };
-  await target.openTicket(ticketSubject(req), ticketText(target, req, linkLines, workflowId));
-  const opened = await target.findTicket(ref);
-  if (!opened) throw ApplicationFailure.retryable(`DHIS2 ${target.name} took the approval ticket but does not list it yet`, 'Dhis2Unavailable');
+  let opened = await target.findTicket(ref);
+  if (!opened) {
+    await target.openTicket(ticketSubject(req), ticketText(target, req, linkLines, workflowId));
+    opened = await target.findTicket(ref);
+    if (!opened) throw ApplicationFailure.retryable(`DHIS2 ${target.name} took the approval ticket but does not list it yet`, 'Dhis2Unavailable');
+  }
+  // Assigning again is harmless, so a retry after the ticket was opened still assigns it.
+  const { assignee } = target.settings.approval ?? {};
+  if (assignee) await target.assignTicket(opened, assignee);
   return { ref: opened };
 }
 

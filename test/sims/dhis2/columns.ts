@@ -83,18 +83,6 @@ export async function lockRow(db: Db, res: ResourceSpec, uid: string, extra: str
   return rows[0];
 }
 
-/** JSON with sorted keys, so jsonb (which reorders keys) compares equal to what was sent. */
-export function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value ?? null);
-}
-
-export const columnsChanged = (res: ResourceSpec, values: Values, row: Record<string, any>) =>
-  res.columns.some((c) => stableJson(values[c.column]) !== stableJson(row[c.column]));
-
 /** jsonb parameters go as JSON text: node-postgres would otherwise send JS arrays as PostgreSQL arrays. */
 function params(res: ResourceSpec, values: Values, extra: Values): { names: string[]; args: unknown[] } {
   const json = new Set(res.columns.filter((c) => c.kind === 'json' || c.kind === 'attributes').map((c) => c.column));

@@ -4,7 +4,7 @@
  * reference to them resolves; atomicMode=ALL rolls the whole transaction back on any error.
  */
 import { badRequest, nowTimestamp } from './http';
-import { columnValues, columnsChanged, insertRow, lockRow, updateRow, type Values } from './columns';
+import { columnValues, insertRow, lockRow, updateRow, type Values } from './columns';
 import { describe, errors, type ErrorReport, type ObjectReport, type Outcome } from './import-report';
 import { RESOURCES, type ResourceSpec } from './schema';
 import type { Db, WriteTx } from './store';
@@ -38,22 +38,23 @@ export async function importObject(tx: WriteTx, res: ResourceSpec, raw: unknown,
     uid = generateUid();
   }
   if (!isValidUid(uid)) return done(String(uid), [errors.invalidUid(res, String(uid))]);
+  const named = describe(res, uid, typeof obj.name === 'string' ? obj.name : null);
   const existing = await lockRow(tx.db, res, uid, res === OU ? ['parentid', 'path', 'hierarchylevel'] : []);
   if (s.strategy === 'DELETE') {
-    if (!existing) return done(uid, [errors.noMatch(res, uid)]);
+    if (!existing) return done(uid, [errors.noMatch(res, 'UID', named)]);
     const refused = await deleteObject(tx, res, existing, s.blocked);
     return done(uid, refused ? [refused] : 'deleted');
   }
-  if (existing && s.strategy === 'CREATE') return done(uid, [errors.existsButCreate(res, uid)]);
-  if (!existing && s.strategy === 'UPDATE') return done(uid, [errors.noMatch(res, uid)]);
+  if (existing && s.strategy === 'CREATE') return done(uid, [errors.existsButCreate(res, 'UID', named)]);
+  if (!existing && s.strategy === 'UPDATE') return done(uid, [errors.noMatch(res, 'UID', named)]);
 
   const { values, errors: found } = columnValues(res, obj);
-  found.push(...(await duplicateErrors(tx.db, res, uid, values)), ...userReferenceErrors(res, uid, obj, s));
+  found.push(...(await duplicateErrors(tx.db, res, uid, values)), ...sharingErrors(res, uid, named, obj, s));
   const save = res === OU ? saveOrgUnit : res === GROUP ? saveGroup : saveGroupSet;
-  return done(uid, await save(tx, { uid, obj, existing, values, found, s }));
+  return done(uid, await save(tx, { uid, named, obj, existing, values, found, s }));
 }
 
-interface Pending { uid: string; obj: Record<string, unknown>; existing: Row | undefined; values: Values; found: ErrorReport[]; s: ImportSettings }
+interface Pending { uid: string; named: string; obj: Record<string, unknown>; existing: Row | undefined; values: Values; found: ErrorReport[]; s: ImportSettings }
 
 /** E5003: DHIS2 keeps codes (and group and group set names) unique per type. */
 async function duplicateErrors(db: Db, res: ResourceSpec, uid: string, values: Values): Promise<ErrorReport[]> {
@@ -68,20 +69,17 @@ async function duplicateErrors(db: Db, res: ResourceSpec, uid: string, values: V
 }
 
 /**
- * createdBy and sharing name users of the source system; DHIS2 rejects those it does not know unless
- * userOverrideMode=CURRENT / skipSharing=true say to ignore them.
+ * Sharing names users and user groups of the source system; DHIS2 rejects those it does not know
+ * (E5002 on `userAccesses` / `userGroupAccesses`) unless skipSharing=true. An unknown createdBy is
+ * NOT an error: ReferencesCheck skips user references (createdBy, lastUpdatedBy, user).
  */
-function userReferenceErrors(res: ResourceSpec, uid: string, obj: Record<string, any>, s: ImportSettings): ErrorReport[] {
+function sharingErrors(res: ResourceSpec, uid: string, named: string, obj: Record<string, any>, s: ImportSettings): ErrorReport[] {
   const known = new Set(s.users.map((u) => u.id));
   const found: ErrorReport[] = [];
-  const createdBy = obj.createdBy?.id ?? obj.user?.id;
-  if (s.userOverride === 'NONE' && typeof createdBy === 'string' && !known.has(createdBy)) {
-    found.push(errors.invalidReference(res, uid, createdBy, 'User', 'createdBy'));
-  }
   if (!s.skipSharing && obj.sharing && typeof obj.sharing === 'object') {
-    for (const id of Object.keys(obj.sharing.users ?? {})) if (!known.has(id)) found.push(errors.invalidReference(res, uid, id, 'User', 'sharing'));
+    for (const id of Object.keys(obj.sharing.users ?? {})) if (!known.has(id)) found.push(errors.invalidReference(res, uid, describe('User', id), named, 'userAccesses'));
     // The simulator has no user groups, so any shared-with group is unknown.
-    for (const id of Object.keys(obj.sharing.userGroups ?? {})) found.push(errors.invalidReference(res, uid, id, 'UserGroup', 'sharing'));
+    for (const id of Object.keys(obj.sharing.userGroups ?? {})) found.push(errors.invalidReference(res, uid, describe('UserGroup', id), named, 'userGroupAccesses'));
   }
   return found;
 }
@@ -93,23 +91,28 @@ function createdByRowId(p: Pending): string {
 }
 
 /** uids of a reference list like [{id}], in order, without repeats. */
-function refIds(value: unknown, prop: string): string[] {
+function refIds(value: unknown, prop: string): Array<{ id: string; name?: string }> {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value) || value.some((v) => typeof v?.id !== 'string')) throw badRequest(`JSON parse error: \`${prop}\` must be a list of {"id": ...}`);
-  return [...new Set(value.map((v) => v.id as string))];
+  const seen = new Map<string, { id: string; name?: string }>();
+  for (const v of value) if (!seen.has(v.id)) seen.set(v.id, { id: v.id, ...(typeof v.name === 'string' ? { name: v.name } : {}) });
+  return [...seen.values()];
 }
 
 /** Row ids of the referenced objects, in the given order; unknown uids are reported as E5002. */
 async function resolveRefs(db: Db, p: Pending, owner: ResourceSpec, target: ResourceSpec, association: string): Promise<string[]> {
-  const uids = refIds(p.obj[association], association);
+  const refs = refIds(p.obj[association], association);
+  const uids = refs.map((r) => r.id);
   const { rows } = await db.query(`SELECT uid, ${target.idColumn} AS id FROM ${target.table} WHERE uid = ANY($1)`, [uids]);
   const ids = new Map(rows.map((r) => [r.uid as string, String(r.id)]));
-  for (const ref of uids.filter((u) => !ids.has(u))) p.found.push(errors.invalidReference(owner, p.uid, ref, target.simpleName, association));
+  for (const ref of refs.filter((r) => !ids.has(r.id))) {
+    p.found.push(errors.invalidReference(owner, p.uid, describe(target, ref.id, ref.name), p.named, association, target.klass));
+  }
   return uids.filter((u) => ids.has(u)).map((u) => ids.get(u)!);
 }
 
 async function saveOrgUnit(tx: WriteTx, p: Pending): Promise<Outcome | ErrorReport[]> {
-  const given = p.obj.parent as { id?: unknown } | null | undefined;
+  const given = p.obj.parent as { id?: unknown; name?: unknown } | null | undefined;
   if (given !== undefined && given !== null && typeof given?.id !== 'string') throw badRequest('JSON parse error: `parent` must be {"id": ...}');
   const parentUid = (given?.id as string | undefined) ?? null;
   let parent: Row | undefined;
@@ -117,7 +120,8 @@ async function saveOrgUnit(tx: WriteTx, p: Pending): Promise<Outcome | ErrorRepo
     parent = (await tx.db.query('SELECT organisationunitid AS id, path, hierarchylevel FROM organisationunit WHERE uid = $1', [parentUid])).rows[0];
     // A unit cannot sit under itself or its own descendant.
     const cycle = parent && String(parent.path).split('/').includes(p.uid);
-    if (!parent || cycle) p.found.push(errors.invalidReference(OU, p.uid, parentUid, 'OrganisationUnit', 'parent'));
+    const ref = describe(OU, parentUid, typeof given?.name === 'string' ? given.name : null);
+    if (!parent || cycle) p.found.push(errors.invalidReference(OU, p.uid, ref, p.named, 'parent'));
   }
   if (p.found.length) return p.found;
   const path = `${parent?.path ?? ''}/${p.uid}`;
@@ -130,7 +134,8 @@ async function saveOrgUnit(tx: WriteTx, p: Pending): Promise<Outcome | ErrorRepo
     return 'created';
   }
   const moved = String(p.existing.parentid ?? '') !== String(tree.parentid ?? '') || p.existing.path !== path;
-  if (!moved && !columnsChanged(OU, p.values, p.existing)) return 'updated';
+  // Even an unchanged object is written: DHIS2's IdentifiableObjectBundleHook.preUpdate sets lastUpdated
+  // and lastUpdatedBy on every object it imports, then DefaultObjectBundleService.handleUpdates updates the row.
   await updateRow(tx.db, OU, p.existing.id, p.values, { ...tree, lastupdated: now, lastupdatedby: p.s.user.rowId });
   tx.record('organisationUnit', p.uid, 'update');
   if (moved) {
@@ -152,10 +157,8 @@ async function saveGroup(tx: WriteTx, p: Pending): Promise<Outcome | ErrorReport
   const current = (await tx.db.query('SELECT organisationunitid AS id FROM orgunitgroupmembers WHERE orgunitgroupid = $1', [groupId])).rows.map((r) => String(r.id));
   const added = wanted.filter((id) => !current.includes(id));
   const removed = current.filter((id) => !wanted.includes(id));
-  if (p.existing) {
-    if (!added.length && !removed.length && !columnsChanged(GROUP, p.values, p.existing)) return 'updated';
-    await updateRow(tx.db, GROUP, groupId, p.values, { lastupdated: now });
-  }
+  // Written even when nothing changed (lastUpdated moves), as for an org unit.
+  if (p.existing) await updateRow(tx.db, GROUP, groupId, p.values, { lastupdated: now });
   // Only the membership rows that change are touched, as Hibernate does for a set.
   if (removed.length) await tx.db.query('DELETE FROM orgunitgroupmembers WHERE orgunitgroupid = $1 AND organisationunitid = ANY($2::bigint[])', [groupId, removed]);
   if (added.length) await tx.db.query('INSERT INTO orgunitgroupmembers (orgunitgroupid, organisationunitid) SELECT $1, unnest($2::bigint[])', [groupId, added]);
@@ -173,10 +176,7 @@ async function saveGroupSet(tx: WriteTx, p: Pending): Promise<Outcome | ErrorRep
   // The set owns an ordered list: sort_order is the 1-based position.
   const removed = [...current.keys()].filter((id) => !wanted.includes(id));
   const placed = wanted.map((id, i) => ({ id, order: i + 1 })).filter(({ id, order }) => current.get(id) !== order);
-  if (p.existing) {
-    if (!removed.length && !placed.length && !columnsChanged(GROUP_SET, p.values, p.existing)) return 'updated';
-    await updateRow(tx.db, GROUP_SET, setId, p.values, { lastupdated: now });
-  }
+  if (p.existing) await updateRow(tx.db, GROUP_SET, setId, p.values, { lastupdated: now });
   if (removed.length) await tx.db.query('DELETE FROM orgunitgroupsetmembers WHERE orgunitgroupsetid = $1 AND orgunitgroupid = ANY($2::bigint[])', [setId, removed]);
   for (const { id, order } of placed) {
     await tx.db.query(

@@ -3,12 +3,19 @@ import { webMessage } from './http';
 import type { ResourceSpec } from './schema';
 import { RESOURCES } from './schema';
 
+/** DHIS2's ErrorReport as its JSON shows it (null members are left out, as DHIS2's object mapper does). */
 export interface ErrorReport {
   message: string;
   mainKlass: string;
+  /** The uid of the object in error (set by PreheatErrorReport: E5002 and the other reference checks). */
+  mainId?: string;
+  /** The class a collection reference points at (Property.getItemKlass; absent for a single reference such as `parent`). */
+  errorKlass?: string;
   errorCode: string;
   errorProperty?: string;
   errorProperties: string[];
+  /** The same arguments, as ErrorMessage keeps them. */
+  args: string[];
 }
 
 export interface ObjectReport { klass: string; uid: string; index: number; errorReports: ErrorReport[] }
@@ -16,29 +23,39 @@ export interface Stats { created: number; updated: number; deleted: number; igno
 export interface TypeReport { klass: string; stats: Stats; objectReports: ObjectReport[] }
 export type Outcome = 'created' | 'updated' | 'deleted' | 'ignored';
 
-const report = (res: ResourceSpec, errorCode: string, message: string, errorProperty: string | undefined, errorProperties: string[]): ErrorReport =>
-  ({ message, mainKlass: res.klass, errorCode, ...(errorProperty ? { errorProperty } : {}), errorProperties });
+const report = (res: ResourceSpec, errorCode: string, message: string, errorProperty: string | undefined, errorProperties: string[], extra: Partial<ErrorReport> = {}): ErrorReport =>
+  ({ message, mainKlass: res.klass, ...extra, errorCode, ...(errorProperty ? { errorProperty } : {}), errorProperties, args: errorProperties });
 
-/** "Name [uid] (Klass)", how DHIS2 names an object in its messages. */
-export const describe = (res: ResourceSpec, uid: string, name?: string | null) => `${name ? `${name} ` : ''}[${uid}] (${res.simpleName})`;
+/**
+ * How DHIS2 names an object in its messages and error properties: PreheatIdentifier.getIdentifiersWithName,
+ * "<display name> [<identifier>] (<SimpleClassName>)", or without the name when it has none. The identifier is
+ * the uid, or the code when the import runs with identifier=CODE ("[null]" when the object has none).
+ */
+export const describe = (res: ResourceSpec | string, id: string | null, name?: string | null) =>
+  `${name ? `${name} ` : ''}[${id}] (${typeof res === 'string' ? res : res.simpleName})`;
 
+/** The message templates of dhis2-core's ErrorCode.java (2.39-2.42 and master), filled as MessageFormat does. */
 export const errors = {
-  missing: (res: ResourceSpec, prop: string) => report(res, 'E4000', `Missing required property \`${prop}\`.`, prop, [prop]),
+  missing: (res: ResourceSpec, prop: string) => report(res, 'E4000', `Missing required property \`${prop}\``, prop, [prop]),
   // The missing space after the property is DHIS2's own wording.
   tooLong: (res: ResourceSpec, prop: string, max: number, length: number) =>
-    report(res, 'E4001', `Maximum length of property \`${prop}\`is ${max}, but given length was ${length}.`, prop, [prop, String(max), String(length)]),
+    report(res, 'E4001', `Maximum length of property \`${prop}\`is ${max}, but given length was ${length}`, prop, [prop, String(max), String(length)]),
   invalidUid: (res: ResourceSpec, value: string) => report(res, 'E4014', `Invalid UID \`${value}\` for property \`id\``, 'id', [value, 'id']),
-  invalidReference: (res: ResourceSpec, uid: string, refUid: string, refKlass: string, association: string) =>
-    report(res, 'E5002', `Invalid reference [${refUid}] (${refKlass}) on object [${uid}] (${res.simpleName}) for association \`${association}\``,
-      association, [refUid, refKlass, uid, association]),
+  /**
+   * E5002 as ReferencesCheck builds it: errorProperties are [the reference, the object, the association], the
+   * first two decorated by getIdentifiersWithName, never bare uids. `ref` and `object` come from describe().
+   */
+  invalidReference: (res: ResourceSpec, objectUid: string, ref: string, object: string, association: string, itemKlass?: string) =>
+    report(res, 'E5002', `Invalid reference ${ref} on object ${object} for association \`${association}\``,
+      association, [ref, object, association], { mainId: objectUid, ...(itemKlass ? { errorKlass: itemKlass } : {}) }),
   duplicate: (res: ResourceSpec, prop: string, value: string, object: string, other: string) =>
     report(res, 'E5003', `Property \`${prop}\` with value \`${value}\` on object ${object} already exists on object ${other}`, prop, [prop, value, object, other]),
-  existsButCreate: (res: ResourceSpec, uid: string) =>
-    report(res, 'E5000', `Found matching object for reference, but import mode is CREATE. Identifier was UID, and object was [${uid}] (${res.simpleName}).`, 'id', [uid]),
-  noMatch: (res: ResourceSpec, uid: string) =>
-    report(res, 'E5001', `No matching object for reference. Identifier was UID, and object was [${uid}] (${res.simpleName}).`, 'id', [uid]),
+  existsButCreate: (res: ResourceSpec, identifier: string, object: string) =>
+    report(res, 'E5000', `Found matching object for reference, but import mode is CREATE. Identifier was ${identifier}, and object was ${object}.`, 'id', [identifier, object]),
+  noMatch: (res: ResourceSpec, identifier: string, object: string) =>
+    report(res, 'E5001', `No matching object for reference. Identifier was ${identifier}, and object was ${object}.`, 'id', [identifier, object]),
   deleteBlocked: (res: ResourceSpec, uid: string, associated: string) =>
-    report(res, 'E4030', `Object could not be deleted because it is associated with another object: ${associated}`, undefined, [uid, associated]),
+    report(res, 'E4030', `Object could not be deleted because it is associated with another object: ${associated}`, undefined, [associated], { mainId: uid }),
   /** What the fault knobs put in an import report: not a DHIS2 code, so no client can mistake it for a real conflict. */
   simulated: (res: ResourceSpec) => report(res, 'E7000', 'Simulated failure', undefined, []),
 };

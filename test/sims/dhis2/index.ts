@@ -23,6 +23,12 @@ export interface Dhis2SimOptions {
   users?: Array<{ username: string; password: string; id?: string }>;
   /** Accepted personal access tokens (full 'd2pat_...' strings). */
   tokens?: string[];
+  /**
+   * Usernames in the feedback recipients group: feedback tickets go to them (and are visible only to them
+   * and the sender), and only they can be a ticket's assignee. Default: the first user. (A DHIS2 without the
+   * setting has nobody; the lab wants someone to read tickets.)
+   */
+  feedbackRecipients?: string[];
 }
 
 const DEFAULT_USERS = [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }];
@@ -54,9 +60,14 @@ export class Dhis2Sim {
     pool.on('error', () => undefined);
     try {
       await createSchema(pool);
+      const registered = await registerUsers(pool, users);
+      const recipients = opts.feedbackRecipients ?? [users[0].username];
+      const unknown = recipients.filter((name) => !registered.some((u) => u.username === name));
+      if (unknown.length) throw new Error(`feedbackRecipients names users that are not configured: ${unknown.join(', ')}`);
       let sim: Dhis2Sim | undefined;
       const state: ServerState = {
-        name: opts.name, pool, users: await registerUsers(pool, users), tokens: [...(opts.tokens ?? [])], blocked: new Set(),
+        name: opts.name, pool, users: registered, tokens: [...(opts.tokens ?? [])], blocked: new Set(),
+        feedbackRecipients: registered.filter((u) => recipients.includes(u.username)).map((u) => u.id),
         slowMs: 0, failRules: [], requests: [],
         emit: (writes) => sim?.emit(writes),
         takeErrorWith200: () => sim?.takeErrorWith200() ?? false,

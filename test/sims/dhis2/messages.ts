@@ -5,23 +5,31 @@ import { inTransaction, type Db } from './store';
 import { generateUid, isValidUid } from './uid';
 
 const KLASS = 'org.hisp.dhis.message.MessageConversation';
-const FIELDS = ['id', 'subject', 'messageType', 'status', 'created', 'lastUpdated', 'messages'];
+const FIELDS = ['id', 'subject', 'messageType', 'status', 'assignee', 'created', 'lastUpdated', 'messages'];
 const STATUSES = ['OPEN', 'PENDING', 'INVALID', 'SOLVED'] as const;
 const ts = (col: string) => `to_char(${col}, 'YYYY-MM-DD"T"HH24:MI:SS.MS')`;
 
+/**
+ * A feedback TICKET is seen only by its participants: the sender and the feedback recipients group
+ * (DefaultMessageService.sendTicketMessage; HibernateMessageConversationStore lists through the viewer's
+ * user messages). $2 is the viewer's uid, or null for the test view of everything.
+ */
+const ticketVisible = `($2::text IS NULL OR messagetype <> 'TICKET' OR users @> jsonb_build_array(jsonb_build_object('id', $2::text)))`;
+
 /** Conversations (all, or one uid) with their messages: newest activity first as DHIS2 lists them, or oldest created first. */
-export async function loadConversations(db: Db, uid: string | null, forTests = false): Promise<any[]> {
+export async function loadConversations(db: Db, uid: string | null, forTests = false, viewer: string | null = null): Promise<any[]> {
   const order = forTests ? 'messageconversationid' : 'lastupdated DESC, messageconversationid DESC';
   const { rows } = await db.query(
-    `SELECT messageconversationid AS id, uid, subject, messagetype, status, ${ts('created')} AS created, ${ts('lastupdated')} AS lastupdated,
+    `SELECT messageconversationid AS id, uid, subject, messagetype, status, assignee, ${ts('created')} AS created, ${ts('lastupdated')} AS lastupdated,
             users, usergroups, organisationunits
-       FROM messageconversation WHERE ($1::text IS NULL OR uid = $1) ORDER BY ${order}`, [uid]);
+       FROM messageconversation WHERE ($1::text IS NULL OR uid = $1) AND ${ticketVisible} ORDER BY ${order}`, [uid, viewer]);
   const { rows: messages } = await db.query(
     `SELECT m.messageconversationid AS conversation, m.messagetext, m.sender, ${ts('m.created')} AS created
        FROM message m JOIN messageconversation c USING (messageconversationid)
       WHERE ($1::text IS NULL OR c.uid = $1) ORDER BY m.messageid`, [uid]);
   return rows.map((r) => ({
-    id: r.uid, subject: r.subject, messageType: r.messagetype, status: r.status, created: r.created, lastUpdated: r.lastupdated,
+    id: r.uid, subject: r.subject, messageType: r.messagetype, status: r.status, ...(r.assignee ? { assignee: { id: r.assignee } } : {}),
+    created: r.created, lastUpdated: r.lastupdated,
     messages: messages.filter((m) => m.conversation === r.id).map((m) => ({ text: m.messagetext, sender: { username: m.sender }, created: m.created })),
     ...(forTests ? { users: r.users, userGroups: r.usergroups, organisationUnits: r.organisationunits } : {}),
   }));
@@ -66,11 +74,31 @@ async function postConversation(call: ApiCall): Promise<Reply> {
   return createConversation(call, { subject: body.subject, text: body.text, type: 'PRIVATE', status: 'NONE', users, userGroups, organisationUnits });
 }
 
+/** A ticket to the feedback recipients group, its sender a participant too; DHIS2 answers created("Feedback created"), no id. */
 async function postFeedback(call: ApiCall): Promise<Reply> {
   checkParams(call, ['subject']);
   const subject = call.query.get('subject');
   if (!subject) throw badRequest('Query parameter `subject` is required');
-  return createConversation(call, { subject, text: await call.text(), type: 'TICKET', status: 'OPEN' });
+  const users = [...new Set([...call.state.feedbackRecipients, call.user.id])].map((id) => ({ id }));
+  await createConversation(call, { subject, text: await call.text(), type: 'TICKET', status: 'OPEN', users });
+  return { status: 201, body: webMessage(201, 'Feedback created') };
+}
+
+/**
+ * POST /{uid}/assign?userId=: MessageConversationController.setUserAssigned. 404 for an unknown conversation
+ * or user; 409 when a TICKET's assignee is not in the feedback recipients group.
+ */
+async function postAssign(call: ApiCall, [, uid]: RegExpMatchArray): Promise<Reply> {
+  checkParams(call, ['userId']);
+  const { rows } = await call.state.pool.query('SELECT messagetype FROM messageconversation WHERE uid = $1', [uid]);
+  if (!rows[0]) return { status: 404, body: { message: 'No MessageConversation found for the given ID.' } };
+  const user = call.state.users.find((u) => u.id === call.query.get('userId'));
+  if (!user) return { status: 404, body: { message: 'Could not find user to assign' } };
+  if (rows[0].messagetype === 'TICKET' && !call.state.feedbackRecipients.includes(user.id)) {
+    return { status: 409, body: { message: "User provided is not a member of the system's feedback recipient group" } };
+  }
+  await call.state.pool.query('UPDATE messageconversation SET assignee = $2, lastupdated = $3 WHERE uid = $1', [uid, user.id, nowTimestamp()]);
+  return { status: 200, body: { message: `User ${user.username} was assigned successfully` } };
 }
 
 async function conversationId(call: ApiCall, uid: string): Promise<string> {
@@ -117,9 +145,11 @@ function subjectFilters(call: ApiCall): Array<(subject: string) => boolean> {
 
 async function listConversations(call: ApiCall): Promise<Reply> {
   checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'filter']);
+  // DHIS2 would answer id,displayName (Preset.ID_NAME); a conversation's displayName is not modelled.
+  if (!call.query.has('fields')) throw badRequest('GET /api/messageConversations without `fields` is not modelled by the simulator (DHIS2 answers id,displayName): name the fields');
   const fields = parseFields(call, FIELDS, 'messageConversations');
   const filters = subjectFilters(call);
-  const all = (await loadConversations(call.state.pool, null)).filter((c) => filters.every((f) => f(c.subject))).map((c) => pick(c, fields));
+  const all = (await loadConversations(call.state.pool, null, false, call.user.id)).filter((c) => filters.every((f) => f(c.subject))).map((c) => pick(c, fields));
   if (enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'false') return { status: 200, body: { messageConversations: all } };
   const page = positiveIntParam(call, 'page', 1);
   const pageSize = positiveIntParam(call, 'pageSize', 50);
@@ -130,8 +160,13 @@ async function listConversations(call: ApiCall): Promise<Reply> {
 async function getConversation(call: ApiCall, [, uid]: RegExpMatchArray): Promise<Reply> {
   checkParams(call, ['fields']);
   const fields = parseFields(call, FIELDS, 'messageConversations');
-  const [found] = await loadConversations(call.state.pool, uid);
-  if (!found) throw notFound(`Message conversation does not exist: ${uid}`);
+  const [found] = await loadConversations(call.state.pool, uid, false, call.user.id);
+  if (!found) {
+    // MessageConversationController.getObject: 404 when there is none, 403 when the viewer is no participant.
+    const { rowCount } = await call.state.pool.query('SELECT 1 FROM messageconversation WHERE uid = $1', [uid]);
+    if (rowCount) throw new HttpError(403, 'Not authorized to access this conversation.');
+    throw notFound(`Message conversation does not exist: ${uid}`);
+  }
   return { status: 200, body: pick(found, fields) };
 }
 
@@ -147,4 +182,5 @@ export const messageRoutes: Route[] = [
   { method: 'GET', pattern: one, handle: getConversation },
   { method: 'POST', pattern: one, handle: postReply },
   { method: 'POST', pattern: /^\/api\/messageConversations\/([^/]+)\/status$/, handle: postStatus },
+  { method: 'POST', pattern: /^\/api\/messageConversations\/([^/]+)\/assign$/, handle: postAssign },
 ];

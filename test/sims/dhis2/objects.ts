@@ -10,10 +10,15 @@ import { FIELDS, loadObjects, writeTransaction } from './store';
 
 const RESOURCE_PATH = Object.keys(RESOURCE_BY_PLURAL).join('|');
 
-/** `*` (the default) or a plain comma list of top-level names; anything richer is refused, not half-understood. */
-export function parseFields(call: ApiCall, known: string[], what: string): string[] | null {
+/**
+ * `*` or a plain comma list of top-level names; anything richer is refused, not half-understood. Without
+ * `fields`, DHIS2 answers one object with `*` and a list with Preset.defaultPreset() (ID_NAME: id,displayName):
+ * AbstractFullReadOnlyController.getObject / getObjectList. `listDefault` is that list default, when it applies.
+ */
+export function parseFields(call: ApiCall, known: string[], what: string, listDefault?: string[]): string[] | null {
   const raw = call.query.get('fields');
-  if (raw === null || raw === '*') return null;
+  if (raw === null) return listDefault ?? null;
+  if (raw === '*') return null;
   if (!/^[A-Za-z]+(,[A-Za-z]+)*$/.test(raw)) {
     throw badRequest(`fields syntax not supported by the simulator: ${raw} (use * or a comma list of top-level field names)`);
   }
@@ -22,6 +27,8 @@ export function parseFields(call: ApiCall, known: string[], what: string): strin
   if (unknown.length) throw badRequest(`fields not supported by the simulator for ${what}: ${unknown.join(', ')} (known: ${known.join(', ')})`);
   return names;
 }
+
+export const LIST_DEFAULT_FIELDS = ['id', 'displayName'];
 
 const pick = (obj: Record<string, unknown>, fields: string[] | null) =>
   fields ? Object.fromEntries(fields.filter((f) => f in obj).map((f) => [f, obj[f]])) : obj;
@@ -40,7 +47,7 @@ async function getOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
 async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   const res = RESOURCE_BY_PLURAL[match[1]];
   checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order']);
-  const fields = parseFields(call, FIELDS[res.type], res.type);
+  const fields = parseFields(call, FIELDS[res.type], res.type, LIST_DEFAULT_FIELDS);
   const orders = res === RESOURCES.organisationUnit ? ['id:asc', 'level:asc'] : ['id:asc'];
   const order = call.query.get('order') ?? 'id:asc';
   if (!orders.includes(order)) throw badRequest(`order=${order} is not supported by the simulator (supported: ${orders.join(', ')})`);
@@ -68,12 +75,8 @@ async function deleteOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply>
     return report;
   });
   call.state.emit(writes);
-  if (refused) {
-    const associated = refused.errorProperties[1];
-    throw new HttpError(409, `Could not delete due to association with another object: ${associated}`, {
-      response: { responseType: 'ObjectReport', uid, klass: res.klass, errorReports: [refused] },
-    });
-  }
+  // DHIS2's CrudControllerAdvice answers a DeleteNotAllowedException with conflict(message, E4030): no import report.
+  if (refused) throw new HttpError(409, refused.message, { errorCode: 'E4030' });
   return { status: 200, body: webMessage(200, undefined, { response: { responseType: 'ObjectReport', uid, klass: res.klass, errorReports: [] } }) };
 }
 

@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS messageconversation (
   usergroups jsonb DEFAULT '[]',
   organisationunits jsonb DEFAULT '[]'
 );
+ALTER TABLE messageconversation ADD COLUMN IF NOT EXISTS assignee varchar(11);
 CREATE TABLE IF NOT EXISTS message (
   messageid bigserial PRIMARY KEY,
   messageconversationid bigint NOT NULL REFERENCES messageconversation (messageconversationid),

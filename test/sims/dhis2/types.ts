@@ -22,6 +22,8 @@ export interface SimState {
   pool: Pool;
   users: SimUser[];
   tokens: string[];
+  /** User ids in the feedback recipients group (the `feedbackRecipients` system setting): who gets and sees tickets. */
+  feedbackRecipients: string[];
   /** Uids whose delete answers 409 E4030, as if data values referenced them. */
   blocked: Set<string>;
   emit(writes: Dhis2Write[]): void;
