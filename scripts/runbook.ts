@@ -18,7 +18,7 @@ import { approveSignal, progressQuery, rejectSignal, type Progress } from '../co
 import { RunbookName, RunbookStatus } from '../contracts/search-attributes';
 import { approvalSecret, approvalUrl, inboxUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue, TemporalUnreachableError } from '../workers/connection';
-import { deploymentName, listVersions, runVersioning, setCurrentVersion } from '../workers/deployment';
+import { checkBuildId, deploymentName, listVersions, runVersioning, setCurrentVersion } from '../workers/deployment';
 import { formatProgress } from '../contracts/progress-text';
 import { renderSync } from '../contracts/dhis2/render';
 import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
@@ -188,6 +188,7 @@ async function versions(client: Client, opts: Record<string, string | boolean | 
   const deployment = deploymentName();
   const next = opts['set-current'] as string | undefined;
   if (next !== undefined) {
+    try { checkBuildId(next, '--set-current'); } catch (err) { throw new CliError((err as Error).message, exitCodes.usage); }
     try {
       await setCurrentVersion(client, next, { deployment, timeoutMs: 10_000, identity: `${os.userInfo().username}@${os.hostname()} (runbook CLI)` });
     } catch (err) {
