@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { readJournal } from './support/fake-target';
 import { eventually, runCli, startProcess, testClient, uniqueQueue, type Proc } from './support/processes';
 import { tempDir, waitForGate } from './support/runs';
@@ -17,7 +18,7 @@ import { startProductionTemporal, type ProductionTemporal } from './lab/temporal
 import { approveSignal } from '../contracts/messages';
 import { entityChangeSignal, entityRolloverSignal } from './workflows/deploy/common';
 
-interface Server { env: Record<string, string>; client: Client }
+interface Server { env: Record<string, string>; client: Client; replay?: boolean }
 interface VersionsJson { current?: string; versions: Array<{ buildId: string; state: string; pinnedRuns: number; autoUpgradeRuns: number; retirable: boolean }> }
 
 const procs: Proc[] = [];
@@ -92,6 +93,13 @@ async function deployWhileWaiting(server: Server): Promise<void> {
   expect(approved.code).toBe(0);
   expect(await waiting.result()).toEqual({ build: 'A' });
   expect(actionsBy(journal('waiting'))).toEqual([`${pidA}:A:prepare`, `${pidA}:A:apply`, `${pidA}:A:verify`]);
+  if (server.replay) {
+    // What pinning spared it: replayed on B's code, the same history fails at the step B added.
+    const history = await waiting.fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: require.resolve('./workflows/deploy/build-a'), replayName: 'build A' }, history, waiting.workflowId);
+    await expect(Worker.runReplayHistory({ workflowsPath: require.resolve('./workflows/deploy/build-b'), replayName: 'build B' }, history, waiting.workflowId))
+      .rejects.toThrow(/Nondeterminism|TMPRL1100/);
+  }
 
   // Only now may A's workers go: no pinned run left on it (the entity auto-upgrades, it needs no A).
   const after = await eventually(async () => {
@@ -131,7 +139,7 @@ describe('a deploy while runs wait at a gate', () => {
   test('on the dev server', async () => {
     const client = await testClient();
     try {
-      await deployWhileWaiting({ env: {}, client });
+      await deployWhileWaiting({ env: {}, client, replay: true });
     } finally {
       await client.connection.close();
     }
