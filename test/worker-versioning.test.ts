@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { readJournal } from './support/fake-target';
 import { eventually, runCli, startProcess, testClient, uniqueQueue, type Proc } from './support/processes';
 import { tempDir, waitForGate } from './support/runs';
@@ -20,6 +20,9 @@ import { entityChangeSignal, entityRolloverSignal } from './workflows/deploy/com
 
 interface Server { env: Record<string, string>; client: Client; replay?: boolean }
 interface VersionsJson { current?: string; versions: Array<{ buildId: string; state: string; pinnedRuns: number; autoUpgradeRuns: number; retirable: boolean }> }
+
+// The replay workers' chatter (bundling, the expected nondeterminism) would bury a real failure.
+Runtime.install({ logger: new DefaultLogger('ERROR') });
 
 const procs: Proc[] = [];
 const dirs: string[] = [];
