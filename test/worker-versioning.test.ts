@@ -138,6 +138,21 @@ async function deployWhileWaiting(server: Server): Promise<void> {
   await workerB.kill('SIGTERM');
 }
 
+test('a bad build id or deployment name is refused naming the setting, before the worker connects; --set-current refuses one too', async () => {
+  const bad = startProcess('test/support/worker-entry.ts', [], { RUNBOOKS_BUILD_ID: "x'; rm -rf /", TEMPORAL_ADDRESS: '127.0.0.1:1' });
+  procs.push(bad);
+  expect(await bad.exited).toBe(1);
+  expect(bad.output()).toContain('RUNBOOKS_BUILD_ID is "x\'; rm -rf /": a build id is 1-128 letters');
+  expect(bad.output()).not.toMatch(/Cannot connect/);
+  const badName = startProcess('test/support/worker-entry.ts', [], { RUNBOOKS_DEPLOYMENT: 'runbooks.v2', TEMPORAL_ADDRESS: '127.0.0.1:1' });
+  procs.push(badName);
+  expect(await badName.exited).toBe(1);
+  expect(badName.output()).toContain("RUNBOOKS_DEPLOYMENT is \"runbooks.v2\": a deployment name is 1-100 letters, digits, '_' or '-' (no '.' or ':')");
+  const cli = await runCli(['versions', '--set-current', 'a:b'], { RUNBOOKS_DEPLOYMENT: `unused-${randomUUID().slice(0, 8)}` });
+  expect(cli.code).toBe(2);
+  expect(cli.stderr).toContain('--set-current is "a:b"');
+}, 120_000);
+
 describe('a deploy while runs wait at a gate', () => {
   test('on the dev server', async () => {
     const client = await testClient();
