@@ -17,6 +17,7 @@ import { tempDir, waitForGate } from './support/runs';
 import { startProductionTemporal, type ProductionTemporal } from './lab/temporal-production';
 import { approveSignal } from '../contracts/messages';
 import { entityChangeSignal, entityRolloverSignal } from './workflows/deploy/common';
+import * as workflows from '../workflows';
 
 interface Server { env: Record<string, string>; client: Client; replay?: boolean }
 interface VersionsJson { current?: string; versions: Array<{ buildId: string; state: string; pinnedRuns: number; autoUpgradeRuns: number; retirable: boolean }> }
@@ -137,6 +138,12 @@ async function deployWhileWaiting(server: Server): Promise<void> {
   await client.workflow.getHandle(entity.workflowId).terminate('test over');
   await workerB.kill('SIGTERM');
 }
+
+test('orgUnitSync alone auto-upgrades; every runbook (and the lock it holds) takes the worker\'s default, PINNED', () => {
+  const behaviors = Object.fromEntries(Object.entries(workflows).map(([name, fn]) => [name,
+    (fn as { workflowDefinitionOptions?: { versioningBehavior?: string } }).workflowDefinitionOptions?.versioningBehavior ?? 'worker default (PINNED)']));
+  expect(Object.entries(behaviors).filter(([, b]) => b !== 'worker default (PINNED)')).toEqual([['orgUnitSync', 'AUTO_UPGRADE']]);
+});
 
 test('a bad build id or deployment name is refused naming the setting, before the worker connects; --set-current refuses one too', async () => {
   const bad = startProcess('test/support/worker-entry.ts', [], { RUNBOOKS_BUILD_ID: "x'; rm -rf /", TEMPORAL_ADDRESS: '127.0.0.1:1' });
