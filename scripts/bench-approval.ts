@@ -43,7 +43,7 @@ export async function orgunitApprovalBench(runs: number, repoRoot: string): Prom
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const gateway = await startGateway({ client, secret, port: 0 });
   const worker = startProcess('workers/worker.ts', [], {
-    ...lab.workerEnv, TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url,
+    ...lab.workerEnv, RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url,
   });
   await worker.waitFor(/Worker ready/);
   try {

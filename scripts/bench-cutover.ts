@@ -126,7 +126,7 @@ export async function cutoverBench(runs: number, repoRoot: string): Promise<void
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
   process.env.RUNBOOKS_SECRETS_DIR = secretsDir;
   try {
-    const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
+    const worker = startProcess('workers/worker.ts', [], { RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
     try {
       await worker.waitFor(/Worker ready/);
       const client = new Client({ connection: await Connection.connect({ address: server.address }) });

@@ -62,7 +62,7 @@ export async function hssysBench(runs: number, repoRoot: string): Promise<void> 
   const queue = `bench-hssys-${process.pid}`;
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
   process.env.RUNBOOKS_SECRETS_DIR = secretsDir;
-  const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
+  const worker = startProcess('workers/worker.ts', [], { RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
   await worker.waitFor(/Worker ready/);
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   let datBytes = 0;

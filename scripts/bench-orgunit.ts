@@ -139,7 +139,7 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
   const lab = await startDhis2Lab(['b1', 'b2']);
   if (process.env.BENCH_NO_NOTIFY) lab.writeConfig((c) => { for (const t of c.targets) t.notify = { ...t.notify, on: ['failure'] }; });
   const queue = `bench-orgunit-${process.pid}`;
-  const env = { ...lab.workerEnv, TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue };
+  const env = { ...lab.workerEnv, RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue };
   // BENCH_WORKER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": profile every thread of the worker.
   const worker = startProcess('workers/worker.ts', [], env, (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean));
   await worker.waitFor(/Worker ready/);

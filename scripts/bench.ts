@@ -133,7 +133,7 @@ async function promotion(runs: number): Promise<void> {
   const server = await startDevServer({ cliPath, port: await freePort() });
   const queue = `bench-${process.pid}`;
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-secrets-'));
-  const worker = startProcess('workers/worker.ts', [], { TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
+  const worker = startProcess('workers/worker.ts', [], { RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue, RUNBOOKS_SECRETS_DIR: secretsDir });
   waitingOn('the worker to be ready');
   await worker.waitFor(/Worker ready/);
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });

@@ -18,6 +18,7 @@ import { approveSignal, progressQuery, rejectSignal, type Progress } from '../co
 import { RunbookName, RunbookStatus } from '../contracts/search-attributes';
 import { approvalSecret, approvalUrl, inboxUrl, linkExpiry, maxLinkTtlSeconds } from '../activities/lib/approval-token';
 import { connectClient, taskQueue, TemporalUnreachableError } from '../workers/connection';
+import { checkBuildId, deploymentName, listVersions, runVersioning, setCurrentVersion } from '../workers/deployment';
 import { formatProgress } from '../contracts/progress-text';
 import { renderSync } from '../contracts/dhis2/render';
 import { decideParked, isSyncProgress, printParked, printSyncs, printSyncStatus } from './lib/sync-commands';
@@ -32,7 +33,7 @@ class CliError extends Error {
 const usage = `Usage: npm run runbook -- <command>
   list                                              the runbooks and their required input fields
   start <runbook> --input FILE [--id ID] [--by NAME] [--wait] [--timeout 30m]
-  status <workflowId> [--json]                      current step, checklist, pending approvals
+  status <workflowId> [--json]                      current step, checklist, pending approvals, the build it runs on
   approve <workflowId> --gate G --by NAME [--reason TEXT]
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
@@ -41,7 +42,9 @@ const usage = `Usage: npm run runbook -- <command>
   syncs [--target T] [--state S] [--json]           the org-unit sync workflows running (state: active, waiting_for_reference, waiting_for_approval, parked)
   parked [--target T] [--json]                      org-unit changes a target refused for good, waiting for a person
   retry <workflowId> [--by NAME]                    try a parked change again (the source's latest state)
-  drop  <workflowId> --reason TEXT [--by NAME]      give a parked change up; the changes queued behind it apply`;
+  drop  <workflowId> --reason TEXT [--by NAME]      give a parked change up; the changes queued behind it apply
+  versions [--json]                                 the worker builds (deployment RUNBOOKS_DEPLOYMENT, runbooks): state, runs each still holds
+  versions --set-current BUILD                      new runs go to BUILD (its workers must be running); pinned runs stay on theirs`;
 
 function loadCatalog(): CatalogEntry[] {
   const modulePath = process.env.RUNBOOKS_CATALOG ? path.resolve(process.env.RUNBOOKS_CATALOG) : '../contracts/catalog';
@@ -146,10 +149,12 @@ async function status(client: Client, workflowId: string, json: boolean): Promis
   const handle = client.workflow.getHandle(workflowId);
   const description = await handle.describe();
   const progress = await handle.query(progressQuery).catch(() => undefined);
+  const build = runVersioning(description.raw);
   if (json) {
-    console.log(JSON.stringify({ workflowId, type: description.type, temporalStatus: description.status.name, progress }, null, 2));
+    console.log(JSON.stringify({ workflowId, type: description.type, temporalStatus: description.status.name, build, progress }, null, 2));
   } else {
     console.log(`${workflowId} (${description.type}): ${description.status.name}`);
+    console.log(build.buildId ? `build ${build.buildId}${build.behavior ? ` (${build.behavior})` : ''}` : 'build: none yet (no worker has run it)');
     const text = isSyncProgress(progress) ? renderSync(progress) : progress ? formatProgress(progress) : undefined;
     console.log(text ?? '(no progress: the run is not a runbook, or no worker has picked it up yet)');
   }
@@ -175,6 +180,37 @@ async function decide(client: Client, kind: 'approve' | 'reject', workflowId: st
     await new Promise((r) => setTimeout(r, 250));
   }
   console.log(`Signal sent; no worker has recorded it yet (it will be counted when the run resumes).`);
+  return exitCodes.ok;
+}
+
+/** The deployment's builds and the runs each still holds; --set-current moves new runs to a build. */
+async function versions(client: Client, opts: Record<string, string | boolean | undefined>): Promise<number> {
+  const deployment = deploymentName();
+  const next = opts['set-current'] as string | undefined;
+  if (next !== undefined) {
+    try { checkBuildId(next, '--set-current'); } catch (err) { throw new CliError((err as Error).message, exitCodes.usage); }
+    try {
+      await setCurrentVersion(client, next, { deployment, timeoutMs: 10_000, identity: `${os.userInfo().username}@${os.hostname()} (runbook CLI)` });
+    } catch (err) {
+      throw new CliError((err as Error).message, exitCodes.failed);
+    }
+    console.log(`Build ${next} is now the current version of deployment ${deployment}: new runs start on it; pinned runs finish on their own build.`);
+  }
+  const { current, versions: list } = await listVersions(client, deployment);
+  if (opts.json) {
+    console.log(JSON.stringify({ deployment, current, versions: list }, null, 2));
+    return exitCodes.ok;
+  }
+  if (!list.length) {
+    console.log(`No versions of deployment ${deployment} yet: no versioned worker has polled.`);
+    return exitCodes.ok;
+  }
+  console.log(`Deployment ${deployment}, current build ${current ?? '(none)'}`);
+  console.log(`${'BUILD'.padEnd(24)} ${'STATE'.padEnd(9)} ${'PINNED RUNS'.padStart(11)} ${'AUTO-UPGRADE'.padStart(12)}  WORKERS`);
+  for (const v of list) {
+    const workers = v.state === 'current' || v.state === 'ramping' ? 'needed (new runs)' : v.retirable ? 'may be stopped' : `needed until ${v.pinnedRuns} pinned run(s) end`;
+    console.log(`${v.buildId.padEnd(24)} ${v.state.padEnd(9)} ${String(v.pinnedRuns).padStart(11)} ${String(v.autoUpgradeRuns).padStart(12)}  ${workers}`);
+  }
   return exitCodes.ok;
 }
 
@@ -223,6 +259,7 @@ export async function main(argv: string[]): Promise<number> {
       input: { type: 'string' }, id: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       json: { type: 'boolean' }, gate: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' },
       for: { type: 'string' }, ttl: { type: 'string' }, target: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'set-current': { type: 'string' },
     },
   });
   const [command, target] = positionals;
@@ -244,6 +281,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(r.text);
       return r.applied ? exitCodes.ok : exitCodes.failed;
     }
+    case 'versions': return versions(await client(), values);
     case 'syncs': await printSyncs(await client(), { target: values.target as string | undefined, state: values.state as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
     default:
       console.log(usage);

@@ -1,7 +1,8 @@
 /**
  * The main job: a Temporal dev server with its Web UI (unless TEMPORAL_ADDRESS points elsewhere),
  * the worker and the approval gateway, and with ORGUNIT_SYNC_CONFIG the org-unit change listener.
- * Ctrl-C stops all of it.
+ * Ctrl-C stops all of it. The worker makes its build (RUNBOOKS_BUILD_ID, the git commit by default)
+ * the current version of the `runbooks` deployment, so new runs go to it.
  *
  * Env: TEMPORAL_ADDRESS (use that server), RUNBOOKS_STATE_DIR (.temporal), TEMPORAL_PORT (7233),
  * TEMPORAL_UI_PORT (8233), APPROVAL_PORT (8240), TEMPORAL_CLI_PATH.
@@ -10,6 +11,8 @@ import path from 'node:path';
 import { findTemporalCli, startDevServer, type DevServer } from './lib/dev-server';
 import { devApprovalSecret } from '../workers/approvals';
 import { startProcess, type Proc } from './lib/processes';
+import { connectClient } from '../workers/connection';
+import { listVersions, workerVersion } from '../workers/deployment';
 
 const repoRoot = path.resolve(__dirname, '..');
 const stateDir = path.resolve(process.env.RUNBOOKS_STATE_DIR || path.join(repoRoot, '.temporal'));
@@ -51,6 +54,8 @@ async function main(): Promise<void> {
   // The operators' inbox links each waiting run to its page in the UI.
   if (server?.uiUrl && !process.env.APPROVAL_UI_URL) env.APPROVAL_UI_URL = server.uiUrl;
 
+  const version = workerVersion(); // a bad RUNBOOKS_BUILD_ID stops here, before anything starts
+  env.RUNBOOKS_SET_CURRENT = 'true';
   const jobs: Array<readonly [string, string, RegExp]> = [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]];
   // The org-unit change listener runs when there is an org-unit sync to feed.
   if (process.env.ORGUNIT_SYNC_CONFIG) jobs.push(['orgunit-listener', 'workers/orgunit-listener.ts', /Org-unit listener ready/]);
@@ -65,9 +70,27 @@ async function main(): Promise<void> {
   say(`  Temporal       ${address}${server ? ` (dev server, data in ${path.join(stateDir, 'temporal.db')})` : ''}`);
   if (server?.uiUrl) say(`  Web UI         ${server.uiUrl}`);
   say(`  task queue     ${process.env.RUNBOOKS_TASK_QUEUE || 'runbooks'}`);
+  say(`  build          ${version.buildId} (the current version of deployment ${version.deploymentName})`);
   say(`  approvals      ${env.APPROVAL_BASE_URL}  (your inbox of waiting approvals: npm run runbook -- inbox-link --for <you>)`);
   if (process.env.ORGUNIT_SYNC_CONFIG) say(`  org-unit sync  listening (config ${process.env.ORGUNIT_SYNC_CONFIG}); lag: npm run runbook -- sync-status`);
   say('  start a runbook: npm run runbook -- list ; Ctrl-C stops everything');
+  await sayStrandedRuns(version.buildId, address);
+}
+
+/** Runs pinned to an earlier build wait for a worker of that build: say which, and what to do. */
+async function sayStrandedRuns(buildId: string, address: string | undefined): Promise<void> {
+  if (address) process.env.TEMPORAL_ADDRESS ??= address;
+  const client = await connectClient().catch(() => undefined);
+  if (!client) return;
+  try {
+    const { versions } = await listVersions(client);
+    for (const v of versions.filter((x) => x.buildId !== buildId && x.pinnedRuns > 0)) {
+      say(`  note: ${v.pinnedRuns} run(s) are pinned to build ${v.buildId} and wait for a worker of that build: start one from that commit`
+        + ` (RUNBOOKS_BUILD_ID=${v.buildId} TEMPORAL_ADDRESS=${address} npm run worker), or see npm run runbook -- versions`);
+    }
+  } catch { /* only a note */ } finally {
+    await client.connection.close();
+  }
 }
 
 main().catch((err) => {

@@ -310,6 +310,12 @@ EOF
 ) && mv "$config.tmp" "$config"
 cat >"$state/config/dynamicconfig.yaml" <<'EOF'
 # Written by scripts/temporal-postgres.sh: the server's defaults, changed here at run time (polled every 10 s).
+# Worker Versioning (Worker Deployments): the runbooks are pinned to the build they started on. On by
+# default in server 1.29.1; said here so that a server whose default differs keeps it on.
+system.enableDeploymentVersions:
+  - value: true
+frontend.workerVersioningWorkflowAPIs:
+  - value: true
 EOF
 
 # --- the server ------------------------------------------------------------------------------------

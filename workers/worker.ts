@@ -3,10 +3,16 @@
  * `runbooks` task queue (RUNBOOKS_TASK_QUEUE). On SIGINT/SIGTERM it stops polling and lets
  * running activities finish within RUNBOOKS_SHUTDOWN_GRACE (default 30s); the process is gone
  * at most 3 s after that, whatever its peers do (stopWithinGrace).
+ *
+ * Versioned (./deployment.ts): deployment RUNBOOKS_DEPLOYMENT (runbooks), build RUNBOOKS_BUILD_ID
+ * (the git commit); runs are pinned to the build they started on unless their workflow says
+ * otherwise (orgUnitSync auto-upgrades). With RUNBOOKS_SET_CURRENT=true the worker makes its build
+ * the current version once it polls (start.sh; a single-host install), and says "Worker ready" after.
  */
 import { Socket } from 'node:net';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry } from '@temporalio/worker';
-import { ApplicationFailure, type Duration } from '@temporalio/common';
+import { ApplicationFailure, type Duration, type WorkerDeploymentVersion } from '@temporalio/common';
+import type { Client } from '@temporalio/client';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { createActivities } from '../activities';
 import { loadChannelConfig } from '../activities/approvals/channels';
@@ -16,6 +22,7 @@ import { syncActivityQueue } from '../contracts/dhis2/resources';
 import { sshPool } from '../activities/lib/ssh-pool';
 import { loadSecretScopes } from '../activities/lib/secrets';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue, TemporalUnreachableError } from './connection';
+import { currentBuild, setCurrentVersion, workerVersion } from './deployment';
 
 export interface RunWorkerOptions {
   /** The workflows module; defaults to workflows/index.ts. */
@@ -47,12 +54,14 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   if (process.env[syncConfigEnv]) loadSyncConfig();
   if (!scopes) log.warn('RUNBOOKS_SECRET_SCOPES is not set: any secret may be sent to any host a run names (development only)');
   log.info('Approval request channels', { email: Boolean(channels.email), webhooks: Object.keys(channels.webhooks) });
+  const version = workerVersion();
+  const makeCurrent = booleanEnv('RUNBOOKS_SET_CURRENT');
+  log.info('Worker version', { deployment: version.deploymentName, buildId: version.buildId, setCurrent: makeCurrent });
   const { connection, namespace, address } = await connectWorker();
 
   const client = await connectClient();
   const warning = await ensureSearchAttributes(client).catch((err) => `Could not check search attributes: ${String(err)}`);
   if (warning) log.warn(warning);
-  await client.connection.close();
 
   const activities = options.activities ?? createActivities();
   const bundlePath = options.workflowBundlePath ?? process.env.RUNBOOKS_WORKFLOW_BUNDLE;
@@ -63,13 +72,30 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
     activities,
     interceptors: { activity: options.activityInterceptors ?? [] },
+    workerDeploymentOptions: { version, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
     ...grace.options,
   });
-  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, options.activityInterceptors);
+  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, options.activityInterceptors, version);
   stopWithinGrace(grace.graceMs, log);
-  log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid, orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue) });
+  const running = Promise.all([worker.run(), ...syncWorkers.map((w) => w.run())]);
   try {
-    await Promise.all([worker.run(), ...syncWorkers.map((w) => w.run())]);
+    // The version exists once the server has seen it poll, so it can only be made current now.
+    if (makeCurrent) {
+      await Promise.race([setCurrentVersion(client, version.buildId, { deployment: version.deploymentName, timeoutMs: 120_000 }), running]);
+    } else {
+      await sayWhetherCurrent(client, version.buildId, log);
+    }
+    await client.connection.close();
+    log.info('Worker ready', {
+      taskQueue: taskQueue(), namespace, address, pid: process.pid, deployment: version.deploymentName, buildId: version.buildId,
+      orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue),
+    });
+    await running;
+  } catch (err) {
+    // Stop polling before the error ends the process, as a signal would.
+    for (const w of [worker, ...syncWorkers]) if (w.getState() === 'RUNNING') w.shutdown();
+    await running.catch(() => undefined);
+    throw err;
   } finally {
     await sshPool.closeAll();
     await closeDhis2Agents();
@@ -82,7 +108,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
  * With ORGUNIT_SYNC_CONFIG: one activity worker per DHIS2 target on that target's own queue, with
  * its own slots, so a slow or failing target never takes the slots another target needs.
  */
-async function createSyncTargetWorkers(connection: NativeConnection, namespace: string, activities: object, interceptors?: ActivityInterceptorsFactory[]): Promise<Worker[]> {
+async function createSyncTargetWorkers(connection: NativeConnection, namespace: string, activities: object, interceptors: ActivityInterceptorsFactory[] | undefined,
+  version: WorkerDeploymentVersion): Promise<Worker[]> {
   if (!process.env[syncConfigEnv]) return [];
   const config = loadSyncConfig();
   return Promise.all(config.targets.map((t) => Worker.create({
@@ -91,8 +118,24 @@ async function createSyncTargetWorkers(connection: NativeConnection, namespace: 
     activities,
     interceptors: { activity: interceptors ?? [] },
     maxConcurrentActivityTaskExecutions: t.concurrency * 4,
+    // Same version as the workflows: the next build must poll these queues too before it can be made current.
+    workerDeploymentOptions: { version, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
     ...shutdownTimes().options,
   })));
+}
+
+function booleanEnv(name: string): boolean {
+  const text = (process.env[name] || 'false').toLowerCase();
+  if (!['true', 'false', '1', '0'].includes(text)) throw ApplicationFailure.nonRetryable(`${name} is "${process.env[name]}": write true or false.`, 'BadConfiguration');
+  return text === 'true' || text === '1';
+}
+
+/** A new build gets no new runs until it is made current: say so, and how. */
+async function sayWhetherCurrent(client: Client, buildId: string, log: { info(m: string, meta?: Record<string, unknown>): void; warn(m: string, meta?: Record<string, unknown>): void }): Promise<void> {
+  const current = await currentBuild(client).catch(() => undefined);
+  if (current === buildId) return;
+  log.warn(`Build ${buildId} is not the current version (${current ? `new runs go to ${current}` : 'none is'}): `
+    + `make it current with \`npm run runbook -- versions --set-current ${buildId}\` once its workers run everywhere`, { buildId, current });
 }
 
 /** RUNBOOKS_SHUTDOWN_GRACE, and the worker options that bound a stop by it: activities left running 2 s after the grace are abandoned. */

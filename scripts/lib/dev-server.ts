@@ -45,7 +45,14 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(opts.port), '--namespace', namespace,
     '--log-format', 'json', '--log-level', 'warn',
-    '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true'];
+    '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
+    // Worker Versioning is on by default in server 1.29 (system.enableDeploymentVersions). A version
+    // counts every task queue it ever polled (100 at most by default; the tests start workers of
+    // one build on hundreds), and a version no longer current is found drained after 3 + 3 minutes
+    // by default: here within seconds, so `npm run runbook -- versions` says so at once.
+    '--dynamic-config-value', 'matching.maxTaskQueuesInDeploymentVersion=10000',
+    '--dynamic-config-value', 'matching.wv.VersionDrainageStatusRefreshInterval="5s"',
+    '--dynamic-config-value', 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"'];
   if (opts.dbFile) args.push('--db-filename', opts.dbFile);
   if (opts.uiPort) args.push('--ui-port', String(opts.uiPort), '--ui-ip', ip);
   else args.push('--headless');

@@ -4,6 +4,9 @@ import { runWorker } from '../../workers/worker';
 import { crashInterceptors } from './crash-injection';
 import { createFakeTargetActivities } from './fake-target';
 
+// Each test worker makes its build current, as start.sh does (the deploy tests turn it off).
+process.env.RUNBOOKS_SET_CURRENT ??= 'true';
+
 runWorker({
   workflowsPath: require.resolve('../workflows'),
   activities: { ...createActivities(), ...createFakeTargetActivities() },

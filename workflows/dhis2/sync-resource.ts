@@ -8,7 +8,7 @@
  * A change to fields that need approval waits at a gate (./sync/approval-gate.ts); a change the
  * target refuses for good is parked until a person retries or drops it (./sync/parked.ts).
  */
-import { continueAsNew, setHandler } from '@temporalio/workflow';
+import { continueAsNew, setHandler, setWorkflowOptions } from '@temporalio/workflow';
 import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, type SyncArgs, type SyncProgress,
 } from '../../contracts/dhis2/messages';
@@ -44,3 +44,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   sync.show('completed');
   return sync.progress;
 }
+
+// It lives for weeks, across deploys: it moves to the current build at its next task (and its
+// continue-as-new starts there), so every change to it goes through patched(), never pinning.
+setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, orgUnitSync);
