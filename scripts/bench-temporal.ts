@@ -20,6 +20,7 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { approveSignal, progressQuery } from '../contracts/messages';
 import { eventMs, pct, until } from './lib/bench';
+import { workflowInterceptorModules } from '../workers/metrics-worker';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startProcess, type Proc } from '../test/support/processes';
@@ -142,7 +143,7 @@ export async function temporalBench(opts: { runs: number; waiting: number }, rep
   for (const key of Object.keys(process.env)) if (key.startsWith('TEMPORAL_') && key !== 'TEMPORAL_CLI_PATH') delete process.env[key];
   const work = mkdtempSync(path.join(os.tmpdir(), 'bench-temporal-bundle-'));
   const bundle = path.join(work, 'workflow-bundle.js');
-  writeFileSync(bundle, (await bundleWorkflowCode({ workflowsPath: require.resolve('../test/workflows'), logger: quiet })).code);
+  writeFileSync(bundle, (await bundleWorkflowCode({ workflowsPath: require.resolve('../test/workflows'), workflowInterceptorModules, logger: quiet })).code);
   const results: Array<[string, Figures]> = [];
   try {
     for (const make of [() => devTarget(repoRoot), productionTarget]) {

@@ -5,7 +5,7 @@
  * at most 3 s after that, whatever its peers do (stopWithinGrace).
  */
 import { Socket } from 'node:net';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry, type RuntimeOptions } from '@temporalio/worker';
 import { ApplicationFailure, type Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { createActivities } from '../activities';
@@ -16,6 +16,8 @@ import { syncActivityQueue } from '../contracts/dhis2/resources';
 import { sshPool } from '../activities/lib/ssh-pool';
 import { loadSecretScopes } from '../activities/lib/secrets';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue, TemporalUnreachableError } from './connection';
+import { formatLine, logFormat } from './log';
+import { WorkerObservability, workflowInterceptorModules } from './metrics-worker';
 
 export interface RunWorkerOptions {
   /** The workflows module; defaults to workflows/index.ts. */
@@ -27,18 +29,21 @@ export interface RunWorkerOptions {
   activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
-function installJsonLogger(): void {
+/** The SDK's logger (every line in RUNBOOKS_LOG_FORMAT, workers/log.ts) and, with metrics on, its Prometheus exporter. */
+function installRuntime(telemetryOptions: RuntimeOptions['telemetryOptions']): void {
   const level = (process.env.RUNBOOKS_LOG_LEVEL as 'INFO' | 'DEBUG' | 'WARN' | 'ERROR') || 'INFO';
+  const format = logFormat();
   Runtime.install({
     logger: new DefaultLogger(level, (entry: LogEntry) => {
-      const line = { time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level: entry.level, message: entry.message, ...entry.meta };
-      process.stdout.write(`${JSON.stringify(line, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+      process.stdout.write(formatLine(format, entry.level, entry.message, entry.meta, new Date(Number(entry.timestampNanos / 1_000_000n))));
     }),
+    telemetryOptions,
   });
 }
 
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  installJsonLogger();
+  const observability = await WorkerObservability.create();
+  installRuntime(observability.telemetryOptions);
   const log = Runtime.instance().logger;
   // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
   const channels = loadChannelConfig();
@@ -52,9 +57,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   const client = await connectClient();
   const warning = await ensureSearchAttributes(client).catch((err) => `Could not check search attributes: ${String(err)}`);
   if (warning) log.warn(warning);
-  await client.connection.close();
 
   const activities = options.activities ?? createActivities();
+  const interceptors = [...(options.activityInterceptors ?? []), observability.activityInterceptor];
   const bundlePath = options.workflowBundlePath ?? process.env.RUNBOOKS_WORKFLOW_BUNDLE;
   const worker = await Worker.create({
     connection,
@@ -62,17 +67,23 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     taskQueue: taskQueue(),
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
     activities,
-    interceptors: { activity: options.activityInterceptors ?? [] },
+    // A prebuilt bundle has the workflow interceptors in it already (bundleWorkflowCode with workflowInterceptorModules).
+    interceptors: { activity: interceptors, ...(bundlePath ? {} : { workflowModules: workflowInterceptorModules }) },
+    sinks: observability.sinks,
     ...grace.options,
   });
-  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, options.activityInterceptors);
+  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, interceptors);
   stopWithinGrace(grace.graceMs, log);
-  log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid, orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue) });
+  // The client stays open for the metrics' visibility queries (closed at once when metrics are off).
+  const metricsUrl = await observability.serve({ client, connection, workers: [worker, ...syncWorkers] });
+  if (!metricsUrl) await client.connection.close();
+  log.info('Worker ready', { taskQueue: taskQueue(), namespace, address, pid: process.pid, orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue), metricsUrl: metricsUrl && `${metricsUrl}/metrics` });
   try {
     await Promise.all([worker.run(), ...syncWorkers.map((w) => w.run())]);
   } finally {
     await sshPool.closeAll();
     await closeDhis2Agents();
+    await observability.close();
     await connection.close();
     log.info('Worker stopped', { pid: process.pid });
   }

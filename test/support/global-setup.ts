@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { findTemporalCli, startDevServer, type DevServer } from '../../scripts/lib/dev-server';
+import { workflowInterceptorModules } from '../../workers/metrics-worker';
 
 declare global {
   // eslint-disable-next-line no-var
@@ -33,7 +34,7 @@ export default async function globalSetup(): Promise<void> {
   const server = await startDevServer({ cliPath, port: await freePort(), logFile: path.join(work, 'temporal.log') });
   globalThis.__runbooksDevServer = server;
 
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), workflowInterceptorModules, logger: quietLogger });
   const bundle = path.join(work, 'workflow-bundle.js');
   writeFileSync(bundle, code);
 
