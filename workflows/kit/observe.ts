@@ -36,7 +36,7 @@ class RunWatch {
       const fields = c.upsertWorkflowSearchAttributes?.searchAttributes?.indexedFields;
       if (fields) {
         const values = decodeSearchAttributes(fields);
-        const first = (name: string) => (Array.isArray(values[name]) ? String(values[name]![0]) : undefined);
+        const first = (name: string) => { const v = values[name]?.[0]; return typeof v === 'string' && v ? v : undefined; };
         if (RunbookStatus.name in fields) this.toStatus(first(RunbookStatus.name), now);
         if (RunbookStep.name in fields) this.toStep(first(RunbookStep.name), now);
       }
