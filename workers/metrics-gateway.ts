@@ -43,6 +43,7 @@ export class GatewayMetrics {
       name: 'runbooks_gateway_sign_ins_total', labelNames: ['result'], registers: [registry],
       help: 'Approver sign-ins through the OpenID Connect provider: succeeded or failed',
     });
+    for (const result of ['succeeded', 'failed']) this.signIns.inc({ result }, 0);
   }
 
   /** Call first for every request: counts it when its answer is sent. */

@@ -161,9 +161,11 @@ export class WorkerObservability {
     if (this.port === undefined || !this.registry) return undefined;
     this.client = deps.client;
     const notReady = async (): Promise<string | undefined> => {
+      // A target's worker polls activities only: its workflow poller never starts (SHUTDOWN), which is not a fault.
       const stalled = deps.workers.filter((w) => {
         const s = w.getStatus();
-        return s.runState !== 'RUNNING' || s.workflowPollerState !== 'POLLING' || s.activityPollerState !== 'POLLING';
+        const pollers = [s.workflowPollerState, s.activityPollerState];
+        return s.runState !== 'RUNNING' || pollers.includes('FAILED') || !pollers.includes('POLLING');
       });
       if (stalled.length) return `not polling: ${stalled.map((w) => `${w.options.taskQueue} (${w.getStatus().runState})`).join(', ')}`;
       return deps.connection.withDeadline(Date.now() + 2_000, () => deps.connection.workflowService.getSystemInfo({}))
@@ -205,12 +207,18 @@ export class WorkerObservability {
       }
       return [...counts.values()];
     });
+    // Every configured target and type shows, at 0 when nothing is parked.
     const parkedSeen = new Map<string, Record<'target' | 'type', string>>();
-    new Gauge({
+    if (process.env[syncConfigEnv]) {
+      for (const t of loadSyncConfig().targets) for (const type of t.resources) parkedSeen.set(JSON.stringify({ target: t.name, type }), { target: t.name, type });
+    }
+    const parkedGauge = new Gauge({
       name: 'runbooks_orgunit_syncs_parked', labelNames: ['target', 'type'], registers: [registry],
       help: 'Org-unit syncs parked (a change the target refused for good, waiting for retry or drop), by target and resource type, from the visibility store',
+      // A failed read leaves the last values: an error must not read as "nothing parked".
       async collect() { const v = await parked(); if (v) setAll(this, parkedSeen, v); },
     });
+    setAll(parkedGauge, parkedSeen, []);
 
     const gates = everyAtMost(15_000, async () => {
       const byRunbook = new Map<string, { open: number; deadline: number }>();
@@ -246,8 +254,10 @@ export class WorkerObservability {
     const config = loadSyncConfig();
     const slot = config.source.database.slot;
     captureLagBytesGauge(this.registry!, async () => {
-      this.sourcePool ??= new Pool({ ...sourceConnection(config), max: 1, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 30_000 });
-      this.sourcePool.on('error', () => undefined);
+      if (!this.sourcePool) {
+        this.sourcePool = new Pool({ ...sourceConnection(config), max: 1, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 30_000 });
+        this.sourcePool.on('error', () => undefined); // an idle connection dropped: the next scrape opens another
+      }
       return [{ slot, bytes: await slotLagBytes(this.sourcePool, slot) }];
     });
   }
