@@ -211,7 +211,7 @@ test('RUNBOOKS_LOG_FORMAT=json: one JSON object per line from each process, with
   const outputs = { worker: worker.output(), gateway: gateway.output(), listener: listenerOutputs.join('') };
   for (const [name, out] of Object.entries(outputs)) {
     const lines = out.split('\n').filter((l) => l.trim());
-    expect(lines.length).toBeGreaterThan(2);
+    expect(lines.length).toBeGreaterThan(0);
     const bad = lines.filter((l) => { try { const o = JSON.parse(l); return !(o.time && o.level && typeof o.message === 'string'); } catch { return true; } });
     expect({ name, bad: bad.slice(0, 5) }).toEqual({ name, bad: [] });
   }
