@@ -12,7 +12,6 @@
  * Labels are runbook (workflow type), step (declared step names), outcome, channel, target (from
  * the sync configuration), type (three resource types), slot: never a workflow id or a uid.
  */
-import { createServer } from 'node:net';
 import type { Client } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory, InjectedSinks, NativeConnection, RuntimeOptions, Worker } from '@temporalio/worker';
@@ -23,7 +22,7 @@ import { syncWorkflowType } from '../contracts/dhis2/messages';
 import type { RunbookEventSinks } from '../contracts/runbook-events';
 import { RunbookResource, RunbookStatus, RunbookTarget } from '../contracts/search-attributes';
 import { waitingGates } from './approvals';
-import { metricsPort, processRegistry, serveMetrics, type MetricsEndpoint } from './metrics';
+import { freeLoopbackPort, metricsPort, processRegistry, serveMetrics, type MetricsEndpoint } from './metrics';
 import { captureLagBytesGauge } from './metrics-listener';
 import { slotLagBytes, sourceConnection } from './orgunit-capture';
 
@@ -31,18 +30,6 @@ import { slotLagBytes, sourceConnection } from './orgunit-capture';
 export const workflowInterceptorModules = [require.resolve('../workflows/kit/observe')];
 
 const durationBuckets = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400];
-
-/** A loopback port nobody listens on, for the SDK's exporter. */
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Caches an expensive read: at most one every `everyMs`, concurrent scrapes share it. */
 function everyAtMost<T>(everyMs: number, read: () => Promise<T>): () => Promise<T | undefined> {

@@ -12,6 +12,7 @@
  * streaming from its slot; 503 with the reason otherwise).
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
 export const metricsPortEnv = {
@@ -83,6 +84,18 @@ export function serveMetrics(opts: MetricsEndpointOptions): Promise<MetricsEndpo
     server.listen(opts.port, host, () => {
       const { port } = server.address() as { port: number };
       resolve({ url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, server, close: () => new Promise((r) => server.close(() => r())) });
+    });
+  });
+}
+
+/** A loopback port nobody listens on now (the SDK's exporter's; the tests' servers). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createTcpServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
     });
   });
 }

@@ -3,11 +3,11 @@
  * test worker's workflows so every worker the tests start skips bundling.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { findTemporalCli, startDevServer, type DevServer } from '../../scripts/lib/dev-server';
+import { freeLoopbackPort } from '../../workers/metrics';
 import { workflowInterceptorModules } from '../../workers/metrics-worker';
 
 declare global {
@@ -15,16 +15,8 @@ declare global {
   var __runbooksDevServer: DevServer | undefined;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free loopback port (the same helper the worker uses for the SDK's exporter). */
+export const freePort = freeLoopbackPort;
 
 export default async function globalSetup(): Promise<void> {
   const repoRoot = path.resolve(__dirname, '../..');
