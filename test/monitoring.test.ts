@@ -190,7 +190,7 @@ test('the capture lag grows in Prometheus while the listener is stopped, and rec
   await until(lagBytes, (v) => v < seen / 2 && v < behind - before, 'the lag recovered after the restart', 120_000);
   await until('sum(runbooks_orgunit_changes_handed_over_total{target="t1",type="organisationUnit"})', (v) => v >= 201 || v > handedBefore, 'the backlog handed over');
   expect(await valueOf('runbooks_orgunit_capture_streaming{slot="runbooks_orgunit_sync"}')).toBe(1);
-}, 240_000);
+}, 480_000);
 
 /** The metric names a PromQL expression refers to (ours and the SDK's; `up` is Prometheus's own). */
 const metricNames = (expr: string) => [...expr.matchAll(/\b(?:runbooks|temporal)_[a-z0-9_]+\b/g)].map((m) => m[0]);

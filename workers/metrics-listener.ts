@@ -26,7 +26,7 @@ export function captureLagBytesGauge(registry: Registry, measure: () => Promise<
 }
 
 /** The listener's metrics; the returned events go to its ChangeCapture. */
-export function listenerMetrics(registry: Registry, slot: string, capture: () => ChangeCapture | undefined): CaptureEvents {
+export function listenerMetrics(registry: Registry, slot: string, targets: Array<{ name: string; resources: ResourceType[] }>, capture: () => ChangeCapture | undefined): CaptureEvents {
   const status = () => capture()?.status;
   captureLagBytesGauge(registry, async () => {
     const c = capture();
@@ -61,6 +61,8 @@ export function listenerMetrics(registry: Registry, slot: string, capture: () =>
     help: 'Times the change stream ended and the listener reconnected',
   });
   reconnects.inc({ slot }, 0);
+  // Every configured target and type shows from the start, at 0 until a change is handed over.
+  for (const t of targets) for (const type of t.resources) handedOver.inc({ target: t.name, type }, 0);
   return {
     handedOver: (target: string, type: ResourceType) => handedOver.inc({ target, type }),
     reconnecting: () => reconnects.inc({ slot }),
@@ -70,12 +72,12 @@ export function listenerMetrics(registry: Registry, slot: string, capture: () =>
 export interface ListenerMetrics { events: CaptureEvents; url: string; watch(capture: ChangeCapture): void; close(): Promise<void> }
 
 /** With RUNBOOKS_LISTENER_METRICS_PORT: the listener's /metrics, /healthz, /readyz (ready: streaming from its slot). */
-export async function startListenerMetrics(slot: string): Promise<ListenerMetrics | undefined> {
+export async function startListenerMetrics(slot: string, targets: Array<{ name: string; resources: ResourceType[] }>): Promise<ListenerMetrics | undefined> {
   const port = metricsPort('listener');
   if (port === undefined) return undefined;
   let watched: ChangeCapture | undefined;
   const registry = processRegistry();
-  const events = listenerMetrics(registry, slot, () => watched);
+  const events = listenerMetrics(registry, slot, targets, () => watched);
   const endpoint = await serveMetrics({
     registry, port,
     notReady: async () => {

@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   lookups.on('error', (err) => log('warn', 'Source database connection error', { error: err.message }));
   await checkSource(lookups, config);
   const client = await connectClient();
-  const metrics = await startListenerMetrics(config.source.database.slot);
+  const metrics = await startListenerMetrics(config.source.database.slot, config.targets);
   const capture = new ChangeCapture(config, db, lookups, client, taskQueue(), log, metrics?.events);
   metrics?.watch(capture);
   const status = await serveStatus(capture, config.listener.statusPort);
