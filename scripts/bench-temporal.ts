@@ -20,6 +20,7 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { approveSignal, progressQuery } from '../contracts/messages';
 import { eventMs, pct, until } from './lib/bench';
+import { workflowInterceptorModules } from '../workers/metrics-worker';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startProcess, type Proc } from '../test/support/processes';
@@ -142,7 +143,7 @@ export async function temporalBench(opts: { runs: number; waiting: number }, rep
   for (const key of Object.keys(process.env)) if (key.startsWith('TEMPORAL_') && key !== 'TEMPORAL_CLI_PATH') delete process.env[key];
   const work = mkdtempSync(path.join(os.tmpdir(), 'bench-temporal-bundle-'));
   const bundle = path.join(work, 'workflow-bundle.js');
-  writeFileSync(bundle, (await bundleWorkflowCode({ workflowsPath: require.resolve('../test/workflows'), logger: quiet })).code);
+  writeFileSync(bundle, (await bundleWorkflowCode({ workflowsPath: require.resolve('../test/workflows'), workflowInterceptorModules, logger: quiet })).code);
   const results: Array<[string, Figures]> = [];
   try {
     for (const make of [() => devTarget(repoRoot), productionTarget]) {
@@ -166,3 +167,59 @@ const quiet = {
   log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined,
   warn: (m: string) => console.warn(m), error: (m: string) => console.error(m),
 };
+
+/**
+ * `--metrics`: worker throughput with metrics off and on (RUNBOOKS_WORKER_METRICS_PORT, scraped
+ * every second as Prometheus would), on the dev server: `runs` dry-run gatedRunbook runs (four
+ * steps, the kit's progress and search attributes, four activities, no gate wait) started at
+ * once, from the first start to the last result. Rounds alternate off and on, so a load change on
+ * the machine falls on both; the medians are compared.
+ */
+export async function metricsOnOffBench(opts: { runs: number; rounds: number }, repoRoot: string): Promise<void> {
+  if (opts.runs < 1 || opts.rounds < 1) throw new Error('--runs and --rounds must be 1 or more');
+  for (const key of Object.keys(process.env)) if (key.startsWith('TEMPORAL_') && key !== 'TEMPORAL_CLI_PATH') delete process.env[key];
+  const work = mkdtempSync(path.join(os.tmpdir(), 'bench-metrics-'));
+  const bundle = path.join(work, 'workflow-bundle.js');
+  writeFileSync(bundle, (await bundleWorkflowCode({ workflowsPath: require.resolve('../test/workflows'), workflowInterceptorModules, logger: quiet })).code);
+  const target = await devTarget(repoRoot);
+  const journal = path.join(work, 'journal.log');
+  const perSecond: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  try {
+    for (let round = 0; round < opts.rounds * 2; round++) {
+      const mode = round % 2 ? 'on' : 'off';
+      const queue = `bench-metrics-${mode}-${round}-${process.pid}`;
+      const metricsPort = mode === 'on' ? await freePort() : undefined;
+      const worker = await startWorkerProcess({ ...target, env: { ...target.env, ...(metricsPort ? { RUNBOOKS_WORKER_METRICS_PORT: String(metricsPort) } : {}) } }, queue, bundle);
+      let scraping = Boolean(metricsPort);
+      const scraper = (async () => {
+        while (scraping) {
+          await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()).catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      })();
+      try {
+        // One run first: the worker's first workflow task is slower (its cache is cold).
+        await target.client.workflow.execute('gatedRunbook', { taskQueue: queue, workflowId: `${queue}-warm`, args: [{ journal, dryRun: true }] });
+        const t0 = Date.now();
+        const handles = await Promise.all(Array.from({ length: opts.runs }, (_, i) =>
+          target.client.workflow.start('gatedRunbook', { taskQueue: queue, workflowId: `${queue}-${i}`, args: [{ journal, dryRun: true }] })));
+        await Promise.all(handles.map((h) => h.result()));
+        const seconds = (Date.now() - t0) / 1000;
+        perSecond[mode].push(opts.runs / seconds);
+        console.log(`  round ${round + 1}, metrics ${mode.padEnd(3)}: ${opts.runs} runs in ${seconds.toFixed(1)} s = ${(opts.runs / seconds).toFixed(1)} runs/s (load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+      } finally {
+        scraping = false;
+        await scraper;
+        await worker.kill('SIGTERM');
+      }
+    }
+  } finally {
+    await target.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  const median = (xs: number[]) => pct(xs, 50);
+  const off = median(perSecond.off);
+  const on = median(perSecond.on);
+  console.log(`\nworker throughput, ${opts.runs} dry-run gatedRunbook runs at once, ${opts.rounds} round(s) each (medians):`);
+  console.log(`  metrics off ${off.toFixed(1)} runs/s, on ${on.toFixed(1)} runs/s: ${(((on - off) / off) * 100).toFixed(1)}% (the issue asks within 5%); load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${os.cpus().length} cores`);
+}

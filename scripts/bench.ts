@@ -39,7 +39,7 @@ import { killPostmaster, streamingPair } from '../test/lab/pair';
 import { startProcess } from '../test/support/processes';
 import { orgunitSyncBench } from './bench-orgunit';
 import { orgunitApprovalBench } from './bench-approval';
-import { temporalBench } from './bench-temporal';
+import { metricsOnOffBench, temporalBench } from './bench-temporal';
 import { hssysBench } from './bench-hssys';
 import { cutoverBench } from './bench-cutover';
 
@@ -167,7 +167,7 @@ async function promotion(runs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' }, deadline: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' }, deadline: { type: 'string' }, metrics: { type: 'boolean' }, rounds: { type: 'string' } } });
   const runs = Number(values.runs ?? 3);
   const n = (name: keyof typeof values, otherwise: number) => Number(values[name] ?? otherwise);
   // Generous bounds: a benchmark that takes this long is stuck, not slow.
@@ -191,9 +191,10 @@ async function main(): Promise<void> {
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
     case 'hssys': return hssysBench(Number(values.runs ?? 5), repoRoot);
     case 'cutover': return cutoverBench(Number(values.runs ?? 3), repoRoot);
-    case 'temporal': return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
+    case 'temporal': if (values.metrics) return metricsOnOffBench({ runs: Number(values.runs ?? 200), rounds: Number(values.rounds ?? 2) }, repoRoot);
+      return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | hssys [--runs 5] | cutover [--runs 3]  (any: --deadline SECONDS)');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | temporal --metrics [--runs 200] [--rounds 2] | hssys [--runs 5] | cutover [--runs 3]  (any: --deadline SECONDS)');
       process.exit(2);
   }
 }

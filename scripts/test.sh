@@ -21,6 +21,7 @@ command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the test SMTP server's certificate
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)           # the browser tests (playwright-core drives it; never a browser download)
 command -v strace >/dev/null 2>&1 || missing+=(strace)       # sees every exec of a script: no secret on a command line
+[[ -x /usr/bin/promtool && -x /usr/bin/prometheus ]] || missing+=(prometheus)   # the alert rules' tests, and a real Prometheus scraping the processes
 if (( ${#missing[@]} )); then
   echo "Installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo -n)

@@ -25,6 +25,8 @@ import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
 import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
 import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
+import { processLog } from './log';
+import { startGatewayMetrics, type GatewayMetrics } from './metrics-gateway';
 
 export interface GatewayOptions {
   client: Client;
@@ -41,6 +43,8 @@ export interface GatewayOptions {
   baseUrl?: string;
   /** Sign-in with the organisation's OpenID Connect provider: a link then decides only for the approver it names. */
   oidc?: OidcSignIn;
+  /** Pages, decisions and sign-ins counted for Prometheus (metrics-gateway.ts). */
+  metrics?: GatewayMetrics;
 }
 
 export interface Gateway {
@@ -48,6 +52,8 @@ export interface Gateway {
   server: Server;
   close(): Promise<void>;
 }
+
+const log = processLog();
 
 /** Every workflow with gates answers `progress` with at least the approval ledger. */
 const progressQuery = progressQueryOf<RunProgress>();
@@ -180,6 +186,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
     if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
     const origin = `gateway, from ${req.socket.remoteAddress ?? 'unknown'}${who ? `, signed in as ${who}` : ''}`;
+    opts.metrics?.decisionSent(res, decision);
     await runOf(client, claim).signal(decision === 'approve' ? approveSignal : rejectSignal, {
       gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin,
     });
@@ -262,8 +269,9 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   }
 
   const server = createServer((req, res) => {
+    opts.metrics?.observe(req, res);
     handle(req, res).catch((err) => {
-      process.stderr.write(`${JSON.stringify({ level: 'ERROR', message: 'approval request failed', error: String(err) })}\n`);
+      log('error', 'Approval request failed', { error: String(err) });
       if (!res.headersSent) send(res, 502, message('Could not reach the runbook', 'Temporal did not answer; nothing may have been sent. Try again in a minute.', 'bad'));
     });
   });
@@ -287,7 +295,7 @@ const safeEqual = (a: string, b: string) => {
 const inboxLimit = 200;
 
 /** The open gates of every run waiting for a person (a visibility query, then each run's progress); for an approver, those they may decide. */
-async function waitingGates(client: Client, approver?: string): Promise<{ rows: Array<InboxRow & { runId: string }>; unreadable: string[] }> {
+export async function waitingGates(client: Client, approver?: string): Promise<{ rows: Array<InboxRow & { runId: string }>; unreadable: string[] }> {
   const runs: Array<{ workflowId: string; runId: string }> = [];
   for await (const w of client.workflow.list({ query: `${RunbookStatus.name} = "waiting_for_approval" AND ExecutionStatus = "Running"` })) {
     runs.push({ workflowId: w.workflowId, runId: w.runId });
@@ -349,12 +357,14 @@ async function main(): Promise<void> {
   }
   const inboxToken = process.env.APPROVAL_INBOX_TOKEN;
   if (inboxToken !== undefined && inboxToken.length < 32) throw new Error('APPROVAL_INBOX_TOKEN must be 32 characters or more');
+  const client = await connectClient();
+  const monitoring = await startGatewayMetrics(client);
   const gateway = await startGateway({
-    client: await connectClient(), secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240),
-    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && await OidcSignIn.create(settings, secret),
+    client, secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240),
+    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && await OidcSignIn.create(settings, secret), metrics: monitoring?.metrics,
   });
-  process.stdout.write(`${JSON.stringify({ level: 'INFO', message: 'Approval gateway ready', url: gateway.url, signIn: settings ? settings.issuer : 'off', pid: process.pid })}\n`);
-  const stop = () => { gateway.close().then(() => process.exit(0)); setTimeout(() => process.exit(0), 3_000).unref(); };
+  log('info', 'Approval gateway ready', { url: gateway.url, signIn: settings ? settings.issuer : 'off', metricsUrl: monitoring && `${monitoring.url}/metrics`, pid: process.pid });
+  const stop = () => { void monitoring?.close(); gateway.close().then(() => process.exit(0)); setTimeout(() => process.exit(0), 3_000).unref(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }

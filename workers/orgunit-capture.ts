@@ -12,6 +12,7 @@ import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replicatio
 import type { Pool } from 'pg';
 import type { SyncConfig } from '../activities/dhis2/config';
 import { handOver, syncSettings } from '../activities/dhis2/handoff';
+import { resolveSecret } from '../activities/lib/secrets';
 import { membershipTables, resourceTables, type ResourceType } from '../contracts/dhis2/resources';
 
 /** One committed source transaction, reduced to the resources it touched. */
@@ -49,6 +50,29 @@ const reportable = (n: bigint): string => bigToLsn(n > 0n ? n - 1n : 0n);
 
 const handoverConcurrency = 64;
 
+/** How to reach the source database as the capture role (its password resolved from its secret). */
+export function sourceConnection(config: SyncConfig) {
+  const db = config.source.database;
+  const password = resolveSecret(db.password.secret, { host: db.host, purpose: 'replication-password' });
+  const ssl = db.ssl === 'disable' ? undefined : { rejectUnauthorized: db.ssl === 'verify-full' };
+  return { host: db.host, port: db.port, user: db.user, password, database: db.database, ssl };
+}
+
+/** What the capture tells its observer (the listener's metrics). */
+export interface CaptureEvents {
+  handedOver(target: string, type: ResourceType): void;
+  reconnecting(): void;
+}
+const unobserved: CaptureEvents = { handedOver: () => undefined, reconnecting: () => undefined };
+
+/** Bytes of WAL the slot still holds: what the server has written past the slot's confirmed position (undefined: no such slot). */
+export async function slotLagBytes(db: Pick<Pool, 'query'>, slot: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ lag: string | null }>(
+    'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  const lag = rows[0]?.lag;
+  return lag === null || lag === undefined ? undefined : Math.max(0, Number(lag));
+}
+
 export class ChangeCapture {
   private service?: LogicalReplicationService;
   private open?: Txn;
@@ -67,6 +91,7 @@ export class ChangeCapture {
     private readonly client: Client,
     private readonly taskQueue: string,
     private readonly log: (level: 'info' | 'warn' | 'error', message: string, meta?: object) => void,
+    private readonly events: CaptureEvents = unobserved,
   ) {
     this.status = { slot: config.source.database.slot, connected: false, confirmedLsn: '0/0', pendingTransactions: 0, handedOver: 0, transactions: 0, lagSeconds: 0 };
   }
@@ -81,6 +106,7 @@ export class ChangeCapture {
       } catch (err) {
         this.status.lastError = (err as Error).message;
         if (!this.stopped) this.log('warn', 'Change stream ended; reconnecting', { error: (err as Error).message, inMs: delay });
+        if (!this.stopped) this.events.reconnecting();
       }
       this.status.connected = false;
       if (this.stopped) break;
@@ -215,7 +241,7 @@ export class ChangeCapture {
       .map((t) => () => handOver(this.client, this.taskQueue, {
         target: t.name, type: r.type, uid: r.uid, settings: syncSettings(this.config, t),
         change: { lsn: bigToLsn(r.lsn), committedAt: r.committedAt.toISOString() },
-      })));
+      }).then(() => this.events.handedOver(t.name, r.type))));
     await runLimited(jobs, handoverConcurrency);
     this.status.handedOver += jobs.length;
   }
@@ -245,10 +271,7 @@ export class ChangeCapture {
 
   /** Bytes of WAL the slot still holds for us: what the server has written past our confirmed position. */
   async measureLagBytes(): Promise<number | undefined> {
-    const { rows } = await this.lookups.query<{ lag: string | null }>(
-      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [this.config.source.database.slot]);
-    const lag = rows[0]?.lag;
-    this.status.lagBytes = lag === null || lag === undefined ? undefined : Math.max(0, Number(lag));
+    this.status.lagBytes = await slotLagBytes(this.lookups, this.config.source.database.slot);
     if (this.queue.length) this.status.lagSeconds = Math.max(0, (Date.now() - this.queue[0].committedAt.getTime()) / 1000);
     return this.status.lagBytes;
   }

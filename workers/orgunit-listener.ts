@@ -10,21 +10,13 @@
 import { createServer, type Server } from 'node:http';
 import { Pool } from 'pg';
 import { currentSyncConfig, type SyncConfig } from '../activities/dhis2/config';
-import { resolveSecret } from '../activities/lib/secrets';
 import { durationSeconds } from '../contracts/input';
 import { connectClient, taskQueue } from './connection';
-import { ChangeCapture } from './orgunit-capture';
+import { processLog } from './log';
+import { startListenerMetrics } from './metrics-listener';
+import { ChangeCapture, sourceConnection } from './orgunit-capture';
 
-const log = (level: 'info' | 'warn' | 'error', message: string, meta: object = {}) => {
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: level.toUpperCase(), message, ...meta })}\n`);
-};
-
-function sourceDb(config: SyncConfig) {
-  const db = config.source.database;
-  const password = resolveSecret(db.password.secret, { host: db.host, purpose: 'replication-password' });
-  const ssl = db.ssl === 'disable' ? undefined : { rejectUnauthorized: db.ssl === 'verify-full' };
-  return { host: db.host, port: db.port, user: db.user, password, database: db.database, ssl };
-}
+const log = processLog();
 
 /** The slot and publication exist, with the plugin we read: otherwise say to run orgUnitSyncSetup. */
 async function checkSource(pool: Pool, config: SyncConfig): Promise<void> {
@@ -51,12 +43,14 @@ function serveStatus(capture: ChangeCapture, port: number): Promise<Server> {
 
 async function main(): Promise<void> {
   const config = currentSyncConfig();
-  const db = sourceDb(config);
+  const db = sourceConnection(config);
   const lookups = new Pool({ ...db, max: 2, connectionTimeoutMillis: 10_000 });
   lookups.on('error', (err) => log('warn', 'Source database connection error', { error: err.message }));
   await checkSource(lookups, config);
   const client = await connectClient();
-  const capture = new ChangeCapture(config, db, lookups, client, taskQueue(), log);
+  const metrics = await startListenerMetrics(config.source.database.slot, config.targets);
+  const capture = new ChangeCapture(config, db, lookups, client, taskQueue(), log, metrics?.events);
+  metrics?.watch(capture);
   const status = await serveStatus(capture, config.listener.statusPort);
   const address = status.address();
   const port = typeof address === 'object' && address ? address.port : config.listener.statusPort;
@@ -76,6 +70,7 @@ async function main(): Promise<void> {
     clearInterval(lagTimer);
     await capture.stop();
     status.close();
+    await metrics?.close();
     await lookups.end().catch(() => undefined);
     await client.connection.close().catch(() => undefined);
     log('info', 'Org-unit listener stopped');
@@ -86,7 +81,7 @@ async function main(): Promise<void> {
 
   log('info', 'Org-unit listener ready', {
     slot: config.source.database.slot, publication: config.source.database.publication, targets: config.targets.map((t) => t.name),
-    taskQueue: taskQueue(), statusUrl: `http://127.0.0.1:${port}/status`, pid: process.pid,
+    taskQueue: taskQueue(), statusUrl: `http://127.0.0.1:${port}/status`, metricsUrl: metrics && `${metrics.url}/metrics`, pid: process.pid,
   });
   await capture.run();
 }

@@ -10,7 +10,7 @@
  * the current version once it polls (start.sh; a single-host install), and says "Worker ready" after.
  */
 import { Socket } from 'node:net';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInterceptorsFactory, type LogEntry, type RuntimeOptions } from '@temporalio/worker';
 import { ApplicationFailure, type Duration, type WorkerDeploymentVersion } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import { msToNumber } from '@temporalio/common/lib/time';
@@ -23,6 +23,8 @@ import { sshPool } from '../activities/lib/ssh-pool';
 import { loadSecretScopes } from '../activities/lib/secrets';
 import { connectClient, connectWorker, ensureSearchAttributes, taskQueue, TemporalUnreachableError } from './connection';
 import { currentBuild, setCurrentVersion, workerVersion } from './deployment';
+import { formatLine, logFormat } from './log';
+import { WorkerObservability, workflowInterceptorModules } from './metrics-worker';
 
 export interface RunWorkerOptions {
   /** The workflows module; defaults to workflows/index.ts. */
@@ -34,18 +36,21 @@ export interface RunWorkerOptions {
   activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
-function installJsonLogger(): void {
+/** The SDK's logger (every line in RUNBOOKS_LOG_FORMAT, workers/log.ts) and, with metrics on, its Prometheus exporter. */
+function installRuntime(telemetryOptions: RuntimeOptions['telemetryOptions']): void {
   const level = (process.env.RUNBOOKS_LOG_LEVEL as 'INFO' | 'DEBUG' | 'WARN' | 'ERROR') || 'INFO';
+  const format = logFormat();
   Runtime.install({
     logger: new DefaultLogger(level, (entry: LogEntry) => {
-      const line = { time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level: entry.level, message: entry.message, ...entry.meta };
-      process.stdout.write(`${JSON.stringify(line, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+      process.stdout.write(formatLine(format, entry.level, entry.message, entry.meta, new Date(Number(entry.timestampNanos / 1_000_000n))));
     }),
+    telemetryOptions,
   });
 }
 
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  installJsonLogger();
+  const observability = await WorkerObservability.create();
+  installRuntime(observability.telemetryOptions);
   const log = Runtime.instance().logger;
   // A bad channel configuration stops the worker now, naming every bad field, not at a gate hours into a run.
   const channels = loadChannelConfig();
@@ -64,6 +69,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   if (warning) log.warn(warning);
 
   const activities = options.activities ?? createActivities();
+  const interceptors = [...(options.activityInterceptors ?? []), observability.activityInterceptor];
   const bundlePath = options.workflowBundlePath ?? process.env.RUNBOOKS_WORKFLOW_BUNDLE;
   const worker = await Worker.create({
     connection,
@@ -71,11 +77,13 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     taskQueue: taskQueue(),
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: options.workflowsPath ?? require.resolve('../workflows') }),
     activities,
-    interceptors: { activity: options.activityInterceptors ?? [] },
+    // A prebuilt bundle has the workflow interceptors in it already (bundleWorkflowCode with workflowInterceptorModules).
+    interceptors: { activity: interceptors, ...(bundlePath ? {} : { workflowModules: workflowInterceptorModules }) },
+    sinks: observability.sinks,
     workerDeploymentOptions: { version, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
     ...grace.options,
   });
-  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, options.activityInterceptors, version);
+  const syncWorkers = await createSyncTargetWorkers(connection, namespace, activities, interceptors, version);
   stopWithinGrace(grace.graceMs, log);
   const running = Promise.all([worker.run(), ...syncWorkers.map((w) => w.run())]);
   try {
@@ -85,10 +93,12 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     } else {
       await sayWhetherCurrent(client, version.buildId, log);
     }
-    await client.connection.close();
+    // The client stays open for the metrics' visibility queries (closed at once when metrics are off).
+    const metricsUrl = await observability.serve({ client, connection, workers: [worker, ...syncWorkers] });
+    if (!metricsUrl) await client.connection.close();
     log.info('Worker ready', {
       taskQueue: taskQueue(), namespace, address, pid: process.pid, deployment: version.deploymentName, buildId: version.buildId,
-      orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue),
+      orgUnitSyncTargets: syncWorkers.map((w) => w.options.taskQueue), metricsUrl: metricsUrl && `${metricsUrl}/metrics`,
     });
     await running;
   } catch (err) {
@@ -99,6 +109,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   } finally {
     await sshPool.closeAll();
     await closeDhis2Agents();
+    await observability.close();
     await connection.close();
     log.info('Worker stopped', { pid: process.pid });
   }

@@ -3,27 +3,20 @@
  * test worker's workflows so every worker the tests start skips bundling.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { findTemporalCli, startDevServer, type DevServer } from '../../scripts/lib/dev-server';
+import { freeLoopbackPort } from '../../workers/metrics';
+import { workflowInterceptorModules } from '../../workers/metrics-worker';
 
 declare global {
   // eslint-disable-next-line no-var
   var __runbooksDevServer: DevServer | undefined;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free loopback port (the same helper the worker uses for the SDK's exporter). */
+export const freePort = freeLoopbackPort;
 
 export default async function globalSetup(): Promise<void> {
   const repoRoot = path.resolve(__dirname, '../..');
@@ -33,7 +26,7 @@ export default async function globalSetup(): Promise<void> {
   const server = await startDevServer({ cliPath, port: await freePort(), logFile: path.join(work, 'temporal.log') });
   globalThis.__runbooksDevServer = server;
 
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), workflowInterceptorModules, logger: quietLogger });
   const bundle = path.join(work, 'workflow-bundle.js');
   writeFileSync(bundle, code);
 
