@@ -70,8 +70,15 @@ function linkIn(ticket: Ticket, approver: string): string {
 }
 const tokenOf = (link: string) => new URL(link).searchParams.get('t')!;
 const show = (link: string) => fetch(link);
+/** The version of the draft a page shows: what its form approves. */
+const fingerprintIn = (html: string) => /name="fp" value="([0-9a-f]+)"/.exec(html)?.[1];
+/** What an approver's browser does: open the link (the page shows the draft and carries its version), then press a button. */
 async function decide(link: string, decision: 'approve' | 'reject', reason = ''): Promise<{ status: number; text: string }> {
-  const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: tokenOf(link), decision, reason }) });
+  return press(link, decision, reason, fingerprintIn(await (await show(link)).text()));
+}
+/** Presses a button on a page opened earlier, which showed version `fp`. */
+async function press(link: string, decision: 'approve' | 'reject', reason = '', fp?: string): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: tokenOf(link), decision, reason, ...(fp ? { fp } : {}) }) });
   return { status: res.status, text: await res.text() };
 }
 
@@ -121,16 +128,25 @@ test('a new org unit reaches t2 at once; t1 gets a draft and a ticket; the appro
   const history = await readableHistory(syncOf('t1', unit));
   expect(history).not.toContain(tokenOf(alice));
 
+  const before = fingerprintIn(await (await show(alice)).text());
   await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], name: 'Daru Community Health Centre' }] }));
+  // The page shows the draft as the reviewer left it: the whole import, its diff against t1 now, and its new version.
   const page = await show(alice);
   expect(page.status).toBe(200);
   const html = await page.text();
-  expect(html).toContain('Daru CHC');
-  expect(html).toMatch(/code: \(none\) -&gt; OU_DARU/);
+  const edited = fingerprintIn(html);
+  expect(edited).toMatch(/^[0-9a-f]{32}$/);
+  expect(edited).not.toBe(before);
+  expect(html).toContain(`Version ${edited!.slice(0, 12)} of the draft`);
+  expect(html).toContain('t1 will receive exactly this (create):');
+  expect(html).toContain('&quot;name&quot;: &quot;Daru Community Health Centre&quot;');
+  expect(html).toMatch(/\* code: \(none\) -&gt; OU_DARU/);
+  expect(html).toMatch(/ {2}name: \(none\) -&gt; Daru Community Health Centre/);
   expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
 
-  const decided = await decide(alice, 'approve');
+  const decided = await press(alice, 'approve', '', edited);
   expect(decided.status).toBe(200);
+  expect(decided.text).toContain(`You approved version ${edited!.slice(0, 12)}`);
   const applied = await eventually('t1 has the edited version', () => lab.targets.t1.get('organisationUnit', unit), (r) => Boolean(r));
   expect(applied).toMatchObject({ name: 'Daru Community Health Centre', code: 'OU_DARU' });
   const closed = await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
@@ -285,8 +301,11 @@ test('the worker killed while a gate waits, the approval given with no worker ru
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Nyandehun', { code: 'OU_NYA' })]);
   const ticket = await ticketFor(lab.targets.t1, unit);
   await waitingGate('t1', unit);
+  // Bob opened the page while the worker ran; he presses Approve after it died.
+  const seen = fingerprintIn(await (await show(linkIn(ticket, 'bob'))).text());
+  expect(seen).toBeDefined();
   await worker.kill('SIGKILL');
-  const sent = await decide(linkIn(ticket, 'bob'), 'approve');
+  const sent = await press(linkIn(ticket, 'bob'), 'approve', '', seen);
   // No worker can confirm: the gateway says the decision was sent and counts when the run resumes.
   expect(sent.status).toBe(202);
   expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
@@ -324,3 +343,66 @@ test('no decision within the timeout: the configured outcome (park), told in the
   await decide(linkIn(second, 'alice'), 'approve');
   await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_BAI');
 }, 120_000);
+
+test('the draft edited between the page and the click: 409 with the new version, nothing counted (links and plain signals alike); the version approved then is the one applied', async () => {
+  const unit = newUid('B');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kenema', { code: 'OU_KEN' })]);
+  const gate = await waitingGate('t1', unit);
+  const alice = linkIn(await ticketFor(lab.targets.t1, unit), 'alice');
+  const seen = fingerprintIn(await (await show(alice)).text());
+  expect(seen).toBeDefined();
+  // Someone with a login on t1 changes the code under the parent while alice reads the page.
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_EVIL' }] }));
+  const stale = await press(alice, 'approve', '', seen);
+  expect(stale.status).toBe(409);
+  expect(stale.text).toContain('The draft changed since you opened this page');
+  expect(stale.text).toContain('&quot;code&quot;: &quot;OU_EVIL&quot;');
+  const now = fingerprintIn(stale.text);
+  expect(now).toMatch(/^[0-9a-f]{32}$/);
+  expect(now).not.toBe(seen);
+  let p = await progressOf('t1', unit);
+  expect(p.approvals.find((g) => g.gate === gate.gate)).toMatchObject({ state: 'open', approvedBy: [], fingerprint: now });
+  expect(p.decisions.filter((d) => d.outcome === 'accepted')).toEqual([]);
+
+  // A plain signal (the UI's Signal dialog, `temporal workflow signal`) is held to the same rule.
+  await syncOf('t1', unit).signal('approve', { gate: gate.gate, by: 'bob' });
+  await syncOf('t1', unit).signal('approve', { gate: gate.gate, by: 'bob', fingerprint: seen });
+  p = await eventually('both signals recorded', () => progressOf('t1', unit), (x) => x.decisions.filter((d) => d.by === 'bob').length === 2);
+  expect(p.decisions.filter((d) => d.by === 'bob').map((d) => [d.outcome, d.note?.slice(0, 44)])).toEqual([
+    ['ignored', 'this gate approves one exact version: send it'],
+    ['ignored', 'the draft changed since you opened this page'],
+  ]);
+  expect(p.approvals.find((g) => g.gate === gate.gate)).toMatchObject({ state: 'open', approvedBy: [] });
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+
+  // alice read the new version on the 409 page and approves exactly it, with the same link (her stale click decided nothing).
+  const ok = await press(alice, 'approve', '', now);
+  expect(ok.status).toBe(200);
+  await eventually('t1 has the version alice approved', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_EVIL');
+}, 120_000);
+
+test('an edit after the approval, while the apply waits for the parent, is not applied: the gate asks again for the new version', async () => {
+  const [parent, child] = [newUid('P'), newUid('C')];
+  await sourceImport(lab, 'organisationUnit', [ou(parent, 'Gorama'), { ...ou(child, 'Gorama CHP', { code: 'OU_GOR' }), parent: { id: parent } }]);
+  const childTicket = await ticketFor(lab.targets.t1, child);
+  const parentTicket = await ticketFor(lab.targets.t1, parent);
+  const first = await waitingGate('t1', child);
+  expect((await decide(linkIn(childTicket, 'alice'), 'approve')).status).toBe(200);
+  await eventually('the approved child waits for its parent', () => progressOf('t1', child), (p) => p.status === 'waiting_for_reference');
+  await editDraft(lab.targets.t1, child, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_EVIL' }] }));
+  expect((await decide(linkIn(parentTicket, 'bob'), 'approve')).status).toBe(200);
+  await eventually('t1 has the parent', () => lab.targets.t1.get('organisationUnit', parent), (r) => Boolean(r));
+
+  // The child's sync is woken, finds a version nobody approved, applies nothing and asks again.
+  const asked = await eventually('the child asks again (or, wrongly, is applied)', async () => ({
+    applied: await lab.targets.t1.get('organisationUnit', child), ticket: await ticketFor(lab.targets.t1, child),
+  }), (x) => Boolean(x.applied) || x.ticket.messages.some((m) => m.text.includes('the draft changed after that approval')));
+  expect(asked.applied).toBeUndefined();
+  const again = await waitingGate('t1', child);
+  expect(again.gate).not.toBe(first.gate);
+  expect(again.fingerprint).not.toBe(first.fingerprint);
+  expect(again.details?.join('\n')).toContain('"code": "OU_EVIL"');
+  const retold = await ticketFor(lab.targets.t1, child, 2);
+  await decide(linkIn(retold, 'bob'), 'approve');
+  await eventually('t1 has the version approved the second time', () => lab.targets.t1.get('organisationUnit', child), (r) => r?.code === 'OU_EVIL');
+}, 150_000);
