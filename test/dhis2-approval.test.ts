@@ -20,6 +20,7 @@ let client: Client;
 let worker: Proc;
 let gateway: Gateway;
 const queue = uniqueQueue('dhis2a');
+const t1Users: Record<string, string> = {};
 const district = newUid('D');
 const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
 const t1Approval = { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h' };
@@ -29,7 +30,9 @@ const workerEnv = () => ({ ...lab.workerEnv, APPROVAL_SECRET: secret, APPROVAL_B
 
 beforeAll(async () => {
   lab = await startDhis2Lab([]);
-  await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationunit.code', 'organisationunit.shortname'], approval: t1Approval } });
+  const t1 = await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationunit.code', 'organisationunit.shortname'], approval: t1Approval } });
+  // People with a login on t1 who are not superusers: two approvers, and someone else.
+  for (const username of ['alice', 'bob', 'mallory']) t1Users[username] = await t1.addUser({ username, password: `pw-${username}` });
   await lab.addTarget('t2', { auth: 'token' });
   client = await testClient();
   gateway = await startGateway({ client, secret, port: 0 });
@@ -406,3 +409,28 @@ test('an edit after the approval, while the apply waits for the parent, is not a
   await decide(linkIn(retold, 'bob'), 'approve');
   await eventually('t1 has the version approved the second time', () => lab.targets.t1.get('organisationUnit', child), (r) => r?.code === 'OU_EVIL');
 }, 150_000);
+
+test('the draft is shared with the approvers only: another user of t1 can neither change nor read it; an approver edits it and approves that version', async () => {
+  const unit = newUid('R');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Tongo', { code: 'OU_TONGO' })]);
+  await waitingGate('t1', unit);
+  const as = (user: string) => ({ authorization: `Basic ${Buffer.from(`${user}:pw-${user}`).toString('base64')}`, 'content-type': 'application/json' });
+  const key = `organisationUnit-${unit}`;
+
+  const forged = await fetch(draftUrl(lab.targets.t1, unit), { method: 'PUT', headers: as('mallory'), body: JSON.stringify({ operation: 'create', organisationUnits: [{ id: unit, code: 'OU_EVIL' }] }) });
+  expect(forged.status).toBe(403);
+  expect(await forged.json()).toMatchObject({ httpStatusCode: 403, status: 'ERROR', message: `Access denied for key '${key}' in namespace 'org-unit-sync'` });
+  const peek = await fetch(draftUrl(lab.targets.t1, unit), { headers: as('mallory') });
+  expect(peek.status).toBe(403);
+  expect(await peek.json()).toMatchObject({ errorCode: 'E1006' });
+  const meta = await (await fetch(`${draftUrl(lab.targets.t1, unit)}/metaData`, { headers: admin })).json() as { sharing: { public: string; users: Record<string, { access: string }> } };
+  expect(meta.sharing.public).toBe('--------');
+  expect(meta.sharing.users).toEqual({ [t1Users.alice]: { id: t1Users.alice, access: 'rw------' }, [t1Users.bob]: { id: t1Users.bob, access: 'rw------' } });
+
+  // alice, an approver, may review and edit it; what she then approves is her version.
+  const draft = await readDraft(lab.targets.t1, unit);
+  const edit = await fetch(draftUrl(lab.targets.t1, unit), { method: 'PUT', headers: as('alice'), body: JSON.stringify({ ...draft, organisationUnits: [{ ...draft.organisationUnits[0], code: 'OU_TONGO_FIELD' }] }) });
+  expect(edit.status).toBe(200);
+  expect((await decide(linkIn(await ticketFor(lab.targets.t1, unit), 'alice'), 'approve')).status).toBe(200);
+  await eventually('t1 has alice\'s version', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_TONGO_FIELD');
+}, 120_000);

@@ -6,11 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { DraftView } from '../../contracts/dhis2/messages';
-import { endpointOf, parseFieldName, type ResourceType } from '../../contracts/dhis2/resources';
-import type { ImportError } from './api';
+import { endpointOf, parseFieldName, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
+import { answerLimits, call, refused, snippet, type ImportError } from './api';
 import type { ApprovalSettings, SyncTarget } from './config';
 import { diffFields, stripComputed, type FieldChange, type Resource } from './mapping';
-import { missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest, type TicketStatus } from './target';
+import { draftKey, draftNamespace, missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest, type TicketStatus } from './target';
 import { tellTicket } from './ticket';
 
 /** The draft as stored: the operation asked for, and the resource as the target would get it (the reviewer may edit the resource). */
@@ -61,6 +61,43 @@ export const draftHash = (draft: unknown): string => createHash('sha256').update
 
 export function draftOf(type: ResourceType, operation: GatedOperation, resource: Resource): Draft {
   return { operation, [endpointOf[type]]: [resource] };
+}
+
+/** Usernames that can go into a DHIS2 `username:in:[...]` filter as they are. */
+const plainUsername = /^[A-Za-z0-9._@-]{1,255}$/;
+
+/**
+ * DHIS2 shares a new dataStore entry with every logged-in user (public access `rw------`): the draft
+ * is shared with nobody but its owner (the sync's own user, who wrote it) and the approvers who
+ * have a user on the target (read and write: a reviewer may edit it). An approver without a user
+ * on the target cannot edit it. Sharing of dataStore entries: GET .../metaData gives the entry's
+ * id, POST /api/sharing?type=dataStore&id=<id> replaces its sharing (docs.dhis2.org "Data store",
+ * "Sharing"; dhis2-core DatastoreController, SharingController).
+ */
+export async function restrictDraft(target: Dhis2Target, type: ResourceType, uid: string): Promise<void> {
+  const server = target.server;
+  const path = `dataStore/${draftNamespace}/${draftKey(type, uid)}`;
+  const meta = await call<{ id?: unknown }>(server, 'GET', `${path}/metaData`);
+  const id = meta.body?.id;
+  if (meta.status !== 200 || typeof id !== 'string' || !uidPattern.test(id)) {
+    throw refused(server, `answered GET /api/${path}/metaData with HTTP ${meta.status} and no entry id: ${snippet(meta.text)}`);
+  }
+  const approvers = (target.settings.approval?.approvers ?? []).filter((a) => plainUsername.test(a));
+  let users: string[] = [];
+  if (approvers.length) {
+    const found = await call<{ users?: Array<{ id?: unknown; username?: unknown }> }>(server, 'GET', 'users', {
+      query: { filter: `username:in:[${approvers.join(',')}]`, fields: 'id,username', paging: 'false' }, maxBytes: answerLimits.report,
+    });
+    if (found.status !== 200) throw refused(server, `answered GET /api/users with HTTP ${found.status}: ${snippet(found.text)}`);
+    users = (found.body?.users ?? []).filter((u) => typeof u.id === 'string' && uidPattern.test(u.id) && approvers.includes(u.username as string)).map((u) => u.id as string);
+  }
+  const shared = await call(server, 'POST', 'sharing', {
+    query: { type: 'dataStore', id },
+    json: { object: { publicAccess: '--------', externalAccess: false, userAccesses: users.map((u) => ({ id: u, access: 'rw------' })), userGroupAccesses: [] } },
+  });
+  if (shared.status !== 200 && shared.status !== 201 && shared.status !== 204) {
+    throw refused(server, `did not take the draft's sharing (POST /api/sharing?type=dataStore&id=${id}: HTTP ${shared.status}): ${snippet(shared.text)}`);
+  }
 }
 
 /** The source user who last changed the resource, as the API names them (fields=* expands it to include the username). */

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { resourceTypes, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
 import { snippet, type ImportError } from './api';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';
-import { authorOf, draftHash, draftOf, draftView, needsApproval, type ApprovalNeeded, type RefreshOutcome } from './approval';
+import { authorOf, draftHash, draftOf, draftView, needsApproval, restrictDraft, type ApprovalNeeded, type RefreshOutcome } from './approval';
 import { draftKey, missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest } from './target';
 
 export type SyncOutcome =
@@ -87,6 +87,7 @@ async function stage(target: Dhis2Target, req: SyncRequest, operation: GatedOper
     if (draftHash(draft) === req.held.draftHash) return { action: 'same', draftHash: req.held.draftHash };
   }
   await target.writeDraft(req.type, req.uid, draft);
+  await restrictDraft(target, req.type, req.uid);
   const key = draftKey(req.type, req.uid);
   return {
     action: 'needsApproval', operation, gatedFields, draftKey: key, reviewLink: target.reviewLink(key), draftHash: draftHash(draft), approval: target.settings.approval!,
