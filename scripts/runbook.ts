@@ -33,7 +33,7 @@ const usage = `Usage: npm run runbook -- <command>
   list                                              the runbooks and their required input fields
   start <runbook> --input FILE [--id ID] [--by NAME] [--wait] [--timeout 30m]
   status <workflowId> [--json]                      current step, checklist, pending approvals
-  approve <workflowId> --gate G --by NAME [--reason TEXT] [--fingerprint F]   (F: the version `status` shows, for a gate that approves a draft)
+  approve <workflowId> --gate G --by NAME [--reason TEXT] [--fingerprint F]   (F: the draft version "status" shows, for a gate that approves a draft)
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
   inbox-link --for APPROVER [--ttl 7d]              a signed URL of APPROVER's inbox: every gate waiting for them (7d at most)
