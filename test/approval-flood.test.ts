@@ -22,17 +22,25 @@ afterAll(async () => {
   await client?.connection.close();
 });
 
-const flood = 10_000;
+/**
+ * 10,000 signals in all: Temporal refuses a run's signals past 10,000 (the server's
+ * limit.maxSignalsPerExecution default), so the real approval is the 10,000th.
+ */
+const flood = 9_999;
+const batch = 250;
 
-test(`${flood} decisions for gates that do not exist are counted, not recorded: progress stays small and the real approval counts`, async () => {
+test('10,000 signals, 9,999 of them decisions for gates that do not exist: counted, not recorded; progress stays small and the real approval counts', async () => {
   const { handle } = await startGated(client, queue, { gate: { approvers: ['bob'] } });
   await waitForGate(handle, 'cutover');
   const reason = 'x'.repeat(500);
-  for (let sent = 0; sent < flood; sent += 100) {
-    await Promise.all(Array.from({ length: 100 }, (_, i) =>
+  let p = await progressOf(handle);
+  // In batches, each seen by the run before the next: the run's progress is read all along, as the gateway and the inbox would.
+  for (let sent = 0; sent < flood; sent += batch) {
+    const size = Math.min(batch, flood - sent);
+    await Promise.all(Array.from({ length: size }, (_, i) =>
       handle.signal(approveSignal, { gate: `made-up-gate-${sent + i}-${'y'.repeat(60)}`, by: `stranger-${sent + i}`, reason })));
+    p = await waitForProgress(handle, `the first ${sent + size} decisions seen`, (x) => x.decisions.length + x.droppedDecisions >= sent + size, 120_000);
   }
-  const p = await waitForProgress(handle, 'every decision of the flood seen', (x) => x.decisions.length + x.droppedDecisions >= flood, 300_000);
   expect(p.decisions.length).toBeLessThanOrEqual(20);
   expect(p.droppedDecisions).toBe(flood - p.decisions.length);
   // Recorded ones keep only their outline: no reason, the name clipped.
