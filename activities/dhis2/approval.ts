@@ -123,8 +123,8 @@ export function checkDraft(value: unknown, type: ResourceType, uid: string, oper
   return { ok: true, resource };
 }
 
-/** Values shown to approvers and kept in history are clipped. */
-const clipValue = (v: unknown): unknown => {
+/** Values kept in the run's history (and shown to approvers) are clipped: the history records what changed, not whole documents. */
+export const clip = (v: unknown): unknown => {
   if (v === undefined) return undefined;
   const s = JSON.stringify(v);
   return s.length > 500 ? `${s.slice(0, 500)}…` : v;
@@ -147,7 +147,7 @@ export function draftView(settings: SyncTarget, type: ResourceType, uid: string,
   const gated = gatedFields(settings, type);
   return {
     operation, fingerprint, object: text.length > maxObjectText ? `${text.slice(0, maxObjectText)}\n… (${text.length - maxObjectText} more characters: see the draft)` : text,
-    changes: changes.slice(0, 60).map((c) => ({ field: c.field, old: clipValue(c.old), new: clipValue(c.new) })),
+    changes: changes.slice(0, 60).map((c) => ({ field: c.field, old: clip(c.old), new: clip(c.new) })),
     gatedFields: operation === 'update' ? changes.map((c) => c.field).filter((f) => gated.includes(f)) : gated,
     ...(checked.ok ? {} : { invalid: checked.reason }),
   };

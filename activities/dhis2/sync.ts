@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { resourceTypes, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
 import { snippet, type ImportError } from './api';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';
-import { authorOf, draftHash, draftOf, draftView, needsApproval, restrictDraft, type ApprovalNeeded, type RefreshOutcome } from './approval';
+import { authorOf, clip, draftHash, draftOf, draftView, needsApproval, restrictDraft, type ApprovalNeeded, type RefreshOutcome } from './approval';
 import { draftKey, missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest } from './target';
 
 export type SyncOutcome =
@@ -121,9 +121,3 @@ async function finish(target: Dhis2Target, req: SyncRequest, action: 'created' |
   }
 }
 
-/** Values kept in the run's history are clipped: the history records what changed, not whole documents. */
-const clip = (v: unknown): unknown => {
-  if (v === undefined) return undefined;
-  const s = JSON.stringify(v);
-  return s.length > 500 ? `${s.slice(0, 500)}…` : v;
-};
