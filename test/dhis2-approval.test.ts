@@ -391,7 +391,7 @@ test('an edit after the approval, while the apply waits for the parent, is not a
   const first = await waitingGate('t1', child);
   expect((await decide(linkIn(childTicket, 'alice'), 'approve')).status).toBe(200);
   await eventually('the approved child waits for its parent', () => progressOf('t1', child), (p) => p.status === 'waiting_for_reference');
-  await editDraft(lab.targets.t1, child, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_EVIL' }] }));
+  await editDraft(lab.targets.t1, child, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_GOR_EDITED' }] }));
   expect((await decide(linkIn(parentTicket, 'bob'), 'approve')).status).toBe(200);
   await eventually('t1 has the parent', () => lab.targets.t1.get('organisationUnit', parent), (r) => Boolean(r));
 
@@ -403,11 +403,11 @@ test('an edit after the approval, while the apply waits for the parent, is not a
   const again = await waitingGate('t1', child);
   expect(again.gate).not.toBe(first.gate);
   expect(again.fingerprint).not.toBe(first.fingerprint);
-  expect(again.details?.join('\n')).toContain('"code": "OU_EVIL"');
+  expect(again.details?.join('\n')).toContain('"code": "OU_GOR_EDITED"');
   const retold = await ticketFor(lab.targets.t1, child, 2);
   const second = await decide(linkIn(retold, 'bob'), 'approve');
   expect([second.status, second.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 600)]).toEqual([200, expect.stringContaining('Approved')]);
-  await eventually('t1 has the version approved the second time', () => lab.targets.t1.get('organisationUnit', child), (r) => r?.code === 'OU_EVIL');
+  await eventually('t1 has the version approved the second time', () => lab.targets.t1.get('organisationUnit', child), (r) => r?.code === 'OU_GOR_EDITED');
 }, 150_000);
 
 test('the draft is shared with the approvers only: another user of t1 can neither change nor read it; an approver edits it and approves that version', async () => {
