@@ -2,7 +2,7 @@
  * The messages every runbook understands, defined once and imported by the workflows, the CLI,
  * the approval gateway and the tests.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 /** How a decision reached the run: a signed link (through the gateway), the runbook CLI, or a plain signal (Temporal UI, `temporal workflow signal`). */
 export type DecisionVia = 'link' | 'cli' | 'ui';
@@ -20,10 +20,22 @@ export interface Decision {
   nonce?: string;
   /** Who sent it, as the sender saw itself: the CLI sends `<OS user>@<host>`. */
   origin?: string;
+  /** The fingerprint of the content the approver saw (GateProgress.fingerprint): a gate that has one counts an approval only for it. */
+  fingerprint?: string;
 }
 
 export const approveSignal = defineSignal<[Decision]>('approve');
 export const rejectSignal = defineSignal<[Decision]>('reject');
+
+/** Which opening of a gate a look is for (the approval gateway sends the link's gate and nonce). */
+export interface GateLook { gate: string; nonce: string }
+/**
+ * "Look at what this gate decides again, and show me": a gate bound to content (a draft a reviewer
+ * may edit elsewhere) reads it anew, and answers with the gate as it is now. Refused without a
+ * trace in history when the gate is not open, the nonce is another opening's, or the run's looks
+ * are used up.
+ */
+export const reviewGateUpdate = defineUpdate<GateProgress, [GateLook]>('reviewGate');
 
 export const signalDescriptions = {
   approve: 'Approve a gate: {"gate": "<gate>", "by": "<your name>", "reason": "<optional>"}',
@@ -87,6 +99,12 @@ export interface GateProgress {
   onTimeout: 'fail' | 'return';
   /** Approval requests sent when the gate opened. */
   requests: ApprovalRequestProgress[];
+  /**
+   * SHA-256 (of canonical JSON, first 128 bits in hex) of the exact content this gate decides, when
+   * it decides content (a DHIS2 draft): only approvals carrying it count, and when the content
+   * changes the approvals given so far no longer count.
+   */
+  fingerprint?: string;
 }
 
 export interface DecisionRecord {
@@ -97,6 +115,8 @@ export interface DecisionRecord {
   via: DecisionVia;
   origin?: string;
   linkId?: string;
+  /** The fingerprint the decision carried (of the content the approver saw). */
+  fingerprint?: string;
   receivedAt: string;
   /** accepted: counted; ignored: recorded but not counted (see note). */
   outcome: 'accepted' | 'ignored';
@@ -122,7 +142,7 @@ export interface ApprovalLedger {
   requestedBy?: string;
   approvals: GateProgress[];
   decisions: DecisionRecord[];
-  /** Ignored decisions past the per-gate cap: counted, not recorded, so a flood cannot grow the run. */
+  /** Ignored decisions past the per-run cap, and every decision for a gate that never existed: counted, not recorded, so a flood cannot grow the run. */
   droppedDecisions: number;
 }
 

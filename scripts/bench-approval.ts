@@ -1,5 +1,6 @@
 /**
- * Org-unit approval benchmark: from the approver's click (the POST of the signed link's form) to
+ * Org-unit approval benchmark: from the approver's click (the POST of the signed link's form, with
+ * the draft version the page showed, which the gateway checks against the draft as it is now) to
  * the change visible on the target (its COMMIT), p50/p95 over --runs changes, one at a time. The
  * floor, on the same Temporal server in the same run: a raw signal round trip (signal a waiting
  * workflow, it ends, the client sees the result).
@@ -61,8 +62,11 @@ export async function orgunitApprovalBench(runs: number, repoRoot: string): Prom
       const visible = new Promise<number>((resolve) => {
         const off = target.onWrite((w) => { if (w.uid === uid) { off(); resolve(w.at); } });
       });
+      // The approver opens the link first (the page shows the draft and its version, which the form carries): not measured.
+      const fp = /name="fp" value="([0-9a-f]+)"/.exec(await (await fetch(link)).text())?.[1];
+      if (!fp) throw new Error(`the approval page for ${uid} shows no draft version`);
       const t0 = Date.now();
-      const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: new URL(link).searchParams.get('t')!, decision: 'approve' }) });
+      const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: new URL(link).searchParams.get('t')!, decision: 'approve', fp }) });
       await res.text();
       const answered = Date.now();
       const at = await visible;

@@ -34,7 +34,7 @@ const usage = `Usage: npm run runbook -- <command>
   list                                              the runbooks and their required input fields
   start <runbook> --input FILE [--id ID] [--by NAME] [--wait] [--timeout 30m]
   status <workflowId> [--json]                      current step, checklist, pending approvals, the build it runs on
-  approve <workflowId> --gate G --by NAME [--reason TEXT]
+  approve <workflowId> --gate G --by NAME [--reason TEXT] [--fingerprint F]   (F: the draft version "status" shows, for a gate that approves a draft)
   reject  <workflowId> --gate G --by NAME --reason TEXT
   link    <workflowId> --gate G --for APPROVER [--ttl 24h]   a signed approval URL for an open gate (7d at most)
   inbox-link --for APPROVER [--ttl 7d]              a signed URL of APPROVER's inbox: every gate waiting for them (7d at most)
@@ -168,7 +168,10 @@ async function decide(client: Client, kind: 'approve' | 'reject', workflowId: st
   const missing = [!gate && '--gate', !by && '--by', kind === 'reject' && !reason && '--reason'].filter(Boolean);
   if (missing.length) throw new CliError(`${kind} needs ${missing.join(', ')}`, exitCodes.usage);
   const handle = client.workflow.getHandle(workflowId);
-  await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, { gate: gate!, by: by!, reason, via: 'cli', origin: `${os.userInfo().username}@${os.hostname()}` });
+  const fingerprint = opts.fingerprint as string | undefined;
+  await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, {
+    gate: gate!, by: by!, reason, via: 'cli', origin: `${os.userInfo().username}@${os.hostname()}`, ...(fingerprint ? { fingerprint } : {}),
+  });
   const receivedBefore = Date.now();
   for (let i = 0; i < 20; i++) {
     const p = await handle.query(progressQuery).catch(() => undefined);
@@ -257,7 +260,7 @@ export async function main(argv: string[]): Promise<number> {
     args: argv, allowPositionals: true, strict: true,
     options: {
       input: { type: 'string' }, id: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
-      json: { type: 'boolean' }, gate: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' },
+      json: { type: 'boolean' }, gate: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' }, fingerprint: { type: 'string' },
       for: { type: 'string' }, ttl: { type: 'string' }, target: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean', short: 'h' },
       'set-current': { type: 'string' },
     },

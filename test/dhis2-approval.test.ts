@@ -20,6 +20,7 @@ let client: Client;
 let worker: Proc;
 let gateway: Gateway;
 const queue = uniqueQueue('dhis2a');
+const t1Users: Record<string, string> = {};
 const district = newUid('D');
 const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
 /** M5zQapPyTZI (admin) is in t1's feedback recipients group (the simulator's default: its first user). */
@@ -30,7 +31,9 @@ const workerEnv = () => ({ ...lab.workerEnv, APPROVAL_SECRET: secret, APPROVAL_B
 
 beforeAll(async () => {
   lab = await startDhis2Lab([]);
-  await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationunit.code', 'organisationunit.shortname'], approval: t1Approval } });
+  const t1 = await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationunit.code', 'organisationunit.shortname'], approval: t1Approval } });
+  // People with a login on t1 who are not superusers: two approvers, and someone else.
+  for (const username of ['alice', 'bob', 'mallory']) t1Users[username] = await t1.addUser({ username, password: `pw-${username}` });
   await lab.addTarget('t2', { auth: 'token' });
   client = await testClient();
   gateway = await startGateway({ client, secret, port: 0 });
@@ -71,8 +74,15 @@ function linkIn(ticket: Ticket, approver: string): string {
 }
 const tokenOf = (link: string) => new URL(link).searchParams.get('t')!;
 const show = (link: string) => fetch(link);
+/** The version of the draft a page shows: what its form approves. */
+const fingerprintIn = (html: string) => /name="fp" value="([0-9a-f]+)"/.exec(html)?.[1];
+/** What an approver's browser does: open the link (the page shows the draft and carries its version), then press a button. */
 async function decide(link: string, decision: 'approve' | 'reject', reason = ''): Promise<{ status: number; text: string }> {
-  const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: tokenOf(link), decision, reason }) });
+  return press(link, decision, reason, fingerprintIn(await (await show(link)).text()));
+}
+/** Presses a button on a page opened earlier, which showed version `fp`. */
+async function press(link: string, decision: 'approve' | 'reject', reason = '', fp?: string): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${gateway.url}/approve`, { method: 'POST', body: new URLSearchParams({ t: tokenOf(link), decision, reason, ...(fp ? { fp } : {}) }) });
   return { status: res.status, text: await res.text() };
 }
 
@@ -128,16 +138,25 @@ test('a new org unit reaches t2 at once; t1 gets a draft and a ticket; the appro
   const history = await readableHistory(syncOf('t1', unit));
   expect(history).not.toContain(tokenOf(alice));
 
+  const before = fingerprintIn(await (await show(alice)).text());
   await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], name: 'Daru Community Health Centre' }] }));
+  // The page shows the draft as the reviewer left it: the whole import, its diff against t1 now, and its new version.
   const page = await show(alice);
   expect(page.status).toBe(200);
   const html = await page.text();
-  expect(html).toContain('Daru CHC');
-  expect(html).toMatch(/code: \(none\) -&gt; OU_DARU/);
+  const edited = fingerprintIn(html);
+  expect(edited).toMatch(/^[0-9a-f]{32}$/);
+  expect(edited).not.toBe(before);
+  expect(html).toContain(`Version ${edited!.slice(0, 12)} of the draft`);
+  expect(html).toContain('t1 will receive exactly this (create):');
+  expect(html).toContain('&quot;name&quot;: &quot;Daru Community Health Centre&quot;');
+  expect(html).toMatch(/\* code: \(none\) -&gt; OU_DARU/);
+  expect(html).toMatch(/ {2}name: \(none\) -&gt; Daru Community Health Centre/);
   expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
 
-  const decided = await decide(alice, 'approve');
+  const decided = await press(alice, 'approve', '', edited);
   expect(decided.status).toBe(200);
+  expect(decided.text).toContain(`You approved version ${edited!.slice(0, 12)}`);
   const applied = await eventually('t1 has the edited version', () => lab.targets.t1.get('organisationUnit', unit), (r) => Boolean(r));
   expect(applied).toMatchObject({ name: 'Daru Community Health Centre', code: 'OU_DARU' });
   const closed = await eventually('the ticket solved', () => latestTicket(lab.targets.t1, unit), (t) => t.status === 'SOLVED');
@@ -292,8 +311,11 @@ test('the worker killed while a gate waits, the approval given with no worker ru
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Nyandehun', { code: 'OU_NYA' })]);
   const ticket = await ticketFor(lab.targets.t1, unit);
   await waitingGate('t1', unit);
+  // Bob opened the page while the worker ran; he presses Approve after it died.
+  const seen = fingerprintIn(await (await show(linkIn(ticket, 'bob'))).text());
+  expect(seen).toBeDefined();
   await worker.kill('SIGKILL');
-  const sent = await decide(linkIn(ticket, 'bob'), 'approve');
+  const sent = await press(linkIn(ticket, 'bob'), 'approve', '', seen);
   // No worker can confirm: the gateway says the decision was sent and counts when the run resumes.
   expect(sent.status).toBe(202);
   expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
@@ -330,4 +352,92 @@ test('no decision within the timeout: the configured outcome (park), told in the
   const second = await ticketFor(lab.targets.t1, unit, 1, 1);
   await decide(linkIn(second, 'alice'), 'approve');
   await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_BAI');
+}, 120_000);
+
+test('the draft edited between the page and the click: 409 with the new version, nothing counted (links and plain signals alike); the version approved then is the one applied', async () => {
+  const unit = newUid('B');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kenema', { code: 'OU_KEN' })]);
+  const gate = await waitingGate('t1', unit);
+  const alice = linkIn(await ticketFor(lab.targets.t1, unit), 'alice');
+  const seen = fingerprintIn(await (await show(alice)).text());
+  // Someone with a login on t1 changes the code while alice reads the page.
+  await editDraft(lab.targets.t1, unit, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_EVIL' }] }));
+  const stale = await press(alice, 'approve', '', seen);
+  expect(stale.status).toBe(409);
+  expect(stale.text).toContain('The draft changed since you opened this page');
+  expect(stale.text).toContain('&quot;code&quot;: &quot;OU_EVIL&quot;');
+  const now = fingerprintIn(stale.text);
+  expect(now).toMatch(/^[0-9a-f]{32}$/);
+  expect(now).not.toBe(seen);
+  let p = await progressOf('t1', unit);
+  expect(p.approvals.find((g) => g.gate === gate.gate)).toMatchObject({ state: 'open', approvedBy: [], fingerprint: now });
+  expect(p.decisions.filter((d) => d.outcome === 'accepted')).toEqual([]);
+
+  // A plain signal (the UI's Signal dialog, `temporal workflow signal`) is held to the same rule.
+  await syncOf('t1', unit).signal('approve', { gate: gate.gate, by: 'bob' });
+  await syncOf('t1', unit).signal('approve', { gate: gate.gate, by: 'bob', fingerprint: seen });
+  p = await eventually('both signals recorded', () => progressOf('t1', unit), (x) => x.decisions.filter((d) => d.by === 'bob').length === 2);
+  expect(p.decisions.filter((d) => d.by === 'bob')).toEqual([
+    expect.objectContaining({ outcome: 'ignored', note: expect.stringMatching(/^this gate approves one exact version: send its fingerprint/) }),
+    expect.objectContaining({ outcome: 'ignored', note: expect.stringMatching(/^the draft changed since you opened this page/) }),
+  ]);
+  expect(p.approvals.find((g) => g.gate === gate.gate)).toMatchObject({ state: 'open', approvedBy: [] });
+  expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+
+  // alice read the new version on the 409 page and approves exactly it, with the same link (her stale click decided nothing).
+  const ok = await press(alice, 'approve', '', now);
+  expect(ok.status).toBe(200);
+  await eventually('t1 has the version alice approved', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_EVIL');
+}, 120_000);
+
+test('an edit after the approval, while the apply waits for the parent, is not applied: the gate asks again for the new version', async () => {
+  const [parent, child] = [newUid('P'), newUid('C')];
+  await sourceImport(lab, 'organisationUnit', [ou(parent, 'Gorama'), { ...ou(child, 'Gorama CHP', { code: 'OU_GOR' }), parent: { id: parent } }]);
+  const childTicket = await ticketFor(lab.targets.t1, child);
+  const parentTicket = await ticketFor(lab.targets.t1, parent);
+  const first = await waitingGate('t1', child);
+  expect((await decide(linkIn(childTicket, 'alice'), 'approve')).status).toBe(200);
+  await eventually('the approved child waits for its parent', () => progressOf('t1', child), (p) => p.status === 'waiting_for_reference');
+  await editDraft(lab.targets.t1, child, (d) => ({ ...d, organisationUnits: [{ ...d.organisationUnits[0], code: 'OU_GOR_EDITED' }] }));
+  expect((await decide(linkIn(parentTicket, 'bob'), 'approve')).status).toBe(200);
+  await eventually('t1 has the parent', () => lab.targets.t1.get('organisationUnit', parent), (r) => Boolean(r));
+
+  // The child's sync is woken, finds a version nobody approved, applies nothing and asks again.
+  const asked = await eventually('the child asks again (or, wrongly, is applied)', async () => ({
+    applied: await lab.targets.t1.get('organisationUnit', child), ticket: await ticketFor(lab.targets.t1, child),
+  }), (x) => Boolean(x.applied) || x.ticket.messages.some((m) => m.text.includes('the draft changed after that approval')));
+  expect(asked.applied).toBeUndefined();
+  const again = await waitingGate('t1', child);
+  expect(again.gate).not.toBe(first.gate);
+  expect(again.fingerprint).not.toBe(first.fingerprint);
+  expect(again.details?.join('\n')).toContain('"code": "OU_GOR_EDITED"');
+  const retold = await ticketFor(lab.targets.t1, child, 2);
+  const second = await decide(linkIn(retold, 'bob'), 'approve');
+  expect([second.status, second.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 600)]).toEqual([200, expect.stringContaining('Approved')]);
+  await eventually('t1 has the version approved the second time', () => lab.targets.t1.get('organisationUnit', child), (r) => r?.code === 'OU_GOR_EDITED');
+}, 150_000);
+
+test('the draft is shared with the approvers only: another user of t1 can neither change nor read it; an approver edits it and approves that version', async () => {
+  const unit = newUid('R');
+  await sourceImport(lab, 'organisationUnit', [ou(unit, 'Tongo', { code: 'OU_TONGO' })]);
+  await waitingGate('t1', unit);
+  const as = (user: string) => ({ authorization: `Basic ${Buffer.from(`${user}:pw-${user}`).toString('base64')}`, 'content-type': 'application/json' });
+  const key = `organisationUnit-${unit}`;
+
+  const forged = await fetch(draftUrl(lab.targets.t1, unit), { method: 'PUT', headers: as('mallory'), body: JSON.stringify({ operation: 'create', organisationUnits: [{ id: unit, code: 'OU_EVIL' }] }) });
+  expect(forged.status).toBe(403);
+  expect(await forged.json()).toMatchObject({ httpStatusCode: 403, status: 'ERROR', message: `Access denied for key '${key}' in namespace 'org-unit-sync'` });
+  const peek = await fetch(draftUrl(lab.targets.t1, unit), { headers: as('mallory') });
+  expect(peek.status).toBe(403);
+  expect(await peek.json()).toMatchObject({ errorCode: 'E1006' });
+  const meta = await (await fetch(`${draftUrl(lab.targets.t1, unit)}/metaData`, { headers: admin })).json() as { sharing: { public: string; users: Record<string, { access: string }> } };
+  expect(meta.sharing.public).toBe('--------');
+  expect(meta.sharing.users).toEqual({ [t1Users.alice]: { id: t1Users.alice, access: 'rw------' }, [t1Users.bob]: { id: t1Users.bob, access: 'rw------' } });
+
+  // alice, an approver, may review and edit it; what she then approves is her version.
+  const draft = await readDraft(lab.targets.t1, unit);
+  const edit = await fetch(draftUrl(lab.targets.t1, unit), { method: 'PUT', headers: as('alice'), body: JSON.stringify({ ...draft, organisationUnits: [{ ...draft.organisationUnits[0], code: 'OU_TONGO_FIELD' }] }) });
+  expect(edit.status).toBe(200);
+  expect((await decide(linkIn(await ticketFor(lab.targets.t1, unit), 'alice'), 'approve')).status).toBe(200);
+  await eventually('t1 has alice\'s version', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_TONGO_FIELD');
 }, 120_000);

@@ -75,6 +75,8 @@ export interface ApprovalView {
   progress: RunProgress;
   /** Who is signed in (OpenID Connect), when sign-in is on. */
   signedInAs?: string;
+  /** Shown first, e.g. why the decision just sent was refused. */
+  notice?: string;
 }
 
 export function approvalForm(v: ApprovalView): string {
@@ -93,15 +95,17 @@ export function approvalForm(v: ApprovalView): string {
     ['This link', `works once, until ${esc(when(v.expiresAt * 1000))}`],
   ];
   const details = gate.details?.length ? `<h2>What changes</h2><pre>${esc(gate.details.join('\n'))}</pre>` : '';
-  return page(`Approve "${gate.gate}"?`, `
+  const notice = v.notice ? `<p class="state bad" role="alert">${esc(v.notice)}</p>` : '';
+  return page(`Approve "${gate.gate}"?`, `${notice}
 <p class="state"><strong>${esc(gate.summary)}</strong></p>${details}
 <dl>${rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${val}</dd>`).join('')}</dl>
-${decisionForm(v.token)}
+${decisionForm(v.token, gate.fingerprint)}
 <h2>The run so far</h2><pre>${esc(runText(progress))}</pre>`);
 }
 
-const decisionForm = (token: string) => `<form method="post" action="/approve">
-<input type="hidden" name="t" value="${esc(token)}">
+/** `fingerprint`: of the version shown; Approve counts for that version only. */
+const decisionForm = (token: string, fingerprint?: string) => `<form method="post" action="/approve">
+<input type="hidden" name="t" value="${esc(token)}">${fingerprint ? `\n<input type="hidden" name="fp" value="${esc(fingerprint)}">` : ''}
 <p><label for="reason">Reason (required to reject)</label><br><textarea id="reason" name="reason" maxlength="2000"></textarea></p>
 <div class="actions"><button class="approve" type="submit" name="decision" value="approve">Approve</button>
 <button class="reject" type="submit" name="decision" value="reject">Reject</button></div>

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, progressQueryOf, rejectSignal, type Decision, type GateProgress } from '../contracts/messages';
+import { approveSignal, progressQueryOf, rejectSignal, reviewGateUpdate, type Decision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
 import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
 import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
@@ -78,20 +78,39 @@ async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
   return { state: 'running', progress };
 }
 
-/** Whether the run's history already holds a decision sent with this link: a link is used once, whatever its outcome. */
-async function linkUsed(client: Client, claim: ApprovalClaim): Promise<boolean> {
+/**
+ * Whether the run's history already holds a decision sent with this link: a link is used once,
+ * whatever its outcome — once per version of a gate's content (`fingerprint`): a decision for a
+ * version that then changed decided nothing, and the same link decides on the new version.
+ */
+async function linkUsed(client: Client, claim: ApprovalClaim, fingerprint?: string): Promise<boolean> {
   const history = await runOf(client, claim).fetchHistory();
   return (history.events ?? []).some((e) => {
     const signaled = e.workflowExecutionSignaledEventAttributes;
     if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) return false;
     try {
       const decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload);
-      return decision?.linkId === claim.linkId;
+      return decision?.linkId === claim.linkId && (!fingerprint || decision.fingerprint === fingerprint);
     } catch {
       return false;
     }
   });
 }
+
+/**
+ * A gate bound to content (a draft a reviewer may edit elsewhere): the run reads it again and
+ * answers with the gate as it is now (a Workflow Update, so a refused look leaves no trace). Undefined
+ * when the run cannot answer within a few seconds (no worker): the page then shows the gate as last read.
+ */
+async function lookAgain(client: Client, claim: ApprovalClaim, gate: GateProgress | undefined): Promise<GateProgress | undefined> {
+  if (!gate?.fingerprint || gate.state !== 'open') return gate;
+  return client.connection.withDeadline(Date.now() + 5_000, () => runOf(client, claim).executeUpdate(reviewGateUpdate, { args: [{ gate: claim.gate, nonce: claim.nonce }] }))
+    .catch(() => undefined);
+}
+
+export const staleDraft = 'The draft changed since you opened this page';
+const staleNotice = (fingerprint: string | undefined) => `${staleDraft}${fingerprint ? '' : ' (the form carried no version)'}. Nothing was counted. ` +
+  'Below is the version the run holds now: read it, then decide on it.';
 
 /** Why a link cannot decide now, or undefined when it can. */
 function refusal(view: RunView, claim: ApprovalClaim): Page | undefined {
@@ -172,31 +191,43 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const view = await viewRun(client, claim);
     const refused = refusal(view, claim);
     if (refused) return sendPage(res, refused);
-    if (await linkUsed(client, claim)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
-
     const progress = (view as { progress?: RunProgress }).progress;
+    const decision = form?.get('decision');
+    // A page or an approval of content: the run reads the content again first (a reviewer may have edited it).
+    const shown = progress?.approvals.find((g) => g.gate === claim.gate);
+    const gate = (!form || decision === 'approve') ? await lookAgain(client, claim, shown) ?? shown : shown;
+    if (gate && gate.state !== 'open') return sendPage(res, refusal({ state: 'running', progress: { ...progress!, approvals: [gate] } }, claim)!);
+    if (await linkUsed(client, claim, gate?.fingerprint)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
+    const formPage = (g: GateProgress, notice?: string) => approvalForm({
+      token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate: g, progress: progress!, signedInAs: who || undefined, notice,
+    });
+
     if (!form) {
-      const gate = progress?.approvals.find((g) => g.gate === claim.gate);
       if (!progress || !gate) return send(res, 200, blindApprovalForm(token, claim));
-      return send(res, 200, approvalForm({ token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate, progress, signedInAs: who || undefined }));
+      return send(res, 200, formPage(gate));
     }
 
-    const decision = form.get('decision');
     const reason = (form.get('reason') ?? '').trim().slice(0, 2000) || undefined;
+    const fingerprint = form.get('fp')?.slice(0, 100) || undefined;
     if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
     if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
+    if (decision === 'approve' && gate?.fingerprint && fingerprint !== gate.fingerprint) return send(res, 409, formPage(gate, staleNotice(fingerprint)));
     const origin = `gateway, from ${req.socket.remoteAddress ?? 'unknown'}${who ? `, signed in as ${who}` : ''}`;
     opts.metrics?.decisionSent(res, decision);
     await runOf(client, claim).signal(decision === 'approve' ? approveSignal : rejectSignal, {
-      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin,
+      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin, ...(fingerprint ? { fingerprint } : {}),
     });
-    const recorded = await confirm(client, claim, opts.confirmTimeoutMs ?? 5_000);
+    const recorded = await confirm(client, claim, fingerprint, opts.confirmTimeoutMs ?? 5_000);
     if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`, 'info'));
+    if (recorded.outcome === 'ignored' && recorded.note?.startsWith(staleDraft.toLowerCase()) && recorded.gate?.state === 'open') {
+      return send(res, 409, formPage(recorded.gate, staleNotice(fingerprint)));
+    }
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
-    const gate = recorded.gate;
+    const now = recorded.gate;
     return send(res, 200, message(decision === 'approve' ? 'Approved' : 'Rejected',
       decision === 'approve'
-        ? `Thank you, ${claim.approver}. Approvals: ${gate?.approvedBy.length ?? '?'} of ${gate?.quorum ?? '?'}; the gate is ${gate?.state ?? 'open'}.`
+        ? `Thank you, ${claim.approver}. Approvals: ${now?.approvedBy.length ?? '?'} of ${now?.quorum ?? '?'}; the gate is ${now?.state ?? 'open'}.` +
+          `${fingerprint ? ` You approved version ${fingerprint.slice(0, 12)} of the draft; only that version is applied.` : ''}`
         : `Rejected by ${claim.approver}: ${reason}. The run will not do what this gate guarded.`, decision === 'approve' ? 'ok' : 'bad'));
   }
 
@@ -320,12 +351,12 @@ export async function waitingGates(client: Client, approver?: string): Promise<{
   return { rows, unreadable };
 }
 
-async function confirm(client: Client, claim: ApprovalClaim, timeoutMs: number) {
+async function confirm(client: Client, claim: ApprovalClaim, fingerprint: string | undefined, timeoutMs: number) {
   const handle = runOf(client, claim);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const p = await client.connection.withDeadline(Date.now() + 2_000, () => handle.query(progressQuery)).catch(() => undefined);
-    const d = p?.decisions.find((x) => x.linkId === claim.linkId);
+    const d = p?.decisions.find((x) => x.linkId === claim.linkId && x.fingerprint === fingerprint);
     if (d) return { outcome: d.outcome, note: d.note, gate: p?.approvals.find((g) => g.gate === claim.gate) };
     await new Promise((r) => setTimeout(r, 200));
   }

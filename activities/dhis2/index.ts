@@ -12,7 +12,7 @@ import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
 import { checkRequest, syncResource } from './sync';
-import { applyDraft, finishApproval } from './approval';
+import { applyDraft, finishApproval, reviewDraft } from './approval';
 import { openTarget, type SyncRequest } from './target';
 import { openApprovalTicket, updateTicket } from './ticket';
 
@@ -29,6 +29,7 @@ export function createDhis2Activities() {
     syncResourceFast,
     // Approvals: on the target's queue, like syncResource.
     applyDraft: (req: Parameters<typeof applyDraft>[0]) => { checkRequest(req); return whileHeartbeating(() => applyDraft(req)); },
+    reviewDraft: (req: Parameters<typeof reviewDraft>[0]) => { checkRequest(req); return whileHeartbeating(() => reviewDraft(req)); },
     openApprovalTicket: (req: Parameters<typeof openApprovalTicket>[0]) => { checkRequest(req); return whileHeartbeating(() => openApprovalTicket(req)); },
     updateTicket: (req: Parameters<typeof updateTicket>[0]) => whileHeartbeating(() => updateTicket(req)),
     finishApproval: (req: Parameters<typeof finishApproval>[0]) => { checkRequest(req); return whileHeartbeating(() => finishApproval(req)); },

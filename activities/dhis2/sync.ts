@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { resourceTypes, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
 import { snippet, type ImportError } from './api';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';
-import { authorOf, draftHash, draftOf, needsApproval, type ApprovalNeeded, type RefreshOutcome } from './approval';
+import { authorOf, clip, draftHash, draftOf, draftView, needsApproval, restrictDraft, type ApprovalNeeded, type RefreshOutcome } from './approval';
 import { draftKey, missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest } from './target';
 
 export type SyncOutcome =
@@ -60,7 +60,7 @@ export async function syncResourceOn(target: Dhis2Target, req: SyncRequest): Pro
   if (!settings.operations.includes(op)) return release(target, req, `target ${target.name} does not take ${op}s`, { action: 'skipped', reason: `target ${target.name} does not take ${op}s` });
 
   const gated = needsApproval(settings, req.type, op, changes);
-  if (gated) return stage(target, req, op, changes, gated, wanted ?? held!, source ?? current!);
+  if (gated) return stage(target, req, op, changes, gated, wanted ?? held!, source ?? current!, current);
   if (req.held) return release(target, req, 'the change no longer touches fields that need approval', { action: 'unchanged' });
 
   if (!wanted) {
@@ -78,7 +78,7 @@ export async function syncResourceOn(target: Dhis2Target, req: SyncRequest): Pro
 }
 
 /** A gated change: store (or, while its gate is open, update) the draft; nothing reaches the target's metadata. */
-async function stage(target: Dhis2Target, req: SyncRequest, operation: GatedOperation, changes: FieldChange[], gatedFields: string[], resource: Resource, about: Resource): Promise<SyncOutcome> {
+async function stage(target: Dhis2Target, req: SyncRequest, operation: GatedOperation, changes: FieldChange[], gatedFields: string[], resource: Resource, about: Resource, current: Resource | undefined): Promise<SyncOutcome> {
   const draft = draftOf(req.type, operation, resource);
   if (req.held) {
     const stored = await target.readDraft(req.type, req.uid);
@@ -87,9 +87,11 @@ async function stage(target: Dhis2Target, req: SyncRequest, operation: GatedOper
     if (draftHash(draft) === req.held.draftHash) return { action: 'same', draftHash: req.held.draftHash };
   }
   await target.writeDraft(req.type, req.uid, draft);
+  await restrictDraft(target, req.type, req.uid);
   const key = draftKey(req.type, req.uid);
   return {
     action: 'needsApproval', operation, gatedFields, draftKey: key, reviewLink: target.reviewLink(key), draftHash: draftHash(draft), approval: target.settings.approval!,
+    view: draftView(target.settings, req.type, req.uid, operation, draft, current),
     changes: changes.map((c) => ({ field: c.field, old: clip(c.old), new: clip(c.new) })),
     name: typeof about.name === 'string' ? about.name.slice(0, 230) : undefined,
     author: authorOf(about),
@@ -119,9 +121,3 @@ async function finish(target: Dhis2Target, req: SyncRequest, action: 'created' |
   }
 }
 
-/** Values kept in the run's history are clipped: the history records what changed, not whole documents. */
-const clip = (v: unknown): unknown => {
-  if (v === undefined) return undefined;
-  const s = JSON.stringify(v);
-  return s.length > 500 ? `${s.slice(0, 500)}…` : v;
-};

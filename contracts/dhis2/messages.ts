@@ -69,6 +69,24 @@ export interface SyncRecord {
   note?: string;
 }
 
+/**
+ * The draft as a gate shows it: the exact import the target will receive, its field diff against
+ * what the target holds now, and its fingerprint (what an approval is bound to).
+ */
+export interface DraftView {
+  operation: 'create' | 'update' | 'delete';
+  /** SHA-256 of the draft's canonical JSON (sorted keys), first 128 bits in hex. */
+  fingerprint: string;
+  /** The whole object as the target will receive it, as indented JSON (clipped past 6,000 characters). */
+  object: string;
+  /** Each field that differs from the target's copy now (values clipped). */
+  changes: Array<{ field: string; old?: unknown; new?: unknown }>;
+  /** The changed fields that need approval. */
+  gatedFields: string[];
+  /** Why the draft, as it is, cannot be applied (a reviewer's edit broke it). */
+  invalid?: string;
+}
+
 /** The change an open gate holds: where its draft and its ticket are. */
 export interface AwaitedChange {
   gate: string;

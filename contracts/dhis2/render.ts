@@ -2,7 +2,7 @@
  * How a sync shows itself: the Temporal UI's current details, the CLI's status, the approval
  * page, and the lines of a field diff. Pure functions, used by the workflow and by Node code alike.
  */
-import type { SyncProgress } from './messages';
+import type { DraftView, SyncProgress } from './messages';
 import { syncWorkflowId, type ResourceType } from './resources';
 
 const typeLabel: Record<ResourceType, string> = { organisationUnit: 'Org unit', organisationUnitGroup: 'Org unit group', organisationUnitGroupSet: 'Org unit group set' };
@@ -18,6 +18,26 @@ const shown = (v: unknown): string => {
 export function diffLines(changes: Array<{ field: string; old?: unknown; new?: unknown }>, gated: string[]): string[] {
   const sorted = [...changes].sort((a, b) => Number(gated.includes(b.field)) - Number(gated.includes(a.field)));
   return sorted.slice(0, 40).map((c) => `${gated.includes(c.field) ? '* ' : '  '}${c.field}: ${shown(c.old)} -> ${shown(c.new)}`);
+}
+
+/** A fingerprint as people compare it: its first 12 hex digits. */
+export const shortFingerprint = (fingerprint: string): string => fingerprint.slice(0, 12);
+
+/** What an approver reads before deciding: the version, the whole import, its diff against the target now, and where to edit it. */
+export function draftViewLines(view: DraftView, target: string, reviewLink: string): string[] {
+  const verb = { create: 'create', update: 'update', delete: 'delete' }[view.operation];
+  return [
+    `Version ${shortFingerprint(view.fingerprint)} of the draft (fingerprint ${view.fingerprint}): an approval counts for this version only.`,
+    ...(view.invalid ? [`This version cannot be applied: ${view.invalid}. Fix the draft or reject.`] : []),
+    '',
+    view.operation === 'delete' ? `${target} will delete:` : `${target} will receive exactly this (${verb}):`,
+    view.object,
+    '',
+    `Against what ${target} has now (* = needs approval):`,
+    ...(view.changes.length ? diffLines(view.changes, view.gatedFields) : ['  (no difference)']),
+    '',
+    `Draft (a reviewer may edit it until the decision; an edit is a new version): ${reviewLink}`,
+  ];
 }
 
 /** What the Temporal UI shows as the workflow's current details. */

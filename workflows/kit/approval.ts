@@ -9,8 +9,8 @@ import { ApplicationFailure, CancellationScope, condition, isCancellation, proxy
 import type { ApprovalActivities } from '../../activities/approvals';
 import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from '../../contracts/input';
 import {
-  approveSignal, rejectSignal, signalDescriptions,
-  type ApprovalLedger, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
+  approveSignal, rejectSignal, reviewGateUpdate, signalDescriptions,
+  type ApprovalLedger, type GateLook, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
 } from '../../contracts/messages';
 import { failureText } from '../../contracts/failure';
 import { now } from './run-state';
@@ -73,6 +73,17 @@ export interface ApprovalOptions {
   requestedBy?: string;
   /** The workflow's own request channel, besides `notify`. */
   deliver?: GateDelivery;
+  /** The fingerprint of the exact content this gate decides: then only approvals carrying it count (see `revise`). */
+  fingerprint?: string;
+  /** Reads the content again (e.g. a draft a reviewer may edit elsewhere) and `revise`s the gate; run by the reviewGate update. */
+  review?: () => Promise<void>;
+}
+
+/** What a gate bound to content shows and counts approvals for; `revise` replaces it when the content changed. */
+export interface GateContent {
+  fingerprint: string;
+  summary: string;
+  details?: string[];
 }
 
 export type ApprovalResult =
@@ -88,8 +99,13 @@ export function approvalFailure(result: Exclude<ApprovalResult, { outcome: 'appr
   return ApplicationFailure.nonRetryable(`Gate "${result.gate}" timed out without approval`, 'ApprovalTimedOut');
 }
 
-/** Ignored decisions kept per gate name; past it they are only counted (progress.droppedDecisions). */
-export const maxIgnoredPerGate = 20;
+/**
+ * Ignored decisions recorded per run, whatever gate they name (a sender picks the name, so a cap
+ * per name caps nothing); past it they are only counted (progress.droppedDecisions).
+ */
+export const maxIgnoredPerRun = 20;
+/** reviewGate updates a run runs (each reads the content and leaves events in history); past it they are refused without a trace. */
+export const maxReviewsPerRun = 500;
 
 const same = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
 const text = (v: unknown, max: number): string | undefined => (typeof v === 'string' && v.trim() ? v.trim().slice(0, max) : undefined);
@@ -101,13 +117,53 @@ const requests = proxyActivities<ApprovalActivities>({
 });
 
 export class ApprovalDesk {
-  /** Every link id seen, recorded or not: a link counts once, and a replay does not grow the run. */
+  /**
+   * Every link seen, recorded or not, with the fingerprint it carried: a link counts once for one
+   * content (an approval for content that then changed no longer counts, and the same link may
+   * approve the new content), and a replay does not grow the run.
+   */
   private readonly seenLinks = new Set<string>();
+  /** How each open gate re-reads its content (ApprovalOptions.review). */
+  private readonly reviewers = new Map<string, () => Promise<void>>();
+  private reviews = 0;
 
   constructor(private readonly state: ApprovalHost) {
     const receive = (decision: 'approve' | 'reject') => (d: Decision) => this.receive(decision, d);
     setHandler(approveSignal, receive('approve'), { description: signalDescriptions.approve });
     setHandler(rejectSignal, receive('reject'), { description: signalDescriptions.reject });
+    setHandler(reviewGateUpdate, (look) => this.review(look), {
+      validator: (look) => this.checkLook(look),
+      description: 'Read the content an open gate decides again and answer with the gate: {"gate": "<gate>", "nonce": "<nonce>"}',
+    });
+  }
+
+  /** A look is for an open gate's current opening, within the run's budget; refused looks never enter history. */
+  private checkLook(look: GateLook): void {
+    const gate = typeof look?.gate === 'string' ? this.state.progress.approvals.find((g) => g.gate === look.gate) : undefined;
+    if (!gate || gate.state !== 'open') throw new Error(`gate ${JSON.stringify(String(look?.gate ?? '')).slice(0, 102)} is not open`);
+    if (look.nonce !== gate.nonce) throw new Error(`the nonce is not that of the gate's current opening`);
+    if (this.reviews >= maxReviewsPerRun) throw new Error(`this run already answered ${maxReviewsPerRun} looks; the gate is shown as last read`);
+  }
+
+  private async review(look: GateLook): Promise<GateProgress> {
+    this.reviews += 1;
+    const reviewer = this.reviewers.get(look.gate);
+    if (reviewer) await reviewer();
+    return this.state.progress.approvals.find((g) => g.gate === look.gate)!;
+  }
+
+  /**
+   * The content an open gate decides changed (a reviewer edited the draft, the source changed it):
+   * the gate shows and counts approvals for the new content only. Returns who had approved the old
+   * content (their approvals no longer count), or undefined when nothing changed.
+   */
+  revise(gate: string, content: GateContent): string[] | undefined {
+    const record = this.state.progress.approvals.find((g) => g.gate === gate && g.state === 'open');
+    if (!record || record.fingerprint === content.fingerprint) return undefined;
+    const voided = record.approvedBy;
+    Object.assign(record, { fingerprint: content.fingerprint, summary: content.summary, details: content.details, approvedBy: [] });
+    this.state.publish();
+    return voided;
   }
 
   async wait(gate: string, step: string | undefined, opts: ApprovalOptions): Promise<ApprovalResult> {
@@ -125,6 +181,7 @@ export class ApprovalDesk {
       gate, step, summary: opts.summary, details: opts.details, state: 'open', nonce: uuid4(), approvers: opts.approvers, quorum: opts.quorum ?? 1,
       fourEyes: opts.fourEyes ?? false, requestedBy: opts.requestedBy, approvedBy: [], openedAt: now(),
       deadline: new Date(Date.now() + timeoutMs).toISOString(), onTimeout: opts.onTimeout ?? 'fail', requests: [],
+      ...(opts.fingerprint ? { fingerprint: opts.fingerprint } : {}),
     };
     progress.approvals.push(record);
     if (progress.dryRun) {
@@ -137,8 +194,10 @@ export class ApprovalDesk {
     }
 
     this.state.waiting(true);
+    if (opts.review) this.reviewers.set(gate, opts.review);
     const sending = this.sendRequests(record, opts);
     const decided = await condition(() => record.state !== 'open', timeoutMs);
+    this.reviewers.delete(gate);
     sending?.cancel(); // links to a closed gate are useless: stop any delivery still retrying
     if (!decided) Object.assign(record, { state: 'timedOut', closedAt: now() });
     this.state.waiting(false);
@@ -216,18 +275,25 @@ export class ApprovalDesk {
   private receive(decision: 'approve' | 'reject', raw: Decision): void {
     const d = (typeof raw === 'object' && raw) ? raw : ({} as Decision);
     const linkId = text(d.linkId, 100);
+    const fingerprint = text(d.fingerprint, 100);
     if (linkId) {
-      if (this.seenLinks.has(linkId)) return this.drop();
-      this.seenLinks.add(linkId);
+      const seen = `${linkId} ${fingerprint ?? ''}`;
+      if (this.seenLinks.has(seen)) return this.drop();
+      this.seenLinks.add(seen);
     }
     const entry: DecisionRecord = {
       gate: text(d.gate, 100) ?? '', decision, by: text(d.by, 200) ?? '', reason: text(d.reason, 2000),
-      via: vias.includes(d.via as DecisionVia) ? d.via as DecisionVia : 'ui', origin: text(d.origin, 200), linkId,
+      via: vias.includes(d.via as DecisionVia) ? d.via as DecisionVia : 'ui', origin: text(d.origin, 200), linkId, fingerprint,
       receivedAt: now(), outcome: 'ignored',
     };
+    const known = this.state.progress.approvals.some((g) => g.gate === entry.gate);
     this.judge(entry, text(d.nonce, 100));
-    const ignoredHere = this.state.progress.decisions.filter((o) => o.gate === entry.gate && o.outcome === 'ignored').length;
-    if (entry.outcome === 'ignored' && ignoredHere >= maxIgnoredPerGate) return this.drop();
+    if (entry.outcome === 'ignored') {
+      const ignored = this.state.progress.decisions.filter((o) => o.outcome === 'ignored').length;
+      if (ignored >= maxIgnoredPerRun) return this.drop();
+      // A made-up gate name is the sender's text: only its outline is kept.
+      if (!known) Object.assign(entry, { gate: entry.gate.slice(0, 40), by: entry.by.slice(0, 40), reason: undefined, origin: entry.origin?.slice(0, 100) });
+    }
     this.state.progress.decisions.push(entry);
     this.state.publish();
   }
@@ -246,6 +312,11 @@ export class ApprovalDesk {
     if (d.via === 'link' && !nonce) return ignore('a link decision must carry the nonce of its gate');
     if (nonce && nonce !== gate.nonce) return ignore(`this link was made for another opening of gate "${d.gate}"`);
     if (gate.approvers && !gate.approvers.some((a) => same(a, d.by))) return ignore(`${d.by} is not on the approvers list`);
+    if (d.decision === 'approve' && gate.fingerprint && d.fingerprint !== gate.fingerprint) {
+      return ignore(d.fingerprint
+        ? `the draft changed since you opened this page: you saw version ${d.fingerprint.slice(0, 12)}, it is now ${gate.fingerprint.slice(0, 12)}; look at it again`
+        : `this gate approves one exact version: send its fingerprint ("fingerprint": "${gate.fingerprint}", shown with the gate) after reading it`);
+    }
     if (d.decision === 'reject') {
       d.outcome = 'accepted';
       Object.assign(gate, { state: 'rejected', rejectedBy: d.by, reason: d.reason || '(no reason given)', closedAt: now() });

@@ -19,8 +19,8 @@ export interface Dhis2SimOptions {
   db: { host: string; port: number; user: string; password: string; database: string };
   /** Listen port on 127.0.0.1; 0/undefined = any free port. The same port is reused after down()/up(). */
   port?: number;
-  /** Basic auth users; the first one is also who personal access tokens act as. */
-  users?: Array<{ username: string; password: string; id?: string }>;
+  /** Basic auth users; the first one is also who personal access tokens act as. Superusers unless `superuser: false`. */
+  users?: Array<{ username: string; password: string; id?: string; superuser?: boolean }>;
   /** Accepted personal access tokens (full 'd2pat_...' strings). */
   tokens?: string[];
   /**
@@ -148,6 +148,13 @@ export class Dhis2Sim {
   /** All message conversations, oldest first, with their messages and recipients. */
   messages(): Promise<any[]> {
     return allConversations(this.state.pool);
+  }
+
+  /** Registers one more user (not a superuser unless said): sharing then decides what they may read and write. Returns the user's uid. */
+  async addUser(user: { username: string; password: string; superuser?: boolean }): Promise<string> {
+    const [added] = await registerUsers(this.state.pool, [{ superuser: false, ...user }]);
+    this.state.users.push(added);
+    return added.id;
   }
 
   /** Closes the server and the pool; the database stays. */

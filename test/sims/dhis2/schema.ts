@@ -113,10 +113,13 @@ CREATE TABLE IF NOT EXISTS message (
 
 export async function createSchema(pool: Pool): Promise<void> {
   await pool.query(DDL);
+  // dataStore entries are shareable objects in DHIS2: a uid, an owner, and a sharing column (jsonb).
+  await pool.query(`ALTER TABLE keyjsonvalue ADD COLUMN IF NOT EXISTS uid varchar(11), ADD COLUMN IF NOT EXISTS userid bigint,
+    ADD COLUMN IF NOT EXISTS sharing jsonb`);
 }
 
 /** Stores the configured users (keeping a uid an earlier run generated) so createdBy can point at them. */
-export async function registerUsers(pool: Pool, users: Array<{ username: string; password: string; id?: string }>): Promise<SimUser[]> {
+export async function registerUsers(pool: Pool, users: Array<{ username: string; password: string; id?: string; superuser?: boolean }>): Promise<SimUser[]> {
   const registered: SimUser[] = [];
   for (const u of users) {
     const { rows } = await pool.query(
@@ -125,7 +128,7 @@ export async function registerUsers(pool: Pool, users: Array<{ username: string;
        RETURNING userinfoid, uid`,
       [u.id ?? generateUid(), u.username, u.id ?? null],
     );
-    registered.push({ username: u.username, password: u.password, id: rows[0].uid, rowId: String(rows[0].userinfoid) });
+    registered.push({ username: u.username, password: u.password, id: rows[0].uid, rowId: String(rows[0].userinfoid), superuser: u.superuser ?? true });
   }
   return registered;
 }

@@ -14,7 +14,11 @@ export interface Dhis2Write {
 }
 
 /** A configured user, with the row id of its `userinfo` row (what createdBy/lastUpdatedBy point at). */
-export interface SimUser { username: string; password: string; id: string; rowId: string }
+export interface SimUser {
+  username: string; password: string; id: string; rowId: string;
+  /** Holds the ALL authority: sharing does not restrict them (DHIS2's AclService lets a superuser read and write anything). */
+  superuser: boolean;
+}
 
 /** What request handlers need from the running simulator. */
 export interface SimState {

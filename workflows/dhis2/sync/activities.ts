@@ -28,6 +28,10 @@ export function syncActivities({ target, settings }: SyncArgs) {
     probe: proxyActivities<Dhis2Activities>({
       taskQueue: targetQueue, startToCloseTimeout: '1 minute', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '2 minutes',
     }),
+    /** An approver's look at the draft (the reviewGate update): a person waits for it, so it gives up soon and the page shows the draft as last read. */
+    look: proxyActivities<Dhis2Activities>({
+      taskQueue: targetQueue, startToCloseTimeout: '10 seconds', scheduleToCloseTimeout: '15 seconds', retry: { initialInterval: '500ms', maximumAttempts: 3 },
+    }),
   };
 }
 

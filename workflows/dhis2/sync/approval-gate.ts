@@ -3,12 +3,12 @@
  * the ticket follow the source while the gate waits; the approved draft (as the reviewer left it)
  * is applied; every outcome is told in the ticket. Only this resource on this target waits.
  */
-import { condition, workflowInfo } from '@temporalio/workflow';
+import { condition, patched, workflowInfo } from '@temporalio/workflow';
 import type { ApplyOutcome, ApprovalNeeded } from '../../../activities/dhis2/approval';
 import type { SyncOutcome } from '../../../activities/dhis2/sync';
 import type { TicketStatus } from '../../../activities/dhis2/target';
-import type { AwaitedChange, ParkedChange } from '../../../contracts/dhis2/messages';
-import { diffLines } from '../../../contracts/dhis2/render';
+import type { AwaitedChange, DraftView, ParkedChange } from '../../../contracts/dhis2/messages';
+import { diffLines, draftViewLines, shortFingerprint } from '../../../contracts/dhis2/render';
 import { failureText } from '../../../contracts/failure';
 import { ApprovalDesk, type ApprovalOptions, type ApprovalResult } from '../../kit/approval';
 import { now } from '../../kit/run-state';
@@ -26,8 +26,15 @@ export type Decided =
   | { action: 'failed'; error: string; errors: ParkedChange['errors'] }
   | { action: 'closed' };
 
-/** One opening of the gate: the change as it is now, and where its draft and ticket are. */
-interface Opening { gate: string; awaiting: AwaitedChange; current: ApprovalNeeded; draftGone: boolean }
+/**
+ * One opening of the gate: the change as it is now, and where its draft and ticket are. `bound`:
+ * the gate decides one exact version of the draft (its fingerprint), and only that version is
+ * applied; false only for openings recorded before approvals were bound (their runs replay as they ran).
+ */
+interface Opening { gate: string; awaiting: AwaitedChange; current: ApprovalNeeded; draftGone: boolean; bound: boolean; looking?: Promise<void> }
+
+/** The patch that binds an approval to the draft's fingerprint (issue 22). */
+const boundPatch = 'approval-bound-to-draft';
 
 export class ApprovalGate {
   private readonly desk: ApprovalDesk;
@@ -48,8 +55,16 @@ export class ApprovalGate {
       this.trim();
       const verdict = await this.judge(opening, result, ticket);
       if (!('approvedBy' in verdict)) return verdict;
-      const { approvedBy } = verdict;
-      const applied = await this.apply(change);
+      const { approvedBy, fingerprint } = verdict;
+      const applied = await this.apply(change, fingerprint);
+      if (applied.action === 'draftChanged') {
+        // Edited after the approval (e.g. while the apply waited for a parent): that version was never approved.
+        this.sync.record({ action: 'draft changed after approval', note: `approved ${shortFingerprint(fingerprint!)}, the draft is now ${shortFingerprint(applied.view.fingerprint)}` });
+        change = { ...change, view: applied.view };
+        preface = `Approved by ${approvedBy}, but the draft changed after that approval (version ${shortFingerprint(fingerprint!)} was approved; ` +
+          `it is now ${shortFingerprint(applied.view.fingerprint)}). Nothing was applied. Decide again on the new version, with a new link:`;
+        continue;
+      }
       if (applied.action === 'draftInvalid') {
         // The gate opens again, with new links in the same ticket: the old ones were used.
         this.sync.record({ action: 'draft refused', note: applied.reason });
@@ -67,7 +82,7 @@ export class ApprovalGate {
     progress.gates += 1;
     const gate = `change-${progress.gates}`;
     progress.awaiting = { gate, operation: change.operation, fields: change.gatedFields, reviewLink: change.reviewLink, ticket, since: now() };
-    const opening: Opening = { gate, awaiting: progress.awaiting, current: change, draftGone: false };
+    const opening: Opening = { gate, awaiting: progress.awaiting, current: change, draftGone: false, bound: patched(boundPatch) };
     const decision = this.desk.wait(gate, undefined, this.request(opening, ticket, preface));
     let settled = false;
     void decision.then(() => { settled = true; }, () => { settled = true; });
@@ -83,8 +98,10 @@ export class ApprovalGate {
     const { target, type, uid } = this.sync.args;
     const change = opening.current;
     const a = change.approval;
+    const view = opening.bound ? viewOf(change) : undefined;
     return {
-      summary: this.summary(change), details: draftLines(change),
+      summary: this.summary(change), details: view ? draftViewLines(view, target, change.reviewLink) : draftLines(change),
+      fingerprint: view?.fingerprint, review: view && (() => this.look(opening)),
       approvers: a.approvers, quorum: a.quorum, fourEyes: a.fourEyes && Boolean(change.author), requestedBy: change.author,
       timeout: a.timeout, onTimeout: 'return', linkTtl: a.linkTtl,
       deliver: {
@@ -122,13 +139,50 @@ export class ApprovalGate {
     }
   }
 
+  /**
+   * The reviewGate update (an approver opens the page, or presses Approve): reads the draft as it is
+   * now, so the page shows what a reviewer made of it. Looks that arrive while one runs share it.
+   */
+  private look(opening: Opening): Promise<void> {
+    opening.looking ??= (async () => {
+      const { target, type, uid } = this.sync.args;
+      try {
+        const seen = await this.activities.look.reviewDraft({ target, type, uid, operation: opening.current.operation });
+        if (seen.action === 'draftMissing') {
+          opening.draftGone = true;
+          this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
+        } else await this.revised(opening, seen.view);
+      } catch {
+        // The target does not answer now: the gate shows the draft as last read, and the apply checks the version again.
+      } finally {
+        opening.looking = undefined;
+      }
+    })();
+    return opening.looking;
+  }
+
+  /** The draft is another version now: the gate shows it and counts approvals for it only; approvals of the old version are told they no longer count. */
+  private async revised(opening: Opening, view: DraftView): Promise<void> {
+    const { target } = this.sync.args;
+    const { current } = opening;
+    const voided = this.desk.revise(opening.gate, { fingerprint: view.fingerprint, summary: this.summary({ ...current, operation: view.operation }), details: draftViewLines(view, target, current.reviewLink) });
+    if (!voided) return;
+    opening.current = { ...current, view };
+    if (voided.length) {
+      this.sync.record({ action: 'approvals voided', note: `the draft is now version ${shortFingerprint(view.fingerprint)}; approvals by ${voided.join(', ')} were for the previous version` });
+      await this.tell(opening.awaiting.ticket, `The draft changed (now version ${shortFingerprint(view.fingerprint)}): the approval(s) by ${voided.join(', ')} were for the ` +
+        'previous version and no longer count. Open your link again to see the new version and decide on it.');
+    }
+  }
+
   /** What became of the draft since the gate opened: updated (the ticket says so), kept as a reviewer edited it, or gone. */
   private async refreshed(opening: Opening, refreshed: SyncOutcome): Promise<void> {
     const { awaiting, gate } = opening;
     if (refreshed.action === 'needsApproval') {
+      if (opening.bound) await this.revised(opening, viewOf(refreshed));
       opening.current = refreshed;
       const record = this.sync.progress.approvals.find((g) => g.gate === gate);
-      if (record && record.state === 'open') {
+      if (record && record.state === 'open' && !opening.bound) {
         record.summary = this.summary(refreshed);
         record.details = draftLines(refreshed);
       }
@@ -138,6 +192,7 @@ export class ApprovalGate {
       await this.tell(awaiting.ticket, [`The source changed again${refreshed.author ? ` (by ${refreshed.author})` : ''}. The draft was updated; your link approves this latest version:`,
         '', ...diffLines(refreshed.changes, refreshed.gatedFields), '', refreshed.reviewLink].join('\n'));
     } else if (refreshed.action === 'draftEdited') {
+      if (opening.bound) await this.look(opening);
       if (awaiting.edited) return;
       awaiting.edited = true;
       this.sync.record({ action: 'draft kept', note: 'a reviewer edited the draft; the source changed since' });
@@ -155,10 +210,13 @@ export class ApprovalGate {
   }
 
   /** Who approved (to apply the draft now), or how the change ended without being applied. */
-  private async judge(opening: Opening, result: ApprovalResult, ticket: string | undefined): Promise<{ approvedBy: string } | Decided> {
+  private async judge(opening: Opening, result: ApprovalResult, ticket: string | undefined): Promise<{ approvedBy: string; fingerprint?: string } | Decided> {
     const { gate, draftGone, current: change } = opening;
     const { timeout, onTimeout } = change.approval;
-    if (result.outcome === 'approved') return { approvedBy: result.by.join(', ') };
+    if (result.outcome === 'approved') {
+      const approved = this.sync.progress.approvals.find((g) => g.gate === gate)?.fingerprint;
+      return { approvedBy: result.by.join(', '), fingerprint: opening.bound ? approved ?? change.draftHash : undefined };
+    }
     if (result.outcome === 'timedOut' && onTimeout === 'apply') return { approvedBy: `nobody within ${timeout} (applied on timeout, as configured)` };
     if (result.outcome === 'timedOut' && onTimeout === 'park') {
       const id = workflowInfo().workflowId;
@@ -181,13 +239,13 @@ export class ApprovalGate {
     return { action: 'closed' };
   }
 
-  /** Applies the approved draft, waiting (approved, not asking again) while the target lacks what it points at. */
-  private async apply(change: ApprovalNeeded) {
+  /** Applies the approved draft (the `approved` version only), waiting (approved, not asking again) while the target lacks what it points at. */
+  private async apply(change: ApprovalNeeded, approved: string | undefined) {
     const { target, type, uid } = this.sync.args;
     for (let waits = 0; ; waits++) {
       let applied;
       try {
-        applied = await this.activities.onTarget.applyDraft({ target, type, uid, operation: change.operation, draftHash: change.draftHash });
+        applied = await this.activities.onTarget.applyDraft({ target, type, uid, operation: change.operation, draftHash: change.draftHash, ...(approved ? { approved } : {}) });
       } catch (err) {
         applied = { action: 'failed' as const, error: failureText(err), errors: [] };
       }
@@ -203,7 +261,7 @@ export class ApprovalGate {
 
   /** After the apply: the ticket tells what happened to the approved change. */
   private async close(gate: string, change: ApprovalNeeded, ticket: string | undefined, approvedBy: string,
-    applied: Exclude<ApplyOutcome, { action: 'draftInvalid' | 'waitingForReferences' }>): Promise<Decided> {
+    applied: Exclude<ApplyOutcome, { action: 'draftInvalid' | 'draftChanged' | 'waitingForReferences' }>): Promise<Decided> {
     const { target } = this.sync.args;
     if (applied.action === 'draftMissing') {
       this.sync.record({ action: 'rejected', note: `${gate}: approved, but the draft was deleted in the target` });
@@ -250,6 +308,11 @@ export class ApprovalGate {
   }
 }
 
-/** The diff and where to edit the draft: the gate's details on the approval page. */
+/** The draft as the gate shows it: from the pass that staged it, or (a pass from before views) its diff only. */
+const viewOf = (change: ApprovalNeeded): DraftView => change.view ?? {
+  operation: change.operation, fingerprint: change.draftHash, object: '(not read yet: open the draft)', changes: change.changes, gatedFields: change.gatedFields,
+};
+
+/** The diff and where to edit the draft: the gate's details on the approval page (gates opened before approvals were bound). */
 const draftLines = (change: ApprovalNeeded): string[] =>
   [...diffLines(change.changes, change.gatedFields), `Draft (editable until you decide): ${change.reviewLink}`];
