@@ -9,7 +9,8 @@
  *
  * Env: APPROVAL_SECRET (or APPROVAL_SECRET_FILE), APPROVAL_BASE_URL, APPROVAL_PORT (8240),
  * APPROVAL_HOST (127.0.0.1), APPROVAL_INBOX_TOKEN, APPROVAL_UI_URL (the Temporal UI, for the
- * operators' inbox), APPROVAL_OIDC_* (approval-oidc.ts), RUNBOOKS_ENV=production to refuse a
+ * operators' inbox and the "Approved" page), APPROVAL_OIDC_* (approval-oidc.ts), APPROVAL_COOKIE_SECRET
+ * (or _FILE: the sign-in cookies' key, the gateway's alone), RUNBOOKS_ENV=production to refuse a
  * generated secret and a gateway without sign-in (APPROVAL_OIDC=off to run one knowingly).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -139,7 +140,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   };
   const sendPage = (res: ServerResponse, p: Page) => send(res, p.status, message(p.title, p.text, 'bad'));
 
-  /** With sign-in on: the signed-in person, or the redirect / refusal already sent (undefined). */
+  /** With sign-in on: the signed-in person's label, or the redirect / refusal already sent (undefined); false when sign-in is off. */
   async function signedIn(req: IncomingMessage, res: ServerResponse, approver: string, what: string): Promise<string | undefined | false> {
     if (!oidc) return false;
     const who = oidc.identity(req);
@@ -153,11 +154,11 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       return undefined;
     }
-    if (!sameApprover(who, approver)) {
-      sendPage(res, { status: 403, title: 'Not your link', text: `This ${what} is for ${approver}, and you are signed in as ${who}. A link decides only for the person it names: ask for your own. Nothing was sent.` });
+    if (!oidc.isApprover(who, approver)) {
+      sendPage(res, { status: 403, title: 'Not your link', text: `This ${what} is for ${approver}, and you are signed in as ${who.label}. A link decides only for the person it names: ask for your own. Nothing was sent.` });
       return undefined;
     }
-    return who;
+    return who.label;
   }
 
   async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
@@ -325,14 +326,36 @@ async function confirm(client: Client, claim: ApprovalClaim, timeoutMs: number) 
 }
 
 /** A development secret kept under the state directory (0600), made once. Production must set APPROVAL_SECRET. */
-export function devApprovalSecret(stateDir: string): string {
-  const file = path.join(stateDir, 'approval-secret');
+export function devApprovalSecret(stateDir: string, name = 'approval-secret'): string {
+  const file = path.join(stateDir, name);
   if (!existsSync(file)) {
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(file, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
   }
   return readFileSync(file, 'utf8').trim();
 }
+
+/**
+ * The key of the sign-in cookies: the gateway's own. Workers and the CLI hold APPROVAL_SECRET to sign
+ * links; whoever holds the cookie key can write "signed in as anyone", so it must be another secret that
+ * only the gateway reads: APPROVAL_COOKIE_SECRET (or _FILE), else in development one generated into the
+ * gateway's state directory. In production it must be set, and differ from APPROVAL_SECRET.
+ */
+export function gatewayCookieSecret(linkSecret: string, env = process.env): string {
+  const file = env.APPROVAL_COOKIE_SECRET_FILE;
+  const given = env.APPROVAL_COOKIE_SECRET || (file && existsSync(file) ? readFileSync(file, 'utf8').trim() : '');
+  if (given) {
+    if (given.length < 32) throw new Error('APPROVAL_COOKIE_SECRET must be 32 characters or more');
+    if (given === linkSecret) throw new Error('APPROVAL_COOKIE_SECRET must differ from APPROVAL_SECRET: workers and the CLI hold APPROVAL_SECRET, and with it they could sign anyone in');
+    return given;
+  }
+  if (env.RUNBOOKS_ENV === 'production') {
+    throw new Error('APPROVAL_COOKIE_SECRET (32+ characters, not APPROVAL_SECRET) is not set: in production the gateway signs approvers in with a key only it holds');
+  }
+  return devApprovalSecret(env.RUNBOOKS_STATE_DIR || path.resolve(__dirname, '../.temporal'), 'approval-cookie-secret');
+}
+
+const log = (level: 'INFO' | 'WARN', message: string, fields: object = {}) => process.stdout.write(`${JSON.stringify({ level, message, ...fields })}\n`);
 
 async function main(): Promise<void> {
   let secret = approvalSecret();
@@ -342,18 +365,21 @@ async function main(): Promise<void> {
     }
     secret = devApprovalSecret(process.env.RUNBOOKS_STATE_DIR || path.resolve(__dirname, '../.temporal'));
   }
-  const settings = oidcSettingsFromEnv();
+  const settings = oidcSettingsFromEnv(process.env, (text) => log('WARN', text));
   if (!settings && process.env.RUNBOOKS_ENV === 'production' && process.env.APPROVAL_OIDC !== 'off') {
     throw new Error('In production approvers sign in before a link decides: set APPROVAL_OIDC_ISSUER, APPROVAL_OIDC_CLIENT_ID and APPROVAL_OIDC_CLIENT_SECRET ' +
       '(or APPROVAL_OIDC=off to run without sign-in, knowing that whoever holds a link decides)');
   }
+  const cookieSecret = settings && gatewayCookieSecret(secret);
   const inboxToken = process.env.APPROVAL_INBOX_TOKEN;
   if (inboxToken !== undefined && inboxToken.length < 32) throw new Error('APPROVAL_INBOX_TOKEN must be 32 characters or more');
   const gateway = await startGateway({
     client: await connectClient(), secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240),
-    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && await OidcSignIn.create(settings, secret),
+    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && cookieSecret ? await OidcSignIn.create(settings, cookieSecret) : undefined,
   });
-  process.stdout.write(`${JSON.stringify({ level: 'INFO', message: 'Approval gateway ready', url: gateway.url, signIn: settings ? settings.issuer : 'off', pid: process.pid })}\n`);
+  log('INFO', 'Approval gateway ready', {
+    url: gateway.url, signIn: settings ? settings.issuer : 'off', identity: settings ? (settings.identity.kind === 'claim' ? settings.identity.claim : 'iss+sub') : undefined, pid: process.pid,
+  });
   const stop = () => { gateway.close().then(() => process.exit(0)); setTimeout(() => process.exit(0), 3_000).unref(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
