@@ -4,6 +4,10 @@
  * JavaScript off; every state says itself; a GET never decides. And "who clicked": with sign-in
  * on (a real OpenID Connect provider), only the approver the link names can decide with it.
  */
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { signApproval, signInbox } from '../activities/lib/approval-token';
@@ -201,6 +205,9 @@ describe('with sign-in (OpenID Connect)', () => {
   let provider: Proc;
   let signedGateway: Proc;
   let base: string;
+  let issuerUrl: string;
+  /** The gateway's own cookie key: the worker and the CLI hold `secret`, never this. */
+  const cookieSecret = 'the-gateway-cookie-key-only-it-holds-0123456789';
 
   beforeAll(async () => {
     const port = await freePort();
@@ -210,8 +217,9 @@ describe('with sign-in (OpenID Connect)', () => {
     });
     await provider.waitFor(/OIDC provider ready/);
     const issuer = /OIDC provider ready (\S+)/.exec(provider.output())![1];
+    issuerUrl = issuer;
     signedGateway = startProcess('workers/approvals.ts', [], {
-      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: base, RUNBOOKS_ENV: 'production',
+      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: base, RUNBOOKS_ENV: 'production', APPROVAL_COOKIE_SECRET: cookieSecret,
       APPROVAL_OIDC_ISSUER: issuer, APPROVAL_OIDC_CLIENT_ID: 'runbooks-gateway', APPROVAL_OIDC_CLIENT_SECRET: 'oidc-client-secret-for-tests',
     });
     await signedGateway.waitFor(/Approval gateway ready/);
@@ -272,4 +280,68 @@ describe('with sign-in (OpenID Connect)', () => {
     await handle.terminate('test done');
     await bob.close();
   }, 120_000);
+
+  /** A session cookie as anyone holding APPROVAL_SECRET could write it, by the gateway's rule before issue 22 and by today's shape. */
+  function forgedSessions(who: string): string[] {
+    const exp = Date.now() / 1000 + 3600;
+    const cookie = (key: Buffer, value: object) => {
+      const payload = Buffer.from(JSON.stringify(value)).toString('base64url');
+      return `rb_session=${payload}.${createHmac('sha256', key).update(`rb_session.${payload}`).digest('base64url')}`;
+    };
+    return [
+      cookie(createHmac('sha256', secret).update('approval-gateway-cookies-v1').digest(), { id: who, exp }),
+      cookie(createHmac('sha256', secret).update('approval-gateway-session-v2').digest(), { iss: issuerUrl, sub: who, label: who, exp }),
+    ];
+  }
+
+  test('a sign-in cookie forged with APPROVAL_SECRET (which workers and the CLI hold) is not a sign-in: nothing is shown or sent', async () => {
+    const { handle } = await startGated(client, queue, { requestedBy: 'alice', gate: { approvers: ['bob'], timeout: '1h' } });
+    await waitForGate(handle, 'cutover');
+    const bobsLink = await linkFor(handle, 'bob', base);
+    for (const cookie of forgedSessions('bob')) {
+      const shown = await fetch(bobsLink, { headers: { cookie }, redirect: 'manual' });
+      // Sent to the provider to sign in, as if there were no cookie.
+      expect([shown.status, new URL(shown.headers.get('location') ?? '/', base).origin]).toEqual([302, issuerUrl]);
+      const posted = await fetch(`${base}/approve`, { method: 'POST', headers: { cookie }, body: new URLSearchParams({ t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' }) });
+      expect([posted.status, await posted.text()]).toEqual([403, expect.stringContaining('Sign in first')]);
+    }
+    expect(await signalCount(handle)).toBe(0);
+    await handle.terminate('test done');
+  }, 60_000);
+
+  test('identity is issuer + sub: someone whose provider lets them pick the user name "bob" is not bob', async () => {
+    const { handle } = await startGated(client, queue, { requestedBy: 'alice', gate: { approvers: ['bob', 'carol'], quorum: 2, timeout: '1h' } });
+    await waitForGate(handle, 'cutover');
+    const bobsLink = await linkFor(handle, 'bob', base);
+    const mallory = await browser.newContext();
+    const page = await mallory.newPage();
+    await page.goto(bobsLink);
+    await signIn(page, 'mallory:bob');
+    expect(await textOf(page, 'h1')).toBe('Not your link');
+    expect(await textOf(page, '.state')).toContain('This link is for bob, and you are signed in as bob (sub mallory:bob)');
+    const refused = await page.request.post(`${base}/approve`, { form: { t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' } });
+    expect(refused.status()).toBe(403);
+    expect(await signalCount(handle)).toBe(0);
+    await mallory.close();
+    await handle.terminate('test done');
+  }, 60_000);
+
+  test('a claim that is not unique is used only when the operator opts in, and the gateway warns; in development the cookie key is generated for the gateway alone', async () => {
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'gateway-state-'));
+    const port = await freePort();
+    const gw = startProcess('workers/approvals.ts', [], {
+      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: `http://127.0.0.1:${port}`, RUNBOOKS_ENV: '', RUNBOOKS_STATE_DIR: stateDir,
+      APPROVAL_COOKIE_SECRET: '', APPROVAL_COOKIE_SECRET_FILE: '', APPROVAL_OIDC_ISSUER: issuerUrl, APPROVAL_OIDC_CLIENT_ID: 'runbooks-gateway',
+      APPROVAL_OIDC_CLIENT_SECRET: 'oidc-client-secret-for-tests', APPROVAL_OIDC_CLAIM: 'preferred_username', APPROVAL_OIDC_TRUST_CLAIM: 'preferred_username',
+    });
+    await gw.waitFor(/Approval gateway ready/);
+    expect(gw.output()).toContain('"level":"WARN","message":"Sign-in matches approvers by the \\"preferred_username\\" claim, which OpenID Connect does not guarantee unique');
+    expect(gw.output()).toContain('"identity":"preferred_username"');
+    const key = path.join(stateDir, 'approval-cookie-secret');
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readFileSync(key, 'utf8').trim()).not.toBe(secret);
+    expect(readFileSync(key, 'utf8').trim().length).toBeGreaterThanOrEqual(32);
+    await gw.kill('SIGKILL');
+    rmSync(stateDir, { recursive: true, force: true });
+  }, 60_000);
 });
