@@ -89,10 +89,10 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(p.decisions).toEqual([expect.objectContaining({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'looks good', linkId: expect.any(String) })]);
   expect(readJournal(journal).map((l) => l.action)).toContain('switch over');
 
-  // The same link again, after the run ended: a clear page, nothing sent.
+  // The same link again, after the run ended: how it was used; nothing sent.
   const again = await post(token, 'approve');
-  expect(again.status).toBe(410);
-  expect(await again.text()).toContain('has ended');
+  expect(again.status).toBe(409);
+  expect(await again.text()).toContain('bob approved &quot;cutover&quot; with it');
   await expectNoSignal(handle, 1);
 });
 
@@ -194,7 +194,7 @@ test('a link is used once whatever its outcome: a replay, a double click, or a l
   expect((await post(bob, 'approve')).status).toBe(200);
   const replay = await post(bob, 'approve');
   expect(replay.status).toBe(409);
-  expect(await replay.text()).toContain('already used');
+  expect(await replay.text()).toContain('This link was used');
   await expectNoSignal(handle, 1);
 
   // Not on the approvers list: recorded as ignored, and the link is spent all the same.

@@ -19,6 +19,8 @@ import { progressOf, signalCount, startGated, waitForGate } from './support/runs
 
 const secret = 'browser-approvals-secret-0123456789abcdefgh';
 const inboxToken = 'operator-inbox-token-0123456789abcdefghij';
+/** Where the Temporal UI would be (APPROVAL_UI_URL): the pages link the run there. */
+const uiUrl = 'http://127.0.0.1:8233';
 const queue = uniqueQueue('browser');
 let client: Client;
 let worker: Proc;
@@ -27,7 +29,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   client = await testClient();
-  gateway = await startGateway({ client, secret, port: 0, inboxToken, baseUrl: '' });
+  gateway = await startGateway({ client, secret, port: 0, inboxToken, baseUrl: '', uiUrl });
   worker = await startWorker(queue, { APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
   browser = await launchBrowser();
 }, 60_000);
@@ -75,10 +77,16 @@ test('the approval page on a phone: says what, who, until when; readable without
   expect(facts).toMatch(/Runbook\s+Test runbook with a gate/);
   expect(facts).toMatch(/Asked for by\s+alice/);
   expect(facts).toMatch(/Who is asked\s+bob, carol; 1 approval\(s\) needed/);
-  expect(facts).toMatch(/Waits until\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
+  expect(facts).toMatch(/Waits until\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
   expect(facts).toMatch(/You decide as\s+bob/);
   expect(facts).toMatch(/This link\s+works once, until .* \(in (5\d min|1 h 0 min)\)/);
-  expect(await page.locator('pre').last().innerText()).toContain('[x] Take the service down');
+  // The run so far, as an approver reads it: no step ids, no undo bookkeeping, times one way.
+  const runSoFar = await page.locator('pre').last().innerText();
+  expect(runSoFar).toContain('[x] Take the service down');
+  expect(runSoFar).toMatch(/gate cutover: open — .* until \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
+  expect(runSoFar).not.toContain('(takeDown)');
+  expect(runSoFar).not.toContain('undo "');
+  expect(runSoFar).not.toMatch(/\d\dT\d\d:\d\d/);
   // Nothing wider than the phone's screen.
   expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await screenshot(page, 'approval-page-phone');
@@ -93,14 +101,24 @@ test('the approval page on a phone: says what, who, until when; readable without
   await Promise.all([page.waitForURL(/\/approve$/), page.keyboard.press('Enter')]);
   expect(await textOf(page, 'h1')).toBe('Approved');
   expect(await textOf(page, '.state')).toContain('Approvals: 1 of 1; the gate is approved');
+  // Not a dead end: what happens now, and where to follow the run.
+  expect(await page.locator('main').innerText()).toContain('What happens next: the run goes on now with what this gate guarded.');
+  const { runId } = await handle.describe();
+  expect(await page.getByRole('link', { name: 'Follow the run in the Temporal UI' }).getAttribute('href'))
+    .toBe(`${uiUrl}/namespaces/default/workflows/${encodeURIComponent(handle.workflowId)}/${runId}`);
   await screenshot(page, 'approval-approved-phone');
   await handle.result();
   const decision = (await progressOf(handle)).decisions[0];
   expect(decision).toMatchObject({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'checked the maintenance window' });
 
-  // The same link again: it was used, the run has ended.
-  await page.goto(link);
-  expect(await textOf(page, 'h1')).toBe('The run has ended');
+  // The same link again, after the run ended: how it was used, by whom, when, with what outcome.
+  expect((await page.goto(link))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  const used = await textOf(page, '.state');
+  expect(used).toMatch(/^This link was used: bob approved "cutover" with it on \d{4}-\d\d-\d\d \d\d:\d\d UTC \(\d+ s ago\)\. /);
+  expect(used).toContain('It counted: approvals 1 of 1, the gate is approved. The run has since ended (completed).');
+  expect(await page.locator('.state.bad').count()).toBe(0);
+  await screenshot(page, 'approval-link-used-phone');
   await ctx.close();
 }, 120_000);
 
@@ -116,9 +134,11 @@ test('a second click says the link was used; reject needs a reason; an ended run
   await page.locator('button.approve').click();
   expect(await textOf(page, 'h1')).toBe('Approved');
   expect(await textOf(page, '.state')).toContain('Approvals: 1 of 2; the gate is open');
+  expect(await page.locator('main').innerText()).toContain('What happens next: nothing yet. The gate waits for 1 more approval(s) (asked: dave) until');
   // The same link again: it was used.
-  expect((await page.goto(erins))!.status()).toBe(409);
-  expect(await textOf(page, 'h1')).toBe('Already used');
+  expect((await page.goto(erins))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  expect(await textOf(page, '.state')).toContain('It counted: approvals 1 of 2, the gate is open. The run is still going.');
   await screenshot(page, 'approval-already-used');
 
   const daves = await linkFor(handle, 'dave');
@@ -133,8 +153,10 @@ test('a second click says the link was used; reject needs a reason; an ended run
   expect(await textOf(page, '.state')).toContain('Rejected by dave: the window was moved to Sunday');
   await screenshot(page, 'approval-rejected');
   await expect(handle.result()).rejects.toMatchObject({ cause: { message: 'Gate "cutover" was rejected by dave: the window was moved to Sunday' } });
-  expect((await page.goto(daves))!.status()).toBe(410);
-  expect(await textOf(page, 'h1')).toBe('The run has ended');
+  expect((await page.goto(daves))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  expect(await textOf(page, '.state')).toContain('dave rejected "cutover" with it');
+  expect(await textOf(page, '.state')).toContain('The run has since ended (failed)');
   expect(await signalCount(handle)).toBe(2);
 
   // Expired and forged links.

@@ -23,7 +23,7 @@ import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApprova
 import { approveSignal, progressQueryOf, rejectSignal, type Decision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
 import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
-import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
+import { approvalForm, blindApprovalForm, decidedPage, expiredPage, inboxPage, message, usedLinkPage, type InboxRow, type RunProgress } from './approval-pages';
 import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
 
@@ -73,19 +73,29 @@ async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
   return { state: 'running', progress };
 }
 
-/** Whether the run's history already holds a decision sent with this link: a link is used once, whatever its outcome. */
-async function linkUsed(client: Client, claim: ApprovalClaim): Promise<boolean> {
-  const history = await runOf(client, claim).fetchHistory();
-  return (history.events ?? []).some((e) => {
+/** The decision already sent with this link, from the run's history (a link is used once, whatever its outcome), or undefined. */
+async function linkUse(client: Client, claim: ApprovalClaim): Promise<{ decision: 'approve' | 'reject'; at: string; origin?: string } | undefined> {
+  let history;
+  try {
+    history = await runOf(client, claim).fetchHistory();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+  for (const e of history.events ?? []) {
     const signaled = e.workflowExecutionSignaledEventAttributes;
-    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) return false;
-    try {
-      const decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload);
-      return decision?.linkId === claim.linkId;
-    } catch {
-      return false;
-    }
-  });
+    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) continue;
+    let decision: Decision | undefined;
+    try { decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload); } catch { continue; }
+    if (decision?.linkId !== claim.linkId) continue;
+    const seconds = Number(e.eventTime?.seconds ?? 0);
+    return {
+      decision: signaled.signalName === approveSignal.name ? 'approve' : 'reject',
+      at: new Date(seconds * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6)).toISOString(),
+      origin: typeof decision.origin === 'string' ? decision.origin : undefined,
+    };
+  }
+  return undefined;
 }
 
 /** Why a link cannot decide now, or undefined when it can. */
@@ -161,13 +171,34 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     return who.label;
   }
 
+  /** The run's page in the Temporal UI, when APPROVAL_UI_URL is set. */
+  const runUrl = (workflowId: string, runId: string) => opts.uiUrl
+    ? `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(workflowId)}/${encodeURIComponent(runId)}`
+    : undefined;
+
+  /** A link opened again: how it was used, by whom, when, with what outcome, and the run now (a GET is 200: it only shows; a POST is 409: nothing sent). */
+  async function showUsed(req: IncomingMessage, res: ServerResponse, claim: ApprovalClaim, used: NonNullable<Awaited<ReturnType<typeof linkUse>>>): Promise<void> {
+    const handle = runOf(client, claim);
+    const runState = (await handle.describe()).status.name;
+    // A closed run still answers its query while a worker runs; without one the outcome is left out.
+    const p = await client.connection.withDeadline(Date.now() + 3_000, () => handle.query(progressQuery)).catch(() => undefined);
+    const d = p?.decisions.find((x) => x.linkId === claim.linkId);
+    const signedInAs = /signed in as .*/.exec(used.origin ?? '')?.[0];
+    send(res, req.method === 'POST' ? 409 : 200, usedLinkPage({
+      claim, decision: used.decision, at: used.at, signedInAs, runState, runUrl: runUrl(claim.workflowId, claim.runId),
+      outcome: d ? { counted: d.outcome === 'accepted', note: d.note, gate: p?.approvals.find((g) => g.gate === claim.gate) } : undefined,
+    }));
+  }
+
   async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
     const who = await signedIn(req, res, claim.approver, 'link');
     if (who === undefined) return;
+    // A used link says how it was used, even after the run ended.
+    const used = await linkUse(client, claim);
+    if (used) return showUsed(req, res, claim, used);
     const view = await viewRun(client, claim);
     const refused = refusal(view, claim);
     if (refused) return sendPage(res, refused);
-    if (await linkUsed(client, claim)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
 
     const progress = (view as { progress?: RunProgress }).progress;
     if (!form) {
@@ -187,11 +218,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const recorded = await confirm(client, claim, opts.confirmTimeoutMs ?? 5_000);
     if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`, 'info'));
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
-    const gate = recorded.gate;
-    return send(res, 200, message(decision === 'approve' ? 'Approved' : 'Rejected',
-      decision === 'approve'
-        ? `Thank you, ${claim.approver}. Approvals: ${gate?.approvedBy.length ?? '?'} of ${gate?.quorum ?? '?'}; the gate is ${gate?.state ?? 'open'}.`
-        : `Rejected by ${claim.approver}: ${reason}. The run will not do what this gate guarded.`, decision === 'approve' ? 'ok' : 'bad'));
+    return send(res, 200, decidedPage({ decision, approver: claim.approver, gateName: claim.gate, gate: recorded.gate, reason, runUrl: runUrl(claim.workflowId, claim.runId) }));
   }
 
   /** GET /: every run waiting for a person, for an approver (their inbox link) or an operator (the inbox token). */
@@ -214,8 +241,8 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     for (const r of rows) {
       if (approver) {
         r.link = approvalUrl({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret, baseUrl());
-      } else if (opts.uiUrl) {
-        r.uiUrl = `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(r.workflowId)}/${encodeURIComponent(r.runId)}`;
+      } else {
+        r.uiUrl = runUrl(r.workflowId, r.runId);
       }
     }
     send(res, 200, inboxPage({ approver, operator }, rows, unreadable));
