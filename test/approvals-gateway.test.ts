@@ -77,7 +77,7 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(html).toMatch(/<form method="post" action="\/approve">/);
   expect(html).toContain('value="approve"');
   expect(html).toContain('<dt>Asked for by</dt><dd>alice</dd>');
-  expect(html).toMatch(/<dt>This link<\/dt><dd>works once, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (59 min|1 h 0 min)\)/);
+  expect(html).toMatch(/<dt>This link<\/dt><dd>works once, until \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (59 min|1 h 0 min)\)/);
   await expectNoSignal(handle, 0);
 
   const decided = await post(token, 'approve', 'looks good');

@@ -79,7 +79,8 @@ async function linkUse(client: Client, claim: ApprovalClaim): Promise<{ decision
   try {
     history = await runOf(client, claim).fetchHistory();
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return undefined;
+    // No such run: nothing was used; viewRun says what the link points at. (fetchHistory answers gRPC NOT_FOUND, code 5.)
+    if (err instanceof WorkflowNotFoundError || (err as { code?: unknown }).code === 5) return undefined;
     throw err;
   }
   for (const e of history.events ?? []) {
