@@ -5,6 +5,7 @@
  * work: the ticket in t1's messaging, the draft in t1's dataStore, the signed link.
  */
 import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { signApproval, signInbox, verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { syncProgressQuery, type SyncProgress } from '../contracts/dhis2/messages';
@@ -275,8 +276,10 @@ test('four-eyes and quorum: the source author cannot approve their own change; t
     await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kpandebu', { code: 'OU_KPA' })]);
     const gate = await waitingGate('t1', unit);
     expect(gate).toMatchObject({ quorum: 2, fourEyes: true, requestedBy: 'admin' });
-    // The UI's Summary panel says what the run is.
+    // The UI's Summary panel says what the run is; its event view, what the request activity did.
     expect(await (await syncOf('t1', unit).describe()).staticSummary()).toBe(`Org-unit sync: organisationUnit ${unit} to t1`);
+    const asked = (await syncOf('t1', unit).fetchHistory()).events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'openApprovalTicket');
+    expect(defaultPayloadConverter.fromPayload(asked!.userMetadata!.summary as Payload)).toBe('Send admin, alice, bob their links privately; open the ticket on t1');
     const ticket = await ticketFor(lab.targets.t1, unit);
     expect(ticket.messages[0].text).toContain('four-eyes: admin may not approve');
     expect(ticket.messages[0].text).toContain('Asked to decide: admin, alice, bob. admin, alice, bob got a private message with their own link');

@@ -172,10 +172,11 @@ export class ApprovalDesk {
       record.requests.push(entry);
       this.state.publish();
       try {
-        await requests.sendApprovalRequest({
+        // The summary is the line the UI's event view shows for this activity.
+        await requests.sendApprovalRequest.executeWithOptions({ summary: `Ask ${t.approver} by ${t.channel} to decide gate ${record.gate}` }, [{
           runbook: p.runbook, title: p.title, gate: record.gate, nonce: record.nonce, summary: record.summary, requestedBy: p.requestedBy,
           deadline: record.deadline, expiresAt, channel: t.channel, to: t.to, links: [{ approver: t.approver, linkId: entry.linkId }],
-        });
+        }]);
         Object.assign(entry, { state: 'sent', sentAt: now() });
       } catch (err) {
         Object.assign(entry, isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) });

@@ -90,10 +90,12 @@ export class ApprovalGate {
       deliver: {
         channel: 'dhis2-message', to: target, approvers: a.approvers,
         send: async (r) => {
-          const sent = await this.activities.onTarget.openApprovalTicket({
+          const sent = await this.activities.onTarget.openApprovalTicket.executeWithOptions({
+            summary: `Send ${a.approvers.join(', ')} their links privately; ${ticket ? 'reply in' : 'open'} the ticket on ${target}`,
+          }, [{
             target, type, uid, name: change.name, operation: change.operation, changes: change.changes, gatedFields: change.gatedFields, author: change.author,
             quorum: a.quorum, fourEyes: a.fourEyes, gate: r.gate, nonce: r.nonce, deadline: r.deadline, expiresAt: r.expiresAt, links: r.links, ticket, preface,
-          });
+          }]);
           opening.awaiting.ticket = sent.ref;
           return sent;
         },
