@@ -46,24 +46,44 @@ export function formatProgress(p: Progress, opts: ProgressTextOptions = {}): str
   return lines.join('\n');
 }
 
+/**
+ * The Temporal UI shows current details in a frame of fixed height (UI 2.42: an iframe of 300 px,
+ * about a dozen lines at its usual width), cut, not scrolled. So the checklist is kept short: what
+ * the run waits for first, its summary clipped (whole on the approval page and in `runbook status`),
+ * and on a long runbook the steps already done folded into one line.
+ */
+const frameSummaryChars = 240;
+const frameSteps = 7;
+
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1).trimEnd()}…` : text);
+
 /** The Markdown the Temporal UI shows as the workflow's current details. */
 export function renderChecklist(p: Progress): string {
   const current = p.steps.find((s) => s.name === p.currentStep);
+  const open = p.approvals.filter((g) => g.state === 'open');
+  // While a gate waits its line says what for, and the step is the checklist's bold line: the title stays one line.
   const lines = [
-    `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current ? `: ${current.title}` : ''}`,
+    `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current && !open.length ? `: ${current.title}` : ''}`,
   ];
-  // What the run waits for comes first: the UI shows current details in a frame of fixed height.
-  for (const gate of p.approvals.filter((g) => g.state === 'open')) {
-    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${utcText(gate.deadline)}): ${gate.summary}`);
+  // What the run waits for comes first.
+  for (const gate of open) {
+    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${utcText(gate.deadline)}): ${clip(gate.summary, frameSummaryChars)}`);
     for (const r of gate.requests) {
       lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
     }
   }
-  lines.push('', ...p.steps.map((s) => {
+  const item = (s: Progress['steps'][number]) => {
     const label = s.name === p.currentStep && s.state === 'running' ? `**${s.title}** (running)` : s.title;
     const note = s.note && (s.state === 'running' || s.state === 'done' || s.state === 'skipped') ? ` — ${s.note}` : '';
     return `- ${stepMarks[s.state]} ${label}${s.state === 'failed' && s.error ? ` — failed: ${s.error}` : note}`;
-  }));
+  };
+  // The steps done before the first one still to do, folded into one line when the list is long.
+  let settled = 0;
+  while (settled < p.steps.length && (p.steps[settled].state === 'done' || p.steps[settled].state === 'skipped')) settled += 1;
+  const fold = p.steps.length > frameSteps && settled > 1 && settled < p.steps.length;
+  lines.push('', ...(fold
+    ? [`- ${stepMarks.done} ${settled} steps done (last: ${p.steps[settled - 1].title})`, ...p.steps.slice(settled).map(item)]
+    : p.steps.map(item)));
   const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
   if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));
   return lines.join('\n');

@@ -118,7 +118,7 @@ const waitingGate = async (target: string, uid: string) => {
 
 test('an approval ticket goes to the feedback recipients and the sync user only, and is assigned to approval.assignee', async () => {
   const ticket = await ticketFor(lab.targets.t1, district);
-  expect(ticket.users.map((u) => u.id).sort()).toEqual(['M5zQapPyTZI']);
+  expect(ticket.users.map((u) => u.id).sort()).toEqual(['M5zQapPyTZI', 'carolUserId']);
   expect(ticket.assignee).toEqual({ id: 'M5zQapPyTZI' });
 });
 

@@ -92,6 +92,8 @@ export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
       const sim = await Dhis2Sim.start({
         name, db: db(`dhis2_${name.replace(/-/g, '_')}`), tokens: [token],
         users: [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }, { username: 'sync', password, id: TARGET_USER }, ...targetPeople],
+        // carol reads the approval tickets without being asked to decide.
+        feedbackRecipients: ['admin', 'carol'],
       });
       secret(`${name}-token`, token);
       secret(`${name}-password`, password);
