@@ -65,9 +65,11 @@ export function renderChecklist(p: Progress): string {
   const lines = [
     `**${p.title}**${p.dryRun ? ' (dry-run)' : ''} — ${p.status.replace(/_/g, ' ')}${current && !open.length ? `: ${current.title}` : ''}`,
   ];
-  // What the run waits for comes first.
-  for (const gate of open) {
-    lines.push('', `Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${utcText(gate.deadline)}): ${clip(gate.summary, frameSummaryChars)}`);
+  // What the run waits for comes first, in the title's paragraph (a hard line break: no paragraph margin to spend).
+  for (const [i, gate] of open.entries()) {
+    if (i === 0) lines[lines.length - 1] += '\\';
+    else lines.push('');
+    lines.push(`Waiting for approval \`${gate.gate}\` (${gate.approvedBy.length}/${gate.quorum}, until ${utcText(gate.deadline)}): ${clip(gate.summary, frameSummaryChars)}`);
     for (const r of gate.requests) {
       lines.push(`- request for ${r.approver} by ${r.channel} to ${r.to}: ${r.state}${r.error ? ` — ${r.error} (send a link with: npm run runbook -- link)` : ''}`);
     }
@@ -86,5 +88,8 @@ export function renderChecklist(p: Progress): string {
     : p.steps.map(item)));
   const undo = p.compensations.filter((c) => c.state !== 'registered' && c.state !== 'released');
   if (undo.length) lines.push('', 'Compensations:', ...undo.map((c) => `- ${c.title}: ${c.state}`));
+  // The UI sizes its frame a little short of the content (UI 2.42 cut the last line in half): a last,
+  // empty line (a no-break space) is what it cuts.
+  lines.push('', '\u00a0');
   return lines.join('\n');
 }
