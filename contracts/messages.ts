@@ -53,7 +53,7 @@ export type RequestState = 'sending' | 'sent' | 'failed' | 'cancelled';
 /** An approval request the gate sent: to whom, through which channel, and the id of the link (never the link). */
 export interface ApprovalRequestProgress {
   approver: string;
-  /** email, webhook, or a runbook's own channel (e.g. dhis2-ticket). */
+  /** email, webhook, or a runbook's own channel (e.g. dhis2-message: a DHIS2 private message). */
   channel: string;
   to: string;
   linkId: string;

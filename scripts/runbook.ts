@@ -161,13 +161,13 @@ async function status(client: Client, workflowId: string, json: boolean): Promis
   return exitCodes.ok;
 }
 
-async function decide(client: Client, kind: 'approve' | 'reject', workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
+async function decide(client: () => Promise<Client>, kind: 'approve' | 'reject', workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
   const gate = opts.gate as string | undefined;
   const by = opts.by as string | undefined;
   const reason = opts.reason as string | undefined;
   const missing = [!gate && '--gate', !by && '--by', kind === 'reject' && !reason && '--reason'].filter(Boolean);
   if (missing.length) throw new CliError(`${kind} needs ${missing.join(', ')}`, exitCodes.usage);
-  const handle = client.workflow.getHandle(workflowId);
+  const handle = (await client()).workflow.getHandle(workflowId);
   const fingerprint = opts.fingerprint as string | undefined;
   await handle.signal(kind === 'approve' ? approveSignal : rejectSignal, {
     gate: gate!, by: by!, reason, via: 'cli', origin: `${os.userInfo().username}@${os.hostname()}`, ...(fingerprint ? { fingerprint } : {}),
@@ -227,12 +227,13 @@ function linkSigning(opts: Record<string, string | boolean | undefined>, default
 }
 
 /** A signed link for the open gate of the run's current execution: bound to that run and that opening of the gate. */
-async function link(client: Client, workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
+async function link(client: () => Promise<Client>, workflowId: string, opts: Record<string, string | boolean | undefined>): Promise<number> {
   const gate = opts.gate as string | undefined;
   const approver = opts.for as string | undefined;
   if (!gate || !approver) throw new CliError('link needs --gate and --for', exitCodes.usage);
+  // Every argument is checked before Temporal is contacted: a usage error is exit 2 whether or not a server runs.
   const { secret, ttlSeconds } = linkSigning(opts, '24h');
-  const handle = client.workflow.getHandle(workflowId);
+  const handle = (await client()).workflow.getHandle(workflowId);
   const { runId } = await handle.describe();
   const progress = await handle.query(progressQuery).catch(() => undefined);
   if (!progress) throw new CliError(`Cannot read the progress of ${workflowId} (no worker running?): a link needs the gate's nonce`, exitCodes.failed);
@@ -271,16 +272,17 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'list': list(); return exitCodes.ok;
     case 'start': return start(client, target, values);
-    case 'status': return status(await client(), needId(), Boolean(values.json));
-    case 'approve': case 'reject': return decide(await client(), command, needId(), values);
-    case 'link': return link(await client(), needId(), values);
+    case 'status': { const id = needId(); return status(await client(), id, Boolean(values.json)); }
+    case 'approve': case 'reject': return decide(client, command, needId(), values);
+    case 'link': return link(client, needId(), values);
     case 'inbox-link': return inboxLink(values);
     case 'sync-status': return (await printSyncStatus(await client(), Boolean(values.json))) ? exitCodes.ok : exitCodes.unreachable;
     case 'parked': await printParked(await client(), { target: values.target as string | undefined, json: Boolean(values.json) }); return exitCodes.ok;
     case 'retry': case 'drop': {
       if (command === 'drop' && !values.reason) throw new CliError('drop needs --reason', exitCodes.usage);
       const by = (values.by as string | undefined) ?? `${os.userInfo().username}@${os.hostname()}`;
-      const r = await decideParked(await client(), command, needId(), by, values.reason as string | undefined);
+      const id = needId();
+      const r = await decideParked(await client(), command, id, by, values.reason as string | undefined);
       console.log(r.text);
       return r.applied ? exitCodes.ok : exitCodes.failed;
     }
@@ -292,9 +294,19 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The gateway that start.sh started: its development secret under RUNBOOKS_STATE_DIR (.temporal by
+ * default, as start.ts resolves it) and its address on APPROVAL_PORT, unless APPROVAL_SECRET(_FILE)
+ * and APPROVAL_BASE_URL say otherwise. Never the gateway's cookie key: the CLI only signs links.
+ */
+export function gatewayDefaults(env: NodeJS.ProcessEnv = process.env): void {
+  const devSecret = path.join(path.resolve(repoRoot, env.RUNBOOKS_STATE_DIR || '.temporal'), 'approval-secret');
+  if (!env.APPROVAL_SECRET && !env.APPROVAL_SECRET_FILE && existsSync(devSecret)) env.APPROVAL_SECRET_FILE = devSecret;
+  if (!env.APPROVAL_BASE_URL && env.APPROVAL_PORT) env.APPROVAL_BASE_URL = `http://127.0.0.1:${env.APPROVAL_PORT}`;
+}
+
 if (require.main === module) {
-  const devSecret = path.join(repoRoot, '.temporal/approval-secret');
-  if (!process.env.APPROVAL_SECRET_FILE && existsSync(devSecret)) process.env.APPROVAL_SECRET_FILE = devSecret;
+  gatewayDefaults();
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {

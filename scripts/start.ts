@@ -5,7 +5,8 @@
  * the current version of the `runbooks` deployment, so new runs go to it.
  *
  * Env: TEMPORAL_ADDRESS (use that server), RUNBOOKS_STATE_DIR (.temporal), TEMPORAL_PORT (7233),
- * TEMPORAL_UI_PORT (8233), APPROVAL_PORT (8240), TEMPORAL_CLI_PATH.
+ * TEMPORAL_UI_PORT (8233), APPROVAL_PORT (8240), TEMPORAL_CLI_PATH, APPROVAL_COOKIE_SECRET (given to the
+ * gateway only). `npm run runbook -- link` finds the same secret and port from RUNBOOKS_STATE_DIR and APPROVAL_PORT.
  */
 import path from 'node:path';
 import { findTemporalCli, startDevServer, type DevServer } from './lib/dev-server';
@@ -56,11 +57,19 @@ async function main(): Promise<void> {
 
   const version = workerVersion(); // a bad RUNBOOKS_BUILD_ID stops here, before anything starts
   env.RUNBOOKS_SET_CURRENT = 'true';
+
+  // The sign-in cookies' key is the gateway's alone: the worker and the listener do not inherit it.
+  const gatewayOnly: Record<string, string> = {};
+  for (const name of ['APPROVAL_COOKIE_SECRET', 'APPROVAL_COOKIE_SECRET_FILE']) {
+    if (process.env[name]) gatewayOnly[name] = process.env[name]!;
+    delete process.env[name];
+  }
+
   const jobs: Array<readonly [string, string, RegExp]> = [['worker', 'workers/worker.ts', /Worker ready/], ['approvals', 'workers/approvals.ts', /Approval gateway ready/]];
   // The org-unit change listener runs when there is an org-unit sync to feed.
   if (process.env.ORGUNIT_SYNC_CONFIG) jobs.push(['orgunit-listener', 'workers/orgunit-listener.ts', /Org-unit listener ready/]);
   for (const [name, script, ready] of jobs) {
-    const child = startProcess(name, path.join(repoRoot, script), { ...env, APPROVAL_PORT: approvalPort, RUNBOOKS_STATE_DIR: stateDir });
+    const child = startProcess(name, path.join(repoRoot, script), { ...env, APPROVAL_PORT: approvalPort, RUNBOOKS_STATE_DIR: stateDir, ...(name === 'approvals' ? gatewayOnly : {}) });
     children.push(child);
     child.exited.then((code) => { if (!stopping) { say(`${name} exited unexpectedly (code ${code}); stopping everything`); void stopAll(1); } });
     await child.ready(ready, 120_000);

@@ -3,6 +3,7 @@
  * HTTP webhook receiver get the signed links; a link from the received e-mail approves the gate
  * through the real gateway; and the run's whole history and the worker's log hold no link.
  */
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -91,6 +92,11 @@ test('the gate e-mails and posts each approver a link; the e-mailed link approve
   expect(post0?.contentType).toBe('application/json');
   const [carolLink] = linksIn(String(post0?.body.text));
   expect(verifyApproval(tokenOf(carolLink), secret)).toMatchObject({ ok: true, claim: { approver: 'carol', linkId: requests[1].linkId } });
+
+  // The UI's event view gives each request a one-line summary (the activity's user metadata).
+  const scheduled = (await handle.fetchHistory()).events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'sendApprovalRequest');
+  expect(scheduled.map((e) => defaultPayloadConverter.fromPayload(e.userMetadata!.summary as Payload)).sort())
+    .toEqual(['Ask bob by email to decide gate cutover', 'Ask carol by webhook to decide gate cutover']);
 
   // Anyone who can read the history sees where requests went, never a link.
   const history = await readableHistory(handle);

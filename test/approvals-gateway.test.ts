@@ -3,10 +3,14 @@
  * decides; forged, expired, replayed and other runs' links send nothing; a run whose worker died
  * still receives the decision and completes under a new worker.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { signApproval, type ApprovalClaim } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { readJournal } from './support/fake-target';
+import { freePort } from './support/global-setup';
 import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 import { progressOf, signalCount, startGated, waitForGate, waitForProgress } from './support/runs';
 
@@ -73,7 +77,7 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(html).toMatch(/<form method="post" action="\/approve">/);
   expect(html).toContain('value="approve"');
   expect(html).toContain('<dt>Asked for by</dt><dd>alice</dd>');
-  expect(html).toMatch(/<dt>This link<\/dt><dd>works once, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (59 min|1 h 0 min)\)/);
+  expect(html).toMatch(/<dt>This link<\/dt><dd>works once, until \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (59 min|1 h 0 min)\)/);
   await expectNoSignal(handle, 0);
 
   const decided = await post(token, 'approve', 'looks good');
@@ -85,10 +89,10 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   expect(p.decisions).toEqual([expect.objectContaining({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'looks good', linkId: expect.any(String) })]);
   expect(readJournal(journal).map((l) => l.action)).toContain('switch over');
 
-  // The same link again, after the run ended: a clear page, nothing sent.
+  // The same link again, after the run ended: how it was used; nothing sent.
   const again = await post(token, 'approve');
-  expect(again.status).toBe(410);
-  expect(await again.text()).toContain('has ended');
+  expect(again.status).toBe(409);
+  expect(await again.text()).toContain('bob approved &quot;cutover&quot; with it');
   await expectNoSignal(handle, 1);
 });
 
@@ -103,6 +107,35 @@ test('the CLI makes links only for an open gate, and never for longer than 7 day
   expect(long.code).toBe(2);
   expect(long.stderr).toContain('--ttl is at most 7d');
   await handle.terminate('test done');
+});
+
+test('the CLI checks its arguments before it contacts Temporal: a bad --ttl is exit 2 with no server running', async () => {
+  const nowhere = { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}`, APPROVAL_SECRET: secret };
+  const long = await runCli(['link', 'any-run', '--gate', 'cutover', '--for', 'bob', '--ttl', '30d'], nowhere);
+  expect([long.code, long.stderr.trim()]).toEqual([2, '--ttl is at most 7d: approval links live 7 days at most']);
+  const noGate = await runCli(['approve', 'any-run', '--by', 'bob'], nowhere);
+  expect([noGate.code, noGate.stderr.trim()]).toEqual([2, 'approve needs --gate']);
+  // Good arguments: only then is Temporal asked, and its absence is exit 4.
+  const unreachable = await runCli(['link', 'any-run', '--gate', 'cutover', '--for', 'bob', '--ttl', '1h'], nowhere);
+  expect(unreachable.code).toBe(4);
+});
+
+test('`runbook -- link` signs with the secret start.sh made under RUNBOOKS_STATE_DIR and points at APPROVAL_PORT: the gateway accepts it', async () => {
+  const { handle } = await startGated(client, queue, {});
+  await waitForGate(handle, 'cutover');
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'runbooks-state-'));
+  writeFileSync(path.join(stateDir, 'approval-secret'), secret, { mode: 0o600 });
+  const { port } = new URL(gateway.url);
+  const r = await runCli(['link', handle.workflowId, '--gate', 'cutover', '--for', 'bob', '--ttl', '1h'], {
+    APPROVAL_SECRET: '', APPROVAL_SECRET_FILE: '', APPROVAL_BASE_URL: '', RUNBOOKS_STATE_DIR: stateDir, APPROVAL_PORT: port, RUNBOOKS_TASK_QUEUE: queue,
+  });
+  expect([r.code, r.stderr]).toEqual([0, '']);
+  const url = new URL(r.stdout.trim());
+  expect(url.origin).toBe(gateway.url);
+  const shown = await fetch(url);
+  expect([shown.status, await shown.text()]).toEqual([200, expect.stringContaining('Approve &quot;cutover&quot;?')]);
+  await handle.terminate('test done');
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 test('a rejection through the link needs a reason, ends the run, and shows the reason', async () => {
@@ -161,7 +194,7 @@ test('a link is used once whatever its outcome: a replay, a double click, or a l
   expect((await post(bob, 'approve')).status).toBe(200);
   const replay = await post(bob, 'approve');
   expect(replay.status).toBe(409);
-  expect(await replay.text()).toContain('already used');
+  expect(await replay.text()).toContain('This link was used');
   await expectNoSignal(handle, 1);
 
   // Not on the approvers list: recorded as ignored, and the link is spent all the same.
@@ -249,4 +282,22 @@ test('in production mode the gateway refuses to start without APPROVAL_SECRET', 
   expect(gw.output()).toContain('APPROVAL_SECRET (32+ characters) is not set');
   const short = startProcess('workers/approvals.ts', [], { RUNBOOKS_ENV: 'production', APPROVAL_SECRET: 'short', APPROVAL_PORT: '0' });
   expect(await short.exited).toBe(1);
+});
+
+test('in production the gateway refuses to sign people in without a cookie key of its own, or with APPROVAL_SECRET as that key, or by a claim that is not unique', async () => {
+  const signIn = {
+    RUNBOOKS_ENV: 'production', APPROVAL_SECRET: secret, APPROVAL_PORT: '0', APPROVAL_BASE_URL: 'https://approvals.example.org',
+    // Never reached: each refusal comes before the provider is asked anything.
+    APPROVAL_OIDC_ISSUER: `http://127.0.0.1:${await freePort()}`, APPROVAL_OIDC_CLIENT_ID: 'gw', APPROVAL_OIDC_CLIENT_SECRET: 'client-secret',
+  };
+  const refusedWith = async (env: Record<string, string>) => {
+    const gw = startProcess('workers/approvals.ts', [], { ...signIn, APPROVAL_COOKIE_SECRET: '', APPROVAL_COOKIE_SECRET_FILE: '', ...env });
+    expect(await gw.exited).toBe(1);
+    return gw.output();
+  };
+  expect(await refusedWith({})).toContain('APPROVAL_COOKIE_SECRET (32+ characters, not APPROVAL_SECRET) is not set');
+  expect(await refusedWith({ APPROVAL_COOKIE_SECRET: secret })).toContain('APPROVAL_COOKIE_SECRET must differ from APPROVAL_SECRET');
+  const claim = await refusedWith({ APPROVAL_COOKIE_SECRET: 'a-cookie-key-of-the-gateway-alone-0123456789', APPROVAL_OIDC_CLAIM: 'preferred_username' });
+  expect(claim).toContain('APPROVAL_OIDC_CLAIM=preferred_username: OpenID Connect says only the issuer and "sub" identify a person');
+  expect(claim).toContain('set APPROVAL_OIDC_TRUST_CLAIM=preferred_username');
 });

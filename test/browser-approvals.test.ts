@@ -4,6 +4,10 @@
  * JavaScript off; every state says itself; a GET never decides. And "who clicked": with sign-in
  * on (a real OpenID Connect provider), only the approver the link names can decide with it.
  */
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { signApproval, signInbox } from '../activities/lib/approval-token';
@@ -15,6 +19,8 @@ import { progressOf, signalCount, startGated, waitForGate } from './support/runs
 
 const secret = 'browser-approvals-secret-0123456789abcdefgh';
 const inboxToken = 'operator-inbox-token-0123456789abcdefghij';
+/** Where the Temporal UI would be (APPROVAL_UI_URL): the pages link the run there. */
+const uiUrl = 'http://127.0.0.1:8233';
 const queue = uniqueQueue('browser');
 let client: Client;
 let worker: Proc;
@@ -23,7 +29,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   client = await testClient();
-  gateway = await startGateway({ client, secret, port: 0, inboxToken, baseUrl: '' });
+  gateway = await startGateway({ client, secret, port: 0, inboxToken, baseUrl: '', uiUrl });
   worker = await startWorker(queue, { APPROVAL_SECRET: secret, APPROVAL_BASE_URL: gateway.url });
   browser = await launchBrowser();
 }, 60_000);
@@ -71,10 +77,16 @@ test('the approval page on a phone: says what, who, until when; readable without
   expect(facts).toMatch(/Runbook\s+Test runbook with a gate/);
   expect(facts).toMatch(/Asked for by\s+alice/);
   expect(facts).toMatch(/Who is asked\s+bob, carol; 1 approval\(s\) needed/);
-  expect(facts).toMatch(/Waits until\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
+  expect(facts).toMatch(/Waits until\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
   expect(facts).toMatch(/You decide as\s+bob/);
   expect(facts).toMatch(/This link\s+works once, until .* \(in (5\d min|1 h 0 min)\)/);
-  expect(await page.locator('pre').last().innerText()).toContain('[x] Take the service down');
+  // The run so far, as an approver reads it: no step ids, no undo bookkeeping, times one way.
+  const runSoFar = await page.locator('pre').last().innerText();
+  expect(runSoFar).toContain('[x] Take the service down');
+  expect(runSoFar).toMatch(/gate cutover: open — .* until \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 h 5\d min|2 h 0 min)\)/);
+  expect(runSoFar).not.toContain('(takeDown)');
+  expect(runSoFar).not.toContain('undo "');
+  expect(runSoFar).not.toMatch(/\d\dT\d\d:\d\d/);
   // Nothing wider than the phone's screen.
   expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await screenshot(page, 'approval-page-phone');
@@ -89,14 +101,24 @@ test('the approval page on a phone: says what, who, until when; readable without
   await Promise.all([page.waitForURL(/\/approve$/), page.keyboard.press('Enter')]);
   expect(await textOf(page, 'h1')).toBe('Approved');
   expect(await textOf(page, '.state')).toContain('Approvals: 1 of 1; the gate is approved');
+  // Not a dead end: what happens now, and where to follow the run.
+  expect(await page.locator('main').innerText()).toContain('What happens next: the run goes on now with what this gate guarded.');
+  const { runId } = await handle.describe();
+  expect(await page.getByRole('link', { name: 'Follow the run in the Temporal UI' }).getAttribute('href'))
+    .toBe(`${uiUrl}/namespaces/default/workflows/${encodeURIComponent(handle.workflowId)}/${runId}`);
   await screenshot(page, 'approval-approved-phone');
   await handle.result();
   const decision = (await progressOf(handle)).decisions[0];
   expect(decision).toMatchObject({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'checked the maintenance window' });
 
-  // The same link again: it was used, the run has ended.
-  await page.goto(link);
-  expect(await textOf(page, 'h1')).toBe('The run has ended');
+  // The same link again, after the run ended: how it was used, by whom, when, with what outcome.
+  expect((await page.goto(link))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  const used = await textOf(page, '.state');
+  expect(used).toMatch(/^This link was used: bob approved "cutover" with it on \d{4}-\d\d-\d\d \d\d:\d\d UTC \(\d+ s ago\)\. /);
+  expect(used).toContain('It counted: approvals 1 of 1, the gate is approved. The run has since ended (completed).');
+  expect(await page.locator('.state.bad').count()).toBe(0);
+  await screenshot(page, 'approval-link-used-phone');
   await ctx.close();
 }, 120_000);
 
@@ -112,9 +134,11 @@ test('a second click says the link was used; reject needs a reason; an ended run
   await page.locator('button.approve').click();
   expect(await textOf(page, 'h1')).toBe('Approved');
   expect(await textOf(page, '.state')).toContain('Approvals: 1 of 2; the gate is open');
+  expect(await page.locator('main').innerText()).toContain('What happens next: nothing yet. The gate waits for 1 more approval(s) (asked: dave) until');
   // The same link again: it was used.
-  expect((await page.goto(erins))!.status()).toBe(409);
-  expect(await textOf(page, 'h1')).toBe('Already used');
+  expect((await page.goto(erins))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  expect(await textOf(page, '.state')).toContain('It counted: approvals 1 of 2, the gate is open. The run is still going.');
   await screenshot(page, 'approval-already-used');
 
   const daves = await linkFor(handle, 'dave');
@@ -129,8 +153,10 @@ test('a second click says the link was used; reject needs a reason; an ended run
   expect(await textOf(page, '.state')).toContain('Rejected by dave: the window was moved to Sunday');
   await screenshot(page, 'approval-rejected');
   await expect(handle.result()).rejects.toMatchObject({ cause: { message: 'Gate "cutover" was rejected by dave: the window was moved to Sunday' } });
-  expect((await page.goto(daves))!.status()).toBe(410);
-  expect(await textOf(page, 'h1')).toBe('The run has ended');
+  expect((await page.goto(daves))!.status()).toBe(200);
+  expect(await textOf(page, 'h1')).toBe('This link was used');
+  expect(await textOf(page, '.state')).toContain('dave rejected "cutover" with it');
+  expect(await textOf(page, '.state')).toContain('The run has since ended (failed)');
   expect(await signalCount(handle)).toBe(2);
 
   // Expired and forged links.
@@ -201,6 +227,9 @@ describe('with sign-in (OpenID Connect)', () => {
   let provider: Proc;
   let signedGateway: Proc;
   let base: string;
+  let issuerUrl: string;
+  /** The gateway's own cookie key: the worker and the CLI hold `secret`, never this. */
+  const cookieSecret = 'the-gateway-cookie-key-only-it-holds-0123456789';
 
   beforeAll(async () => {
     const port = await freePort();
@@ -210,8 +239,9 @@ describe('with sign-in (OpenID Connect)', () => {
     });
     await provider.waitFor(/OIDC provider ready/);
     const issuer = /OIDC provider ready (\S+)/.exec(provider.output())![1];
+    issuerUrl = issuer;
     signedGateway = startProcess('workers/approvals.ts', [], {
-      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: base, RUNBOOKS_ENV: 'production',
+      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: base, RUNBOOKS_ENV: 'production', APPROVAL_COOKIE_SECRET: cookieSecret,
       APPROVAL_OIDC_ISSUER: issuer, APPROVAL_OIDC_CLIENT_ID: 'runbooks-gateway', APPROVAL_OIDC_CLIENT_SECRET: 'oidc-client-secret-for-tests',
     });
     await signedGateway.waitFor(/Approval gateway ready/);
@@ -272,4 +302,68 @@ describe('with sign-in (OpenID Connect)', () => {
     await handle.terminate('test done');
     await bob.close();
   }, 120_000);
+
+  /** A session cookie as anyone holding APPROVAL_SECRET could write it, by the gateway's rule before issue 22 and by today's shape. */
+  function forgedSessions(who: string): string[] {
+    const exp = Date.now() / 1000 + 3600;
+    const cookie = (key: Buffer, value: object) => {
+      const payload = Buffer.from(JSON.stringify(value)).toString('base64url');
+      return `rb_session=${payload}.${createHmac('sha256', key).update(`rb_session.${payload}`).digest('base64url')}`;
+    };
+    return [
+      cookie(createHmac('sha256', secret).update('approval-gateway-cookies-v1').digest(), { id: who, exp }),
+      cookie(createHmac('sha256', secret).update('approval-gateway-session-v2').digest(), { iss: issuerUrl, sub: who, label: who, exp }),
+    ];
+  }
+
+  test('a sign-in cookie forged with APPROVAL_SECRET (which workers and the CLI hold) is not a sign-in: nothing is shown or sent', async () => {
+    const { handle } = await startGated(client, queue, { requestedBy: 'alice', gate: { approvers: ['bob'], timeout: '1h' } });
+    await waitForGate(handle, 'cutover');
+    const bobsLink = await linkFor(handle, 'bob', base);
+    for (const cookie of forgedSessions('bob')) {
+      const shown = await fetch(bobsLink, { headers: { cookie }, redirect: 'manual' });
+      // Sent to the provider to sign in, as if there were no cookie.
+      expect([shown.status, new URL(shown.headers.get('location') ?? '/', base).origin]).toEqual([302, issuerUrl]);
+      const posted = await fetch(`${base}/approve`, { method: 'POST', headers: { cookie }, body: new URLSearchParams({ t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' }) });
+      expect([posted.status, await posted.text()]).toEqual([403, expect.stringContaining('Sign in first')]);
+    }
+    expect(await signalCount(handle)).toBe(0);
+    await handle.terminate('test done');
+  }, 60_000);
+
+  test('identity is issuer + sub: someone whose provider lets them pick the user name "bob" is not bob', async () => {
+    const { handle } = await startGated(client, queue, { requestedBy: 'alice', gate: { approvers: ['bob', 'carol'], quorum: 2, timeout: '1h' } });
+    await waitForGate(handle, 'cutover');
+    const bobsLink = await linkFor(handle, 'bob', base);
+    const mallory = await browser.newContext();
+    const page = await mallory.newPage();
+    await page.goto(bobsLink);
+    await signIn(page, 'mallory:bob');
+    expect(await textOf(page, 'h1')).toBe('Not your link');
+    expect(await textOf(page, '.state')).toContain('This link is for bob, and you are signed in as bob (sub mallory:bob)');
+    const refused = await page.request.post(`${base}/approve`, { form: { t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' } });
+    expect(refused.status()).toBe(403);
+    expect(await signalCount(handle)).toBe(0);
+    await mallory.close();
+    await handle.terminate('test done');
+  }, 60_000);
+
+  test('a claim that is not unique is used only when the operator opts in, and the gateway warns; in development the cookie key is generated for the gateway alone', async () => {
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'gateway-state-'));
+    const port = await freePort();
+    const gw = startProcess('workers/approvals.ts', [], {
+      APPROVAL_SECRET: secret, APPROVAL_PORT: String(port), APPROVAL_BASE_URL: `http://127.0.0.1:${port}`, RUNBOOKS_ENV: '', RUNBOOKS_STATE_DIR: stateDir,
+      APPROVAL_COOKIE_SECRET: '', APPROVAL_COOKIE_SECRET_FILE: '', APPROVAL_OIDC_ISSUER: issuerUrl, APPROVAL_OIDC_CLIENT_ID: 'runbooks-gateway',
+      APPROVAL_OIDC_CLIENT_SECRET: 'oidc-client-secret-for-tests', APPROVAL_OIDC_CLAIM: 'preferred_username', APPROVAL_OIDC_TRUST_CLAIM: 'preferred_username',
+    });
+    await gw.waitFor(/Approval gateway ready/);
+    expect(gw.output()).toContain('"level":"WARN","message":"Sign-in matches approvers by the \\"preferred_username\\" claim, which OpenID Connect does not guarantee unique');
+    expect(gw.output()).toContain('"identity":"preferred_username"');
+    const key = path.join(stateDir, 'approval-cookie-secret');
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readFileSync(key, 'utf8').trim()).not.toBe(secret);
+    expect(readFileSync(key, 'utf8').trim().length).toBeGreaterThanOrEqual(32);
+    await gw.kill('SIGKILL');
+    rmSync(stateDir, { recursive: true, force: true });
+  }, 60_000);
 });

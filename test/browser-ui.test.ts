@@ -244,11 +244,12 @@ test('a real run waits at the restart gate: its current details show the checkli
   await metadataTab.click();
   await page.getByRole('heading', { name: 'Current Details' }).waitFor();
   const details = page.frameLocator('iframe[title=output]');
-  await details.locator('li').nth(stepTitles.length - 1).waitFor();
+  // The steps done are folded into one line: the frame is of fixed height.
+  await details.locator('li').nth(stepTitles.length - 2).waitFor();
   const items = details.locator('li');
   const texts = (await items.allInnerTexts()).map((t) => t.trim());
   expect(texts).toEqual([
-    '[x] Check the source database', '[x] wal_level = logical', '[>] Wait for a restart of PostgreSQL (running)',
+    '[x] 2 steps done (last: wal_level = logical)', '[>] Wait for a restart of PostgreSQL (running)',
     '[ ] The listener’s replication role', '[ ] REPLICA IDENTITY FULL on the five tables', '[ ] The publication',
     '[ ] The logical replication slot', '[ ] Log in as the listener',
   ]);
@@ -259,12 +260,17 @@ test('a real run waits at the restart gate: its current details show the checkli
   const gateParagraph = details.locator('p', { has: details.locator('code', { hasText: GATE }) });
   const gateText = await gateParagraph.innerText();
   for (const part of [`Waiting for approval ${GATE}`, 'wal_level on 127.0.0.1 is “replica”', 'Restart it, then approve to continue', '0/1', 'until ']) expect(gateText).toContain(part);
+  // One time format: readable UTC, never a raw ISO string.
+  expect(gateText).toMatch(/until \d{4}-\d\d-\d\d \d\d:\d\d UTC\)/);
   expect(await currentDetails(handle)).toContain(`Waiting for approval \`${GATE}\``);
   // The UI shows current details in an iframe of a fixed height: the gate's name must be inside it, not below it.
   const frameHeight = await page.locator('iframe[title=output]').evaluate((f) => (f as unknown as { clientHeight: number }).clientHeight);
   const gateName = await details.locator('code', { hasText: GATE }).boundingBox();
   const frameBox = await page.locator('iframe[title=output]').boundingBox();
   expect(gateName!.y + gateName!.height - frameBox!.y).toBeLessThanOrEqual(frameHeight);
+  // ... and so must the whole checklist, to its last line (it was cut in half).
+  const lastLine = await items.last().boundingBox();
+  expect(lastLine!.y + lastLine!.height - frameBox!.y).toBeLessThanOrEqual(frameHeight);
   await screenshot(page, 'ui-current-details');
 
   // The list with the runbook's search attributes as columns.

@@ -5,12 +5,13 @@
  * work: the ticket in t1's messaging, the draft in t1's dataStore, the signed link.
  */
 import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { signApproval, signInbox, verifyApproval } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { syncProgressQuery, type SyncProgress } from '../contracts/dhis2/messages';
 import { syncWorkflowId } from '../contracts/dhis2/resources';
 import type { Dhis2Sim } from './sims/dhis2';
-import { eventually, newUid, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
+import { eventually, newUid, sourceImport, startDhis2Lab, targetPeople, type Dhis2Lab } from './lab/dhis2';
 import { startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
 import { readableHistory } from './support/runs';
 
@@ -54,23 +55,43 @@ afterAll(async () => {
   await lab?.stop();
 });
 
-interface Ticket { id: string; subject: string; status: string; assignee?: { id: string }; users: Array<{ id: string }>; messages: Array<{ text: string }> }
+interface Ticket { id: string; subject: string; status: string; assignee?: { id: string }; messageType?: string; users: Array<{ id: string }>; messages: Array<{ text: string }>;
+  /** Each approver's latest link, from the private message sent to them alone (never from the ticket). */
+  links?: Record<string, string> }
 
-/** The approval ticket of a resource in a target's messaging, once it has `messages` messages at least. */
+const usernameOf = (id: string) => [{ username: 'admin', id: 'M5zQapPyTZI' }, ...targetPeople].find((u) => u.id === id)?.username ?? id;
+const linksInText = (text: string) => [...text.matchAll(/https?:\/\/\S+\/approve\?t=\S+/g)].map((m) => m[0]);
+
+/** The approval ticket of a resource in a target's messaging, once it has `messages` messages at least, with the links sent privately for it. */
 async function ticketFor(sim: Dhis2Sim, uid: string, messages = 1, nth = 0): Promise<Ticket> {
   const tickets = await eventually(`an approval ticket for ${uid}`, async () => (await sim.messages() as Ticket[])
     .filter((t) => t.subject.includes('Approval needed') && t.subject.includes(uid)), (ts) => (ts[nth]?.messages.length ?? 0) >= messages);
-  return tickets[nth];
+  // The links went out before the ticket (or its reply): each approver's private message, one recipient each.
+  const links: Record<string, string> = {};
+  for (const c of (await sim.messages() as Ticket[]).filter((t) => t.messageType === 'PRIVATE' && t.subject.includes('Your approval link') && t.subject.includes(uid))) {
+    expect(c.users).toHaveLength(1);
+    links[usernameOf(c.users![0].id)] = linksInText(c.messages[0].text)[0];
+  }
+  return { ...tickets[nth], links };
 }
 const latestTicket = async (sim: Dhis2Sim, uid: string): Promise<Ticket> =>
   (await sim.messages() as Ticket[]).filter((t) => t.subject.includes('Approval needed') && t.subject.includes(uid)).at(-1)!;
 
-/** The signed link for `approver` in a ticket (the last one given, when a reply brought new links). */
+/** The signed link sent to `approver` for a ticket's change (the last one given, when the gate opened again). */
 function linkIn(ticket: Ticket, approver: string): string {
   const text = ticket.messages.map((m) => m.text).join('\n');
-  const found = [...text.matchAll(new RegExp(`To decide as ${approver}, open:\\n(\\S+)`, 'g'))].map((m) => m[1]);
-  if (!found.length) throw new Error(`no link for ${approver} in ticket ${ticket.subject}:\n${text}`);
-  return found.at(-1)!;
+  expect(linksInText(text)).toEqual([]);
+  const found = ticket.links?.[approver];
+  if (!found) throw new Error(`no private link for ${approver} with ticket ${ticket.subject} (sent to: ${Object.keys(ticket.links ?? {}).join(', ')})`);
+  return found;
+}
+
+/** What `username` can read of a target's messaging through its API, as any DHIS2 user could. */
+async function readableBy(sim: Dhis2Sim, username: string): Promise<Ticket[]> {
+  const auth = { authorization: `Basic ${Buffer.from(`${username}:district`).toString('base64')}` };
+  const res = await fetch(`${sim.baseUrl}/api/messageConversations?fields=id,subject,messages&paging=false`, { headers: auth });
+  expect(res.status).toBe(200);
+  return (await res.json() as { messageConversations: Ticket[] }).messageConversations;
 }
 const tokenOf = (link: string) => new URL(link).searchParams.get('t')!;
 const show = (link: string) => fetch(link);
@@ -107,7 +128,7 @@ const waitingGate = async (target: string, uid: string) => {
 
 test('an approval ticket goes to the feedback recipients and the sync user only, and is assigned to approval.assignee', async () => {
   const ticket = await ticketFor(lab.targets.t1, district);
-  expect(ticket.users.map((u) => u.id).sort()).toEqual(['M5zQapPyTZI']);
+  expect(ticket.users.map((u) => u.id).sort()).toEqual(['M5zQapPyTZI', 'carolUserId']);
   expect(ticket.assignee).toEqual({ id: 'M5zQapPyTZI' });
 });
 
@@ -274,14 +295,34 @@ test('four-eyes and quorum: the source author cannot approve their own change; t
     await sourceImport(lab, 'organisationUnit', [ou(unit, 'Kpandebu', { code: 'OU_KPA' })]);
     const gate = await waitingGate('t1', unit);
     expect(gate).toMatchObject({ quorum: 2, fourEyes: true, requestedBy: 'admin' });
+    // The UI's Summary panel says what the run is; its event view, what the request activity did.
+    expect(await (await syncOf('t1', unit).describe()).staticSummary()).toBe(`Org-unit sync: organisationUnit ${unit} to t1`);
+    const asked = (await syncOf('t1', unit).fetchHistory()).events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'openApprovalTicket');
+    expect(defaultPayloadConverter.fromPayload(asked!.userMetadata!.summary as Payload)).toBe('Send admin, alice, bob their links privately; open the ticket on t1');
     const ticket = await ticketFor(lab.targets.t1, unit);
     expect(ticket.messages[0].text).toContain('four-eyes: admin may not approve');
+    expect(ticket.messages[0].text).toContain('Asked to decide: admin, alice, bob. admin, alice, bob got a private message with their own link');
+
+    // A reader of the ticket who is not asked (carol) finds no link in anything she can read; each
+    // approver finds exactly one, their own: nobody can count as two people.
+    const readable = async (who: string) => (await readableBy(lab.targets.t1, who)).filter((c) => c.subject.includes(unit));
+    expect((await readable('carol')).map((c) => c.subject)).toEqual([ticket.subject]);
+    expect((await readable('carol')).flatMap((c) => c.messages.flatMap((m) => linksInText(m.text)))).toEqual([]);
+    // (admin is also this lab's sync account, the messages' sender: a service account nobody should sign in as.)
+    for (const who of ['alice', 'bob']) {
+      const links = (await readable(who)).flatMap((c) => c.messages.flatMap((m) => linksInText(m.text)));
+      expect(links.map((l) => verifyApproval(tokenOf(l), secret)).map((v) => v.ok && v.claim.approver)).toEqual([who]);
+    }
+    // alice's one link, used twice, counts once.
+    const alicesLink = linkIn(ticket, 'alice');
 
     const own = await decide(linkIn(ticket, 'admin'), 'approve');
     expect(own.status).toBe(409);
     expect(own.text).toContain('four-eyes: admin asked for this change');
-    const first = await decide(linkIn(ticket, 'alice'), 'approve');
+    const first = await decide(alicesLink, 'approve');
     expect(first.text).toContain('Approvals: 1 of 2');
+    expect((await decide(alicesLink, 'approve')).status).toBe(409);
+    expect((await waitingGate('t1', unit)).approvedBy).toEqual(['alice']);
     expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
     await decide(linkIn(ticket, 'bob'), 'approve');
     await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_KPA');

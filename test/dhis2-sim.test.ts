@@ -34,6 +34,7 @@ beforeAll(async () => {
   sim = await Dhis2Sim.start({
     name: 'source', tokens: [TOKEN],
     db: { host: pg.host, port: pg.port, user: 'postgres', password: pg.password, database: 'dhis2_sim_test' },
+    users: [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }, { username: 'alice', password: 'district', id: 'aliceUserId' }, { username: 'bob', password: 'district', id: 'bobUserId01' }],
   });
 }, 60_000);
 
@@ -168,6 +169,25 @@ test('a feedback ticket opens, and its status can be set to SOLVED', async () =>
   const [ticket] = await sim.messages();
   expect(ticket).toMatchObject({ subject: 'Approval Request', messageType: 'TICKET', status: 'SOLVED', messages: [{ text: 'please review', sender: { username: 'admin' } }] });
   expect((await api('POST', '/api/messageConversations', { json: { subject: 's', text: 't', users: [] } })).status).toBe(409);
+});
+
+test('a private message is read only by its participants; a recipient is found by user name', async () => {
+  const as = (who: string) => ({ headers: { Authorization: `Basic ${Buffer.from(`${who}:district`).toString('base64')}` } });
+  const found = await api('GET', '/api/users?filter=username:eq:alice&fields=id,username&paging=false');
+  expect([found.status, found.body]).toEqual([200, { users: [{ id: 'aliceUserId', username: 'alice' }] }]);
+  expect((await api('GET', '/api/users?filter=username:eq:nobody&fields=id,username&paging=false')).body).toEqual({ users: [] });
+  expect((await api('GET', '/api/users?filter=email:eq:x')).status).toBe(400);
+
+  const sent = await api('POST', '/api/messageConversations', { json: { subject: 'For alice only', text: 'your link', users: [{ id: 'aliceUserId' }] } });
+  expect(sent.status).toBe(201);
+  const location = sent.headers.get('location')!;
+  const subjects = async (who: string) => ((await api('GET', '/api/messageConversations?fields=subject&paging=false', as(who))).body as { messageConversations: Array<{ subject: string }> })
+    .messageConversations.map((c) => c.subject);
+  expect(await subjects('alice')).toContain('For alice only');
+  expect(await subjects('admin')).toContain('For alice only'); // the sender
+  expect(await subjects('bob')).not.toContain('For alice only');
+  expect((await api('GET', `${location}?fields=subject`, as('bob'))).status).toBe(403);
+  expect((await api('GET', `${location}?fields=subject`, as('alice'))).body).toEqual({ subject: 'For alice only' });
 });
 
 test('down() refuses connections and up() serves again on the same port', async () => {

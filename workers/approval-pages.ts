@@ -7,13 +7,16 @@ import type { ApprovalLedger, GateProgress, Progress } from '../contracts/messag
 import type { SyncProgress } from '../contracts/dhis2/messages';
 import { renderSync } from '../contracts/dhis2/render';
 import { formatProgress } from '../contracts/progress-text';
+import { span, whenText } from '../contracts/time-text';
+
+export { span };
 
 /** What the gateway reads from a run: a runbook's progress, or a sync's; both carry the approval ledger. */
 export type RunProgress = ApprovalLedger & Partial<Pick<Progress, 'steps'>>;
 
-/** The run as text: a runbook's checklist, or a sync's state. */
+/** The run as an approver reads it: a runbook's checklist (no step ids, no undo bookkeeping), or a sync's state. */
 export function runText(p: RunProgress): string {
-  if (Array.isArray(p.steps)) return formatProgress(p as Progress);
+  if (Array.isArray(p.steps)) return formatProgress(p as Progress, { internals: false });
   if ('passes' in p) return renderSync(p as unknown as SyncProgress);
   return '';
 }
@@ -21,22 +24,7 @@ export function runText(p: RunProgress): string {
 export const esc = (s: unknown): string =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
-/** "3 h 12 min", "45 s": how long, for people. */
-export function span(ms: number): string {
-  // Whole units only: "in 59 min" while a second of the hour is left.
-  const s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h} h ${m % 60} min`;
-  return `${Math.floor(h / 24)} days ${h % 24} h`;
-}
-const when = (iso: string | number, now = Date.now()) => {
-  const t = typeof iso === 'number' ? iso : Date.parse(iso);
-  const d = new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
-  return t > now ? `${d} (in ${span(t - now)})` : `${d} (${span(now - t)} ago)`;
-};
+const when = (t: string | number, now = Date.now()) => whenText(t, now);
 
 export type PageKind = 'ok' | 'bad' | 'info';
 
@@ -63,6 +51,68 @@ td.act{white-space:nowrap;overflow-wrap:normal}td.act a{display:inline-block;pad
 
 export function message(title: string, text: string, kind: PageKind = 'ok'): string {
   return page(title, `<p class="state ${kind}" role="status">${esc(text)}</p>`, kind);
+}
+
+/** What became of a decision and what happens next, with where to follow the run. */
+export interface DecidedView {
+  decision: 'approve' | 'reject';
+  approver: string;
+  gateName: string;
+  gate?: GateProgress;
+  reason?: string;
+  /** The run in the Temporal UI (APPROVAL_UI_URL), when known. */
+  runUrl?: string;
+  /** The version (fingerprint) of the draft approved, for a gate bound to a draft. */
+  version?: string;
+}
+
+/** The page after Approve or Reject: the outcome, what the run does now, and where to follow it. */
+export function decidedPage(v: DecidedView): string {
+  const g = v.gate;
+  const follow = v.runUrl ? `<p><a href="${esc(v.runUrl)}">Follow the run in the Temporal UI</a></p>` : '';
+  if (v.decision === 'reject') {
+    return page('Rejected', `<p class="state bad" role="status">${esc(`Rejected by ${v.approver}: ${v.reason}. The run will not do what this gate guarded.`)}</p>
+<p>What happens next: the run takes its safe path (it stops, or undoes what it started) and records your reason. Nothing else is needed from you.</p>${follow}`, 'bad');
+  }
+  const count = `Thank you, ${v.approver}. Approvals: ${g?.approvedBy.length ?? '?'} of ${g?.quorum ?? '?'}; the gate is ${g?.state ?? 'open'}.` +
+    `${v.version ? ` You approved version ${v.version.slice(0, 12)} of the draft; only that version is applied.` : ''}`;
+  const missing = g ? Math.max(0, g.quorum - g.approvedBy.length) : 0;
+  const others = g?.approvers?.filter((a) => !g.approvedBy.some((b) => b.trim().toLowerCase() === a.trim().toLowerCase()));
+  const next = g?.state === 'approved'
+    ? 'What happens next: the run goes on now with what this gate guarded. You can close this page; nothing else is needed from you.'
+    : g?.state === 'open'
+      ? `What happens next: nothing yet. The gate waits for ${missing} more approval(s)${others?.length ? ` (asked: ${others.join(', ')})` : ''} until ${when(g.deadline)}; the run goes on once they are in.`
+      : 'What happens next: the run goes on as the gate was decided.';
+  return page('Approved', `<p class="state ok" role="status">${esc(count)}</p>\n<p>${esc(next)}</p>${follow}`, 'ok');
+}
+
+/** How a used link was used: shown when it is opened again, whatever became of the run since. */
+export interface UsedLinkView {
+  claim: ApprovalClaim;
+  decision: 'approve' | 'reject';
+  /** When the decision reached the run (ISO). */
+  at: string;
+  /** "signed in as ..." when the gateway knew. */
+  signedInAs?: string;
+  /** What the run made of it, when it can still be read. */
+  outcome?: { counted: boolean; note?: string; gate?: GateProgress };
+  /** The run's state now: running, or how it ended. */
+  runState: string;
+  runUrl?: string;
+}
+
+export function usedLinkPage(v: UsedLinkView): string {
+  const { claim } = v;
+  const did = v.decision === 'approve' ? 'approved' : 'rejected';
+  const how = v.outcome
+    ? v.outcome.counted
+      ? `It counted${v.outcome.gate ? `: approvals ${v.outcome.gate.approvedBy.length} of ${v.outcome.gate.quorum}, the gate is ${v.outcome.gate.state}` : ''}.`
+      : `It was not counted: ${v.outcome.note ?? 'the gate did not take it'}.`
+    : 'What the run made of it cannot be read right now.';
+  const run = v.runState === 'RUNNING' ? 'The run is still going.' : `The run has since ended (${v.runState.toLowerCase().replace(/_/g, ' ')}).`;
+  const text = `This link was used: ${claim.approver} ${did} "${claim.gate}" with it on ${when(v.at)}${v.signedInAs ? `, ${v.signedInAs}` : ''}. ${how} ${run} ` +
+    'A link decides once; nothing more was sent.';
+  return page('This link was used', `<p class="state" role="status">${esc(text)}</p>${v.runUrl ? `<p><a href="${esc(v.runUrl)}">Follow the run in the Temporal UI</a></p>` : ''}`);
 }
 
 export interface ApprovalView {

@@ -9,7 +9,8 @@
  *
  * Env: APPROVAL_SECRET (or APPROVAL_SECRET_FILE), APPROVAL_BASE_URL, APPROVAL_PORT (8240),
  * APPROVAL_HOST (127.0.0.1), APPROVAL_INBOX_TOKEN, APPROVAL_UI_URL (the Temporal UI, for the
- * operators' inbox), APPROVAL_OIDC_* (approval-oidc.ts), RUNBOOKS_ENV=production to refuse a
+ * operators' inbox and the "Approved" page), APPROVAL_OIDC_* (approval-oidc.ts), APPROVAL_COOKIE_SECRET
+ * (or _FILE: the sign-in cookies' key, the gateway's alone), RUNBOOKS_ENV=production to refuse a
  * generated secret and a gateway without sign-in (APPROVAL_OIDC=off to run one knowingly).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -22,7 +23,7 @@ import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApprova
 import { approveSignal, progressQueryOf, rejectSignal, reviewGateUpdate, type Decision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
 import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
-import { approvalForm, blindApprovalForm, expiredPage, inboxPage, message, type InboxRow, type RunProgress } from './approval-pages';
+import { approvalForm, blindApprovalForm, decidedPage, expiredPage, inboxPage, message, usedLinkPage, type InboxRow, type RunProgress } from './approval-pages';
 import { OidcSignIn, oidcSettingsFromEnv, sameApprover, SignInError } from './approval-oidc';
 import { connectClient } from './connection';
 import { processLog } from './log';
@@ -79,22 +80,35 @@ async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
 }
 
 /**
- * Whether the run's history already holds a decision sent with this link: a link is used once,
+ * The latest decision sent with this link, from the run's history, or undefined. A link is used once,
  * whatever its outcome — once per version of a gate's content (`fingerprint`): a decision for a
  * version that then changed decided nothing, and the same link decides on the new version.
  */
-async function linkUsed(client: Client, claim: ApprovalClaim, fingerprint?: string): Promise<boolean> {
-  const history = await runOf(client, claim).fetchHistory();
-  return (history.events ?? []).some((e) => {
+async function linkUse(client: Client, claim: ApprovalClaim): Promise<{ decision: 'approve' | 'reject'; at: string; origin?: string; fingerprint?: string } | undefined> {
+  let history;
+  try {
+    history = await runOf(client, claim).fetchHistory();
+  } catch (err) {
+    // No such run: nothing was used; viewRun says what the link points at. (fetchHistory answers gRPC NOT_FOUND, code 5.)
+    if (err instanceof WorkflowNotFoundError || (err as { code?: unknown }).code === 5) return undefined;
+    throw err;
+  }
+  let latest: { decision: 'approve' | 'reject'; at: string; origin?: string; fingerprint?: string } | undefined;
+  for (const e of history.events ?? []) {
     const signaled = e.workflowExecutionSignaledEventAttributes;
-    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) return false;
-    try {
-      const decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload);
-      return decision?.linkId === claim.linkId && (!fingerprint || decision.fingerprint === fingerprint);
-    } catch {
-      return false;
-    }
-  });
+    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) continue;
+    let decision: Decision | undefined;
+    try { decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload); } catch { continue; }
+    if (decision?.linkId !== claim.linkId) continue;
+    const seconds = Number(e.eventTime?.seconds ?? 0);
+    latest = {
+      decision: signaled.signalName === approveSignal.name ? 'approve' : 'reject',
+      at: new Date(seconds * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6)).toISOString(),
+      origin: typeof decision.origin === 'string' ? decision.origin : undefined,
+      fingerprint: typeof decision.fingerprint === 'string' ? decision.fingerprint : undefined,
+    };
+  }
+  return latest;
 }
 
 /**
@@ -164,7 +178,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   };
   const sendPage = (res: ServerResponse, p: Page) => send(res, p.status, message(p.title, p.text, 'bad'));
 
-  /** With sign-in on: the signed-in person, or the redirect / refusal already sent (undefined). */
+  /** With sign-in on: the signed-in person's label, or the redirect / refusal already sent (undefined); false when sign-in is off. */
   async function signedIn(req: IncomingMessage, res: ServerResponse, approver: string, what: string): Promise<string | undefined | false> {
     if (!oidc) return false;
     const who = oidc.identity(req);
@@ -178,26 +192,51 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       return undefined;
     }
-    if (!sameApprover(who, approver)) {
-      sendPage(res, { status: 403, title: 'Not your link', text: `This ${what} is for ${approver}, and you are signed in as ${who}. A link decides only for the person it names: ask for your own. Nothing was sent.` });
+    if (!oidc.isApprover(who, approver)) {
+      sendPage(res, { status: 403, title: 'Not your link', text: `This ${what} is for ${approver}, and you are signed in as ${who.label}. A link decides only for the person it names: ask for your own. Nothing was sent.` });
       return undefined;
     }
-    return who;
+    return who.label;
+  }
+
+  /** The run's page in the Temporal UI, when APPROVAL_UI_URL is set. */
+  const runUrl = (workflowId: string, runId: string) => opts.uiUrl
+    ? `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(workflowId)}/${encodeURIComponent(runId)}`
+    : undefined;
+
+  /** A link opened again: how it was used, by whom, when, with what outcome, and the run now (a GET is 200: it only shows; a POST is 409: nothing sent). */
+  async function showUsed(req: IncomingMessage, res: ServerResponse, claim: ApprovalClaim, used: NonNullable<Awaited<ReturnType<typeof linkUse>>>): Promise<void> {
+    const handle = runOf(client, claim);
+    const runState = (await handle.describe()).status.name;
+    // A closed run still answers its query while a worker runs; without one the outcome is left out.
+    const p = await client.connection.withDeadline(Date.now() + 3_000, () => handle.query(progressQuery)).catch(() => undefined);
+    const d = p?.decisions.find((x) => x.linkId === claim.linkId);
+    const signedInAs = /signed in as .*/.exec(used.origin ?? '')?.[0];
+    send(res, req.method === 'POST' ? 409 : 200, usedLinkPage({
+      claim, decision: used.decision, at: used.at, signedInAs, runState, runUrl: runUrl(claim.workflowId, claim.runId),
+      outcome: d ? { counted: d.outcome === 'accepted', note: d.note, gate: p?.approvals.find((g) => g.gate === claim.gate) } : undefined,
+    }));
   }
 
   async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
     const who = await signedIn(req, res, claim.approver, 'link');
     if (who === undefined) return;
+    // A used link says how it was used, even after the run ended; one used on a version of a draft
+    // that has changed since may decide again, on the new version.
+    const used = await linkUse(client, claim);
+    if (used && !used.fingerprint) return showUsed(req, res, claim, used);
     const view = await viewRun(client, claim);
+    if (used && view.state !== 'running') return showUsed(req, res, claim, used);
     const refused = refusal(view, claim);
     if (refused) return sendPage(res, refused);
+
     const progress = (view as { progress?: RunProgress }).progress;
     const decision = form?.get('decision');
     // A page or an approval of content: the run reads the content again first (a reviewer may have edited it).
     const shown = progress?.approvals.find((g) => g.gate === claim.gate);
     const gate = (!form || decision === 'approve') ? await lookAgain(client, claim, shown) ?? shown : shown;
+    if (used && (gate?.state !== 'open' || gate.fingerprint === used.fingerprint)) return showUsed(req, res, claim, used);
     if (gate && gate.state !== 'open') return sendPage(res, refusal({ state: 'running', progress: { ...progress!, approvals: [gate] } }, claim)!);
-    if (await linkUsed(client, claim, gate?.fingerprint)) return sendPage(res, { status: 409, title: 'Already used', text: 'This link was already used; a link decides once. Nothing was sent.' });
     const formPage = (g: GateProgress, notice?: string) => approvalForm({
       token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate: g, progress: progress!, signedInAs: who || undefined, notice,
     });
@@ -223,12 +262,7 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
       return send(res, 409, formPage(recorded.gate, staleNotice(fingerprint)));
     }
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
-    const now = recorded.gate;
-    return send(res, 200, message(decision === 'approve' ? 'Approved' : 'Rejected',
-      decision === 'approve'
-        ? `Thank you, ${claim.approver}. Approvals: ${now?.approvedBy.length ?? '?'} of ${now?.quorum ?? '?'}; the gate is ${now?.state ?? 'open'}.` +
-          `${fingerprint ? ` You approved version ${fingerprint.slice(0, 12)} of the draft; only that version is applied.` : ''}`
-        : `Rejected by ${claim.approver}: ${reason}. The run will not do what this gate guarded.`, decision === 'approve' ? 'ok' : 'bad'));
+    return send(res, 200, decidedPage({ decision, approver: claim.approver, gateName: claim.gate, gate: recorded.gate, reason, runUrl: runUrl(claim.workflowId, claim.runId), version: fingerprint }));
   }
 
   /** GET /: every run waiting for a person, for an approver (their inbox link) or an operator (the inbox token). */
@@ -251,8 +285,8 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
     for (const r of rows) {
       if (approver) {
         r.link = approvalUrl({ workflowId: r.workflowId, runId: r.runId, gate: r.gate.gate, nonce: r.gate.nonce, approver, exp: linkExpiry(3600, Date.parse(r.gate.deadline) / 1000, now) }, secret, baseUrl());
-      } else if (opts.uiUrl) {
-        r.uiUrl = `${opts.uiUrl.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(r.workflowId)}/${encodeURIComponent(r.runId)}`;
+      } else {
+        r.uiUrl = runUrl(r.workflowId, r.runId);
       }
     }
     send(res, 200, inboxPage({ approver, operator }, rows, unreadable));
@@ -364,13 +398,33 @@ async function confirm(client: Client, claim: ApprovalClaim, fingerprint: string
 }
 
 /** A development secret kept under the state directory (0600), made once. Production must set APPROVAL_SECRET. */
-export function devApprovalSecret(stateDir: string): string {
-  const file = path.join(stateDir, 'approval-secret');
+export function devApprovalSecret(stateDir: string, name = 'approval-secret'): string {
+  const file = path.join(stateDir, name);
   if (!existsSync(file)) {
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(file, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
   }
   return readFileSync(file, 'utf8').trim();
+}
+
+/**
+ * The key of the sign-in cookies: the gateway's own. Workers and the CLI hold APPROVAL_SECRET to sign
+ * links; whoever holds the cookie key can write "signed in as anyone", so it must be another secret that
+ * only the gateway reads: APPROVAL_COOKIE_SECRET (or _FILE), else in development one generated into the
+ * gateway's state directory. In production it must be set, and differ from APPROVAL_SECRET.
+ */
+export function gatewayCookieSecret(linkSecret: string, env = process.env): string {
+  const file = env.APPROVAL_COOKIE_SECRET_FILE;
+  const given = env.APPROVAL_COOKIE_SECRET || (file && existsSync(file) ? readFileSync(file, 'utf8').trim() : '');
+  if (given) {
+    if (given.length < 32) throw new Error('APPROVAL_COOKIE_SECRET must be 32 characters or more');
+    if (given === linkSecret) throw new Error('APPROVAL_COOKIE_SECRET must differ from APPROVAL_SECRET: workers and the CLI hold APPROVAL_SECRET, and with it they could sign anyone in');
+    return given;
+  }
+  if (env.RUNBOOKS_ENV === 'production') {
+    throw new Error('APPROVAL_COOKIE_SECRET (32+ characters, not APPROVAL_SECRET) is not set: in production the gateway signs approvers in with a key only it holds');
+  }
+  return devApprovalSecret(env.RUNBOOKS_STATE_DIR || path.resolve(__dirname, '../.temporal'), 'approval-cookie-secret');
 }
 
 async function main(): Promise<void> {
@@ -381,20 +435,24 @@ async function main(): Promise<void> {
     }
     secret = devApprovalSecret(process.env.RUNBOOKS_STATE_DIR || path.resolve(__dirname, '../.temporal'));
   }
-  const settings = oidcSettingsFromEnv();
+  const settings = oidcSettingsFromEnv(process.env, (text) => log('warn', text));
   if (!settings && process.env.RUNBOOKS_ENV === 'production' && process.env.APPROVAL_OIDC !== 'off') {
     throw new Error('In production approvers sign in before a link decides: set APPROVAL_OIDC_ISSUER, APPROVAL_OIDC_CLIENT_ID and APPROVAL_OIDC_CLIENT_SECRET ' +
       '(or APPROVAL_OIDC=off to run without sign-in, knowing that whoever holds a link decides)');
   }
+  const cookieSecret = settings && gatewayCookieSecret(secret);
   const inboxToken = process.env.APPROVAL_INBOX_TOKEN;
   if (inboxToken !== undefined && inboxToken.length < 32) throw new Error('APPROVAL_INBOX_TOKEN must be 32 characters or more');
   const client = await connectClient();
   const monitoring = await startGatewayMetrics(client);
   const gateway = await startGateway({
     client, secret, host: process.env.APPROVAL_HOST, port: Number(process.env.APPROVAL_PORT || 8240),
-    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && await OidcSignIn.create(settings, secret), metrics: monitoring?.metrics,
+    inboxToken, uiUrl: process.env.APPROVAL_UI_URL, oidc: settings && cookieSecret ? await OidcSignIn.create(settings, cookieSecret) : undefined, metrics: monitoring?.metrics,
   });
-  log('info', 'Approval gateway ready', { url: gateway.url, signIn: settings ? settings.issuer : 'off', metricsUrl: monitoring && `${monitoring.url}/metrics`, pid: process.pid });
+  log('info', 'Approval gateway ready', {
+    url: gateway.url, signIn: settings ? settings.issuer : 'off', identity: settings ? (settings.identity.kind === 'claim' ? settings.identity.claim : 'iss+sub') : undefined,
+    metricsUrl: monitoring && `${monitoring.url}/metrics`, pid: process.pid,
+  });
   const stop = () => { void monitoring?.close(); gateway.close().then(() => process.exit(0)); setTimeout(() => process.exit(0), 3_000).unref(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

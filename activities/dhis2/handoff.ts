@@ -23,5 +23,7 @@ export async function handOver(client: Client, taskQueue: string, h: Handoff): P
     args: [args],
     signal: sourceChangedSignal,
     signalArgs: [h.change],
+    // The UI's Summary panel: which resource goes to which target (set when this hand-over starts the run).
+    staticSummary: `Org-unit sync: ${h.type} ${h.uid} to ${h.target}`,
   });
 }

@@ -33,6 +33,11 @@ export interface Dhis2Lab {
 }
 
 export const TARGET_USER = 'xE7jOejl9FI';
+/** The people of a target (approvers, and carol who only reads): each gets approval links in private messages. */
+export const targetPeople = [
+  { username: 'alice', password: 'district', id: 'aliceUserId' }, { username: 'bob', password: 'district', id: 'bobUserId01' },
+  { username: 'carol', password: 'district', id: 'carolUserId' },
+];
 
 export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
   const pg = await startLocalPostgres({ walLevel: 'logical' });
@@ -86,7 +91,9 @@ export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
       const password = `pw-${Math.random().toString(36).slice(2)}`;
       const sim = await Dhis2Sim.start({
         name, db: db(`dhis2_${name.replace(/-/g, '_')}`), tokens: [token],
-        users: [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }, { username: 'sync', password, id: TARGET_USER }],
+        users: [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }, { username: 'sync', password, id: TARGET_USER }, ...targetPeople],
+        // carol reads the approval tickets without being asked to decide.
+        feedbackRecipients: ['admin', 'carol'],
       });
       secret(`${name}-token`, token);
       secret(`${name}-password`, password);

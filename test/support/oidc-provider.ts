@@ -1,6 +1,7 @@
 /**
  * A real OpenID Connect provider for the tests (oidc-provider, with its development login and
- * consent pages: any login name with any password signs in as that name). Run as a process:
+ * consent pages: any login name with any password signs in as that name; "who:picked" signs in as
+ * account "who:picked" with the preferred_username "picked"). Run as a process:
  *
  *   OIDC_PORT=0 OIDC_CLIENT_ID=... OIDC_CLIENT_SECRET=... OIDC_REDIRECT_URI=... node --import tsx test/support/oidc-provider.ts
  *
@@ -29,7 +30,12 @@ async function main(): Promise<void> {
       client_id: env('OIDC_CLIENT_ID'), client_secret: env('OIDC_CLIENT_SECRET'), redirect_uris: [env('OIDC_REDIRECT_URI')],
       grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic',
     }],
-    findAccount: async (_ctx: unknown, id: string) => ({ accountId: id, claims: async () => ({ sub: id, preferred_username: id, name: id }) }),
+    // Like providers that let people pick their user name: login "mallory:bob" is the account (sub)
+    // "mallory:bob", whose preferred_username is "bob". A plain login "bob" is sub "bob", named "bob".
+    findAccount: async (_ctx: unknown, id: string) => {
+      const picked = id.includes(':') ? id.slice(id.indexOf(':') + 1) : id;
+      return { accountId: id, claims: async () => ({ sub: id, preferred_username: picked, name: picked }) };
+    },
     claims: { openid: ['sub'], profile: ['preferred_username', 'name'] },
     features: { devInteractions: { enabled: true } },
     cookies: { keys: [`test-cookies-${Math.random().toString(36).slice(2)}`] },

@@ -28,14 +28,14 @@ export interface ApprovalHost {
 
 /** A workflow's own channel for approval requests (e.g. a ticket in the target system). */
 export interface GateDelivery {
-  /** Shown in progress, e.g. "dhis2-ticket". */
+  /** Shown in progress, e.g. "dhis2-message". */
   channel: string;
   /** Where it goes, e.g. the target's name. */
   to: string;
-  /** One link each, all in one request. */
+  /** One link each, each delivered to its approver alone. */
   approvers: string[];
-  /** Sends the request with the links; the links are signed inside the activity it calls and never return. */
-  send(request: GateRequest): Promise<{ ref?: string }>;
+  /** Sends the request and the links; the links are signed inside the activity it calls and never return. `failed`: approvers it could not reach. */
+  send(request: GateRequest): Promise<{ ref?: string; failed?: Array<{ approver: string; error: string }> }>;
 }
 
 /** What a gate's delivery knows when the gate opens. */
@@ -231,10 +231,11 @@ export class ApprovalDesk {
       record.requests.push(entry);
       this.state.publish();
       try {
-        await requests.sendApprovalRequest({
+        // The summary is the line the UI's event view shows for this activity.
+        await requests.sendApprovalRequest.executeWithOptions({ summary: `Ask ${t.approver} by ${t.channel} to decide gate ${record.gate}` }, [{
           runbook: p.runbook, title: p.title, gate: record.gate, nonce: record.nonce, summary: record.summary, requestedBy: p.requestedBy,
           deadline: record.deadline, expiresAt, channel: t.channel, to: t.to, links: [{ approver: t.approver, linkId: entry.linkId }],
-        });
+        }]);
         Object.assign(entry, { state: 'sent', sentAt: now() });
       } catch (err) {
         Object.assign(entry, isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) });
@@ -244,22 +245,27 @@ export class ApprovalDesk {
     return scope;
   }
 
-  /** The workflow's own channel: one request carrying every approver's link. */
+  /** The workflow's own channel: one activity sends every approver their own link (and says whom it could not reach). */
   private async sendOwn(record: GateProgress, deliver: GateDelivery, expiresAt: number): Promise<void> {
     const entries: ApprovalRequestProgress[] = deliver.approvers.map((approver) => ({ approver, channel: deliver.channel, to: deliver.to, linkId: uuid4(), state: 'sending' }));
     record.requests.push(...entries);
     this.state.publish();
     let change: Partial<ApprovalRequestProgress>;
+    let failed: Array<{ approver: string; error: string }> = [];
     try {
-      const { ref } = await deliver.send({
+      const sent = await deliver.send({
         gate: record.gate, nonce: record.nonce, summary: record.summary, details: record.details, deadline: record.deadline, expiresAt,
         links: entries.map((e) => ({ approver: e.approver, linkId: e.linkId })),
       });
-      change = { state: 'sent', sentAt: now(), ref };
+      change = { state: 'sent', sentAt: now(), ref: sent.ref };
+      failed = Array.isArray(sent.failed) ? sent.failed : [];
     } catch (err) {
       change = isCancellation(err) ? { state: 'cancelled' } : { state: 'failed', error: failureText(err) };
     }
-    for (const e of entries) Object.assign(e, change);
+    for (const e of entries) {
+      const notReached = failed.find((f) => f.approver === e.approver);
+      Object.assign(e, change, notReached ? { state: 'failed', error: String(notReached.error).slice(0, 500), sentAt: undefined } : {});
+    }
     this.state.publish();
   }
 

@@ -10,19 +10,23 @@ const STATUSES = ['OPEN', 'PENDING', 'INVALID', 'SOLVED'] as const;
 const ts = (col: string) => `to_char(${col}, 'YYYY-MM-DD"T"HH24:MI:SS.MS')`;
 
 /**
- * A feedback TICKET is seen only by its participants: the sender and the feedback recipients group
- * (DefaultMessageService.sendTicketMessage; HibernateMessageConversationStore lists through the viewer's
- * user messages). $2 is the viewer's uid, or null for the test view of everything.
+ * A conversation is seen only by its participants: DHIS2 lists a user's conversations through that
+ * user's UserMessage rows (github.com/dhis2/dhis2-core, HibernateMessageConversationStore
+ * .getMessageConversations: `inner join mc.userMessages` under the "userMessageUser" filter set to
+ * the viewer). A feedback TICKET's are the sender and the feedback recipients group
+ * (DefaultMessageService.sendTicketMessage); a PRIVATE message's are its recipients and its sender.
+ * $2 is the viewer's uid and $3 their username, or null for the test view of everything.
  */
-const ticketVisible = `($2::text IS NULL OR messagetype <> 'TICKET' OR users @> jsonb_build_array(jsonb_build_object('id', $2::text)))`;
+const visible = `($2::text IS NULL OR messagetype NOT IN ('TICKET', 'PRIVATE') OR users @> jsonb_build_array(jsonb_build_object('id', $2::text))
+  OR (messagetype = 'PRIVATE' AND EXISTS (SELECT 1 FROM message p WHERE p.messageconversationid = messageconversation.messageconversationid AND p.sender = $3::text)))`;
 
 /** Conversations (all, or one uid) with their messages: newest activity first as DHIS2 lists them, or oldest created first. */
-export async function loadConversations(db: Db, uid: string | null, forTests = false, viewer: string | null = null): Promise<any[]> {
+export async function loadConversations(db: Db, uid: string | null, forTests = false, viewer: string | null = null, viewerName: string | null = null): Promise<any[]> {
   const order = forTests ? 'messageconversationid' : 'lastupdated DESC, messageconversationid DESC';
   const { rows } = await db.query(
     `SELECT messageconversationid AS id, uid, subject, messagetype, status, assignee, ${ts('created')} AS created, ${ts('lastupdated')} AS lastupdated,
             users, usergroups, organisationunits
-       FROM messageconversation WHERE ($1::text IS NULL OR uid = $1) AND ${ticketVisible} ORDER BY ${order}`, [uid, viewer]);
+       FROM messageconversation WHERE ($1::text IS NULL OR uid = $1) AND ${visible} ORDER BY ${order}`, [uid, viewer, viewerName]);
   const { rows: messages } = await db.query(
     `SELECT m.messageconversationid AS conversation, m.messagetext, m.sender, ${ts('m.created')} AS created
        FROM message m JOIN messageconversation c USING (messageconversationid)
@@ -149,7 +153,7 @@ async function listConversations(call: ApiCall): Promise<Reply> {
   if (!call.query.has('fields')) throw badRequest('GET /api/messageConversations without `fields` is not modelled by the simulator (DHIS2 answers id,displayName): name the fields');
   const fields = parseFields(call, FIELDS, 'messageConversations');
   const filters = subjectFilters(call);
-  const all = (await loadConversations(call.state.pool, null, false, call.user.id)).filter((c) => filters.every((f) => f(c.subject))).map((c) => pick(c, fields));
+  const all = (await loadConversations(call.state.pool, null, false, call.user.id, call.user.username)).filter((c) => filters.every((f) => f(c.subject))).map((c) => pick(c, fields));
   if (enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'false') return { status: 200, body: { messageConversations: all } };
   const page = positiveIntParam(call, 'page', 1);
   const pageSize = positiveIntParam(call, 'pageSize', 50);
@@ -160,7 +164,7 @@ async function listConversations(call: ApiCall): Promise<Reply> {
 async function getConversation(call: ApiCall, [, uid]: RegExpMatchArray): Promise<Reply> {
   checkParams(call, ['fields']);
   const fields = parseFields(call, FIELDS, 'messageConversations');
-  const [found] = await loadConversations(call.state.pool, uid, false, call.user.id);
+  const [found] = await loadConversations(call.state.pool, uid, false, call.user.id, call.user.username);
   if (!found) {
     // MessageConversationController.getObject: 404 when there is none, 403 when the viewer is no participant.
     const { rowCount } = await call.state.pool.query('SELECT 1 FROM messageconversation WHERE uid = $1', [uid]);
@@ -173,9 +177,23 @@ async function getConversation(call: ApiCall, [, uid]: RegExpMatchArray): Promis
 /** Every conversation, oldest first, with its recipients: for a test's assertions. */
 export const allConversations = (db: Db) => loadConversations(db, null, true);
 
+/**
+ * GET /api/users?filter=username:eq:<name>&fields=id,username: how a sender finds a recipient's id
+ * for a private message. Only this one filter; anything else is refused, not guessed.
+ */
+async function listUsers(call: ApiCall): Promise<Reply> {
+  checkParams(call, ['filter', 'fields', 'paging']);
+  const filters = call.query.getAll('filter');
+  const m = filters.length === 1 ? /^username:eq:(.*)$/s.exec(filters[0]) : null;
+  if (!m) throw badRequest('The simulator lists users only with filter=username:eq:<name>');
+  const users = call.state.users.filter((u) => u.username === m[1]).map((u) => ({ id: u.id, username: u.username }));
+  return { status: 200, body: enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'false' ? { users } : { pager: { page: 1, pageCount: 1, total: users.length, pageSize: 50 }, users } };
+}
+
 const one = /^\/api\/messageConversations\/([A-Za-z][A-Za-z0-9]{10})$/;
 
 export const messageRoutes: Route[] = [
+  { method: 'GET', pattern: /^\/api\/users$/, handle: listUsers },
   { method: 'GET', pattern: /^\/api\/messageConversations$/, handle: listConversations },
   { method: 'POST', pattern: /^\/api\/messageConversations$/, handle: postConversation },
   { method: 'POST', pattern: /^\/api\/messageConversations\/feedback$/, handle: postFeedback },

@@ -1,6 +1,6 @@
 /**
  * The approval of one gated change, from the gate opening to the ticket closing: the draft and
- * the ticket follow the source while the gate waits; the approved draft (as the reviewer left it)
+ * the ticket follow the source while the gate waits (each approver's link goes in a private message); the approved draft (as the reviewer left it)
  * is applied; every outcome is told in the ticket. Only this resource on this target waits.
  */
 import { condition, patched, workflowInfo } from '@temporalio/workflow';
@@ -105,12 +105,14 @@ export class ApprovalGate {
       approvers: a.approvers, quorum: a.quorum, fourEyes: a.fourEyes && Boolean(change.author), requestedBy: change.author,
       timeout: a.timeout, onTimeout: 'return', linkTtl: a.linkTtl,
       deliver: {
-        channel: 'dhis2-ticket', to: target, approvers: a.approvers,
+        channel: 'dhis2-message', to: target, approvers: a.approvers,
         send: async (r) => {
-          const sent = await this.activities.onTarget.openApprovalTicket({
+          const sent = await this.activities.onTarget.openApprovalTicket.executeWithOptions({
+            summary: `Send ${a.approvers.join(', ')} their links privately; ${ticket ? 'reply in' : 'open'} the ticket on ${target}`,
+          }, [{
             target, type, uid, name: change.name, operation: change.operation, changes: change.changes, gatedFields: change.gatedFields, author: change.author,
             quorum: a.quorum, fourEyes: a.fourEyes, gate: r.gate, nonce: r.nonce, deadline: r.deadline, expiresAt: r.expiresAt, links: r.links, ticket, preface,
-          });
+          }]);
           opening.awaiting.ticket = sent.ref;
           return sent;
         },
