@@ -151,16 +151,6 @@ async function postSharing(call: ApiCall): Promise<Reply> {
   return { status: 200, body: webMessage(200, 'Access control set') };
 }
 
-/** GET /api/users?filter=username:in:[a,b]&fields=id,username&paging=false: the one lookup a sharing client needs. */
-async function listUsers(call: ApiCall): Promise<Reply> {
-  checkParams(call, ['filter', 'fields', 'paging']);
-  const filter = call.query.get('filter') ?? '';
-  const names = /^username:in:\[(.*)\]$/.exec(filter)?.[1];
-  if (names === undefined) throw new HttpError(400, 'The simulator filters users by username:in:[...] only');
-  const wanted = names.split(',').map((n) => n.trim()).filter(Boolean);
-  return { status: 200, body: { users: call.state.users.filter((u) => wanted.includes(u.username)).map((u) => ({ id: u.id, username: u.username })) } };
-}
-
 const namespace = /^\/api\/dataStore\/([^/]+)$/;
 const entry = /^\/api\/dataStore\/([^/]+)\/([^/]+)$/;
 
@@ -174,5 +164,4 @@ export const dataStoreRoutes: Route[] = [
   { method: 'DELETE', pattern: entry, handle: deleteValue },
   { method: 'GET', pattern: /^\/api\/dataStore\/([^/]+)\/([^/]+)\/metaData$/, handle: getMetaData },
   { method: 'POST', pattern: /^\/api\/sharing$/, handle: postSharing },
-  { method: 'GET', pattern: /^\/api\/users$/, handle: listUsers },
 ];

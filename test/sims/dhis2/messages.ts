@@ -177,23 +177,9 @@ async function getConversation(call: ApiCall, [, uid]: RegExpMatchArray): Promis
 /** Every conversation, oldest first, with its recipients: for a test's assertions. */
 export const allConversations = (db: Db) => loadConversations(db, null, true);
 
-/**
- * GET /api/users?filter=username:eq:<name>&fields=id,username: how a sender finds a recipient's id
- * for a private message. Only this one filter; anything else is refused, not guessed.
- */
-async function listUsers(call: ApiCall): Promise<Reply> {
-  checkParams(call, ['filter', 'fields', 'paging']);
-  const filters = call.query.getAll('filter');
-  const m = filters.length === 1 ? /^username:eq:(.*)$/s.exec(filters[0]) : null;
-  if (!m) throw badRequest('The simulator lists users only with filter=username:eq:<name>');
-  const users = call.state.users.filter((u) => u.username === m[1]).map((u) => ({ id: u.id, username: u.username }));
-  return { status: 200, body: enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'false' ? { users } : { pager: { page: 1, pageCount: 1, total: users.length, pageSize: 50 }, users } };
-}
-
 const one = /^\/api\/messageConversations\/([A-Za-z][A-Za-z0-9]{10})$/;
 
 export const messageRoutes: Route[] = [
-  { method: 'GET', pattern: /^\/api\/users$/, handle: listUsers },
   { method: 'GET', pattern: /^\/api\/messageConversations$/, handle: listConversations },
   { method: 'POST', pattern: /^\/api\/messageConversations$/, handle: postConversation },
   { method: 'POST', pattern: /^\/api\/messageConversations\/feedback$/, handle: postFeedback },

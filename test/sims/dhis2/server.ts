@@ -8,6 +8,7 @@ import { dataStoreRoutes } from './datastore';
 import { badRequest, HttpError, notFound, parseJsonBody, readBody, webMessage, type ApiCall, type Reply, type Route } from './http';
 import { importReply, simulatedImportFailure } from './import-report';
 import { messageRoutes } from './messages';
+import { userRoutes } from './users';
 import { metadataRoutes } from './metadata';
 import { objectRoutes } from './objects';
 import type { SimState, SimUser } from './types';
@@ -21,7 +22,7 @@ export interface ServerState extends SimState {
   requests: RequestRecord[];
 }
 
-const ROUTES: Route[] = [...objectRoutes, ...metadataRoutes, ...dataStoreRoutes, ...messageRoutes];
+const ROUTES: Route[] = [...objectRoutes, ...metadataRoutes, ...dataStoreRoutes, ...messageRoutes, ...userRoutes];
 const MAX_REQUEST_LOG = 5000;
 const UNAUTHORIZED: Reply = { status: 401, body: webMessage(401, 'Unauthorized') };
 
