@@ -1,0 +1,112 @@
+/**
+ * What OpenELIS needs from a standby besides its database (issue 23, finding 2) and the cap on the
+ * WAL a slot holds (finding 3), on real PostgreSQL 15 hosts in the OpenELIS container form.
+ * The webapp stand-in (lab/openelis-webapp.py) answers OpenELIS's health path only when it can log in
+ * to its database with secrets/datasource.password, as the real webapp starts only then.
+ */
+import { approveSignal, progressQuery } from '../contracts/messages';
+import { IN_HOST, REPLICATION_SECRET, WEBAPP_PORT, type Lab } from './lab/hosts';
+import { hostInput, setupInput } from './lab/inputs';
+import { streamingPair } from './lab/pair';
+import { useLabs } from './lab/suite';
+import { eventually } from './support/processes';
+
+const suite = useLabs('pg-openelis');
+const { queue } = suite;
+const kind = 'openelis-docker';
+let n = 0;
+const start = (type: string, input: object) => suite.client.workflow.start(type, { taskQueue: queue, workflowId: `${type}-${queue}-${++n}`, args: [input] });
+const promote = (lab: Lab) => start('promotePostgresStandby', {
+  oldPrimary: hostInput(lab.a, kind), standby: hostInput(lab.b, kind), requestedBy: 'alice', mode: 'failover', promotionApproval: { required: false },
+});
+const failureOf = (p: Promise<unknown>) => p.then(() => 'completed', (e) => String(e.cause?.message ?? e.message));
+const health = (lab: Lab, h: 'a' | 'b') => lab[h].sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${WEBAPP_PORT}/api/OpenELIS-Global/health`).stdout;
+const secretOf = (lab: Lab, h: 'a' | 'b') => lab[h].sh(`cat ${IN_HOST.appDir}/secrets/datasource.password`).stdout;
+
+/** The old primary is gone for good (powered off): stopped with its restart disabled. */
+function powerOff(lab: Lab) {
+  lab.a.sh('docker update --restart=no openelisglobal-database && docker stop -t 5 openelisglobal-database autoheal-oe openelisglobal-webapp');
+}
+
+test('failover: the webapp on the new primary logs in with the secrets copied by the set-up, and the run waits for its health answer', async () => {
+  const lab = await streamingPair(suite.client, queue, kind, await suite.newLab());
+  // The set-up copied secrets/ (the installer generated them per install): the standby's are the primary's.
+  expect(secretOf(lab, 'b')).toBe(secretOf(lab, 'a'));
+  expect(health(lab, 'a')).toBe('200');
+  powerOff(lab);
+  const handle = await promote(lab);
+  await eventually(async () => {
+    const p = await handle.query(progressQuery);
+    if (p.approvals.some((g) => g.gate === 'unfenced-old-primary' && g.state === 'open')) await handle.signal(approveSignal, { gate: 'unfenced-old-primary', by: 'bob' });
+    return p.status !== 'running';
+  }, 'the promotion to end', 120_000);
+  await expect(handle.result()).resolves.toMatchObject({ promoted: true, newPrimary: 'lab-b' });
+  const step = (await handle.query(progressQuery)).steps.find((s) => s.name === 'appHealth');
+  expect(step).toMatchObject({ state: 'done', actions: [`the application on lab-b answers healthy at http://127.0.0.1:${WEBAPP_PORT}/api/OpenELIS-Global/health`] });
+  expect(health(lab, 'b')).toBe('200');
+}, 300_000);
+
+test('failover after a set-up that left the secrets behind: the run fails on the health answer instead of reporting success with a broken webapp', async () => {
+  const lab = await suite.newLab();
+  const input = setupInput(lab, kind) as Record<string, any>;
+  const setup = await start('setupPostgresStandby', { ...input, appDir: { path: IN_HOST.appDir, includeSecrets: false } });
+  await eventually(async () => {
+    const p = await setup.query(progressQuery);
+    if (p.approvals.some((g) => g.gate === 'restart-primary' && g.state === 'open')) await setup.signal(approveSignal, { gate: 'restart-primary', by: 'lab' });
+    return p.status !== 'running';
+  }, 'the set-up to end', 120_000);
+  await expect(setup.result()).resolves.toMatchObject({ streaming: true });
+  expect(secretOf(lab, 'b')).not.toBe(secretOf(lab, 'a'));
+  powerOff(lab);
+  const handle = await promote(lab);
+  await eventually(async () => {
+    const p = await handle.query(progressQuery);
+    if (p.approvals.some((g) => g.gate === 'unfenced-old-primary' && g.state === 'open')) await handle.signal(approveSignal, { gate: 'unfenced-old-primary', by: 'bob' });
+    return p.status !== 'running';
+  }, 'the promotion to end', 150_000);
+  const failure = await failureOf(handle.result());
+  expect(failure).toMatch(/The application on lab-b did not answer healthy at http:\/\/127\.0\.0\.1:8080\/api\/OpenELIS-Global\/health within 30s \(last answer: HTTP 404/);
+  expect(failure).toMatch(/secrets\/ was not copied/);
+  // The database itself was promoted: only the application is broken, and the run says so.
+  expect(await lab.b.sql('SELECT pg_is_in_recovery() AS r')).toEqual([{ r: false }]);
+}, 300_000);
+
+test('the standby must have the certificates of /etc/openelis-global, keystore and truststore the same as the primary: refused before anything changes', async () => {
+  const lab = await suite.newLab();
+  lab.b.sh(`rm ${IN_HOST.etcDir}/client_facing_keystore && echo 'another truststore' > ${IN_HOST.etcDir}/truststore`);
+  const handle = await start('setupPostgresStandby', setupInput(lab, kind));
+  const failure = await failureOf(handle.result());
+  expect(failure).toMatch(/The OpenELIS certificates are not ready for a failover: lab-b has no client_facing_keystore in \/etc\/openelis-global; truststore in \/etc\/openelis-global differ between lab-a and lab-b/);
+  expect(failure).toMatch(/Nothing was changed/);
+  expect(await lab.a.sql(`SELECT 1 FROM pg_roles WHERE rolname = 'replicator'`)).toEqual([]);
+  expect(lab.b.dockerCommands().filter((c) => /^docker (stop|start|run)/.test(c))).toEqual([]);
+  // Nothing of the certificates' contents is in the run's history: only checksums were compared.
+  expect(JSON.stringify(await handle.fetchHistory())).not.toContain('another truststore');
+}, 180_000);
+
+test('the WAL a slot may hold is capped: a standby that stays away is cut loose, not the primary\'s disk filled; the next set-up says so and copies it again', async () => {
+  const lab = await streamingPair(suite.client, queue, kind, await suite.newLab());
+  const input = setupInput(lab, kind) as Record<string, any>;
+  const capped = { ...input, replication: { user: 'replicator', password: { secret: REPLICATION_SECRET }, slot: 'standby_b', maxSlotWalKeepSize: '64MB' } };
+  await expect((await start('setupPostgresStandby', capped)).result()).resolves.toMatchObject({ streaming: true });
+  expect(await lab.a.sql('SHOW max_slot_wal_keep_size')).toEqual([{ max_slot_wal_keep_size: '64MB' }]);
+
+  // The standby goes away; the primary writes well past the cap.
+  lab.b.sh('docker stop -t 30 openelisglobal-database');
+  await lab.a.sql(`CREATE TABLE wal_filler AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 150000) g`);
+  await eventually(async () => {
+    await lab.a.sql('CHECKPOINT');
+    return (await lab.a.sql<{ s: string }>(`SELECT wal_status AS s FROM pg_replication_slots WHERE slot_name = 'standby_b'`))[0]?.s === 'lost';
+  }, 'the slot to be invalidated', 60_000);
+  // An invalidated slot holds no WAL back any more.
+  expect(await lab.a.sql(`SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'standby_b'`)).toEqual([{ restart_lsn: null }]);
+  lab.b.sh('docker start openelisglobal-database');
+
+  const again = await start('setupPostgresStandby', capped);
+  const result = await again.result();
+  expect(result).toMatchObject({ streaming: true, slotWasInvalidated: expect.stringMatching(/slot standby_b had been invalidated/) });
+  const slotStep = (await again.query(progressQuery)).steps.find((s) => s.name === 'replicationSlot');
+  expect(slotStep?.actions.join('\n')).toMatch(/replication slot standby_b on lab-a was INVALIDATED: its standby fell more than max_slot_wal_keep_size \(64MB\) behind/);
+  await lab.a.sql(`INSERT INTO lab_orders (test) VALUES ('after the new copy')`);
+  await eventually(async () => (await lab.b.sql<{ c: number }>(`SELECT count(*)::int AS c FROM lab_orders WHERE test = 'after the new copy'`))[0].c === 1, 'the new row on the standby');
+}, 300_000);
