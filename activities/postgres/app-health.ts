@@ -69,7 +69,7 @@ const isUp = (body: string) => {
  */
 export async function checkApplicationHealth(req: { host: PgHost; dryRun: boolean }): Promise<ChangeReport & { healthy?: boolean }> {
   const health = profileOf(req.host).appHealth;
-  if (!health) return { changed: false, actions: [`${req.host.name}'s profile has no application health check`] };
+  if (!health) return { changed: false, actions: [] };
   if (req.dryRun) return { changed: false, actions: [`would wait up to ${health.withinSeconds}s for ${health.url} on ${req.host.name} to answer {"status":"UP"}`] };
   const deadline = Date.now() + health.withinSeconds * 1000;
   return onHost(req.host, async (s) => {
