@@ -4,7 +4,9 @@
  * The webapp stand-in (lab/openelis-webapp.py) answers OpenELIS's health path only when it can log in
  * to its database with secrets/datasource.password, as the real webapp starts only then.
  */
+import type { WorkflowHandle } from '@temporalio/client';
 import { approveSignal, progressQuery } from '../contracts/messages';
+import { setupStandbyInput } from '../contracts/postgres/schema';
 import { IN_HOST, REPLICATION_SECRET, WEBAPP_PORT, type Lab } from './lab/hosts';
 import { hostInput, setupInput } from './lab/inputs';
 import { streamingPair } from './lab/pair';
@@ -28,6 +30,15 @@ const failureOf = (p: Promise<unknown>) => p.then(() => 'completed', (e) => {
 const health = (lab: Lab, h: 'a' | 'b') => lab[h].sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${WEBAPP_PORT}/api/OpenELIS-Global/health`).stdout;
 const secretOf = (lab: Lab, h: 'a' | 'b') => lab[h].sh(`cat ${IN_HOST.appDir}/secrets/datasource.password`).stdout;
 
+/** Waits (bounded) until the run ends, approving `gate` whenever it is open. */
+async function untilEnded(handle: WorkflowHandle, gate: string, what: string) {
+  await eventually(async () => {
+    const p = await handle.query(progressQuery);
+    if (p.approvals.some((g) => g.gate === gate && g.state === 'open')) await handle.signal(approveSignal, { gate, by: 'bob' });
+    return p.status !== 'running';
+  }, what, 150_000);
+}
+
 /** The old primary is gone for good (powered off): stopped with its restart disabled. */
 function powerOff(lab: Lab) {
   lab.a.sh('docker update --restart=no openelisglobal-database && docker stop -t 5 openelisglobal-database autoheal-oe openelisglobal-webapp');
@@ -40,11 +51,7 @@ test('failover: the webapp on the new primary logs in with the secrets copied by
   expect(health(lab, 'a')).toBe('200');
   powerOff(lab);
   const handle = await promote(lab);
-  await eventually(async () => {
-    const p = await handle.query(progressQuery);
-    if (p.approvals.some((g) => g.gate === 'unfenced-old-primary' && g.state === 'open')) await handle.signal(approveSignal, { gate: 'unfenced-old-primary', by: 'bob' });
-    return p.status !== 'running';
-  }, 'the promotion to end', 120_000);
+  await untilEnded(handle, 'unfenced-old-primary', 'the promotion to end');
   await expect(handle.result()).resolves.toMatchObject({ promoted: true, newPrimary: 'lab-b' });
   const step = (await handle.query(progressQuery)).steps.find((s) => s.name === 'appHealth');
   expect(step).toMatchObject({ state: 'done', actions: [`the application on lab-b answers healthy at http://127.0.0.1:${WEBAPP_PORT}/api/OpenELIS-Global/health`] });
@@ -55,20 +62,12 @@ test('failover after a set-up that left the secrets behind: the run fails on the
   const lab = await suite.newLab();
   const input = setupInput(lab, kind) as Record<string, any>;
   const setup = await start('setupPostgresStandby', { ...input, appDir: { path: IN_HOST.appDir, includeSecrets: false } });
-  await eventually(async () => {
-    const p = await setup.query(progressQuery);
-    if (p.approvals.some((g) => g.gate === 'restart-primary' && g.state === 'open')) await setup.signal(approveSignal, { gate: 'restart-primary', by: 'lab' });
-    return p.status !== 'running';
-  }, 'the set-up to end', 120_000);
+  await untilEnded(setup, 'restart-primary', 'the set-up to end');
   await expect(setup.result()).resolves.toMatchObject({ streaming: true });
   expect(secretOf(lab, 'b')).not.toBe(secretOf(lab, 'a'));
   powerOff(lab);
   const handle = await promote(lab);
-  await eventually(async () => {
-    const p = await handle.query(progressQuery);
-    if (p.approvals.some((g) => g.gate === 'unfenced-old-primary' && g.state === 'open')) await handle.signal(approveSignal, { gate: 'unfenced-old-primary', by: 'bob' });
-    return p.status !== 'running';
-  }, 'the promotion to end', 150_000);
+  await untilEnded(handle, 'unfenced-old-primary', 'the promotion to end');
   const failure = await failureOf(handle.result());
   expect(failure).toMatch(/The application on lab-b did not answer healthy at http:\/\/127\.0\.0\.1:8080\/api\/OpenELIS-Global\/health within 30s \(last answer: HTTP 404/);
   expect(failure).toMatch(/secrets\/ was not copied/);
@@ -116,3 +115,21 @@ test('the WAL a slot may hold is capped: a standby that stays away is cut loose,
   await lab.a.sql(`INSERT INTO lab_orders (test) VALUES ('after the new copy')`);
   await eventually(async () => (await lab.b.sql<{ c: number }>(`SELECT count(*)::int AS c FROM lab_orders WHERE test = 'after the new copy'`))[0].c === 1, 'the new row on the standby');
 }, 300_000);
+
+test('bad values for the new settings are refused naming the field', () => {
+  const lab = { a: { name: 'a', address: '10.0.0.1', hostKey: 'SHA256:x' }, b: { name: 'b', address: '10.0.0.2', hostKey: 'SHA256:y' } } as unknown as Lab;
+  const input = setupInput(lab, kind) as Record<string, any>;
+  const bad = setupStandbyInput.safeParse({
+    ...input,
+    replication: { ...input.replication, maxSlotWalKeepSize: '-1' },
+    appDir: { path: IN_HOST.appDir, certificates: { required: ['../../etc/shadow'] } },
+    standby: { ...input.standby, profile: { ...input.standby.profile, healthUrl: 'file:///etc/passwd' } },
+  });
+  expect(bad.success).toBe(false);
+  const paths = bad.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  expect(paths).toEqual(expect.arrayContaining([
+    expect.stringMatching(/^replication\.maxSlotWalKeepSize: a size such as "16GB"/),
+    expect.stringMatching(/^appDir\.certificates\.required\.0: a file name/),
+    expect.stringMatching(/^standby\.profile\.healthUrl: an http:\/\/ or https:\/\/ URL/),
+  ]));
+});
