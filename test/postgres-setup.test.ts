@@ -59,20 +59,24 @@ test('set-up from scratch: asks before restarting the primary, streams, replicat
   // The replication role's pg_hba line names the standby's address only.
   const hba = await lab.a.sql<{ address: string }>(`SELECT address FROM pg_hba_file_rules WHERE database = '{replication}' AND user_name = '{replicator}'`);
   expect(hba).toEqual([{ address: lab.b.address }]);
-  // The application directory travelled, except the database, the backups and the secrets.
+  // The application directory travelled, secrets too (the installer made them per install, and the
+  // standby now serves the primary's database), except the database and the backups.
   expect(lab.b.sh('cat /var/lib/openelis-global/volume/plugins/site-plugin.txt').stdout).toBe('plugin config of a\n');
-  expect(lab.b.sh('cat /var/lib/openelis-global/secrets/datasource.password').stdout).toBe('secret-of-b\n');
+  expect(lab.b.sh('cat /var/lib/openelis-global/secrets/datasource.password').stdout).toBe(lab.a.sh('cat /var/lib/openelis-global/secrets/datasource.password').stdout);
+  // The slot's WAL is capped (the procedure's wal_keep_size was 16000 MB): a standby that is gone cannot fill the primary's disk.
+  expect(await lab.a.sql('SHOW max_slot_wal_keep_size')).toEqual([{ max_slot_wal_keep_size: '16GB' }]);
   expect(lab.b.sh('cat /var/lib/openelis-global/backups/nightly.sql').stdout).toBe('backup of b\n');
   // The passfile is 0600 and the application stays down on the standby.
   expect(lab.b.sh('stat -c %a /var/lib/openelis-global/backups/.runbooks-replication.pgpass').stdout.trim()).toBe('600');
   expect(lab.b.sh('docker ps').stdout).toBe('openelisglobal-database\n');
 
-  // The command sequence the openelis-docker profile sent to the standby.
+  // The command sequence the openelis-docker profile sent to the standby: pg_basebackup in the database
+  // container's image, as its postgres user, writing the data directory and reading the passfile through the mounts.
   const sent = changing(lab.b.dockerCommands());
   expect(sent).toEqual([
     'docker stop autoheal-oe openelisglobal-webapp external-fhir-api openelisglobal-proxy openelisglobal-frontend',
     'docker stop -t 300 openelisglobal-database',
-    expect.stringMatching(new RegExp(`^docker run --rm --name runbooks-[\\w.-]+-basebackup --network host -u postgres -v /var/lib/openelis-global/data:/var/lib/openelis-global/data -v /var/lib/openelis-global/backups:/var/lib/openelis-global/backups postgres:15 pg_basebackup -D /var/lib/openelis-global/data -X stream -R -S standby_b -c fast -w -d host='${lab.a.address.replace(/\./g, '\\.')}' port='5432' user='replicator' application_name='lab-b' passfile='/var/lib/openelis-global/backups/\\.runbooks-replication\\.pgpass'$`)),
+    expect.stringMatching(new RegExp(`^docker run --rm --name runbooks-[\\w.-]+-basebackup --network host -u postgres -v /var/lib/openelis-global/data:/var/lib/openelis-global/data -v /var/lib/openelis-global/backups:/backups postgres:15 pg_basebackup -D /var/lib/openelis-global/data -X stream -R -S standby_b -c fast -w -d host='${lab.a.address.replace(/\./g, '\\.')}' port='5432' user='replicator' application_name='lab-b' passfile='/backups/\\.runbooks-replication\\.pgpass'$`)),
     'docker start openelisglobal-database',
   ]);
   expect(changing(lab.a.dockerCommands())).toEqual(['docker stop -t 300 openelisglobal-database', 'docker start openelisglobal-database']);

@@ -1,5 +1,6 @@
 /** The PostgreSQL activities: one factory, as every system's. */
 import { copyAppDir } from './app-dir';
+import { checkApplicationHealth, checkCertificates } from './app-health';
 import { inspectServer } from './inspect';
 import { preflightStandbySetup } from './preflight';
 import { ensureReplicationHba, ensureReplicationRole, ensureReplicationSettings, ensureReplicationSlot, restartDatabase } from './primary';
@@ -13,6 +14,7 @@ export function createPostgresActivities() {
     ensureReplicationRole, ensureReplicationHba, ensureReplicationSettings, ensureReplicationSlot, restartDatabase,
     stopDatabase, startDatabase, setDataDirAside, restoreDataDir, baseBackup, rewindDataDir, copyAppDir, verifyStreaming,
     restartOldPrimary, stopPrimaryCleanly, waitForCatchup, fenceHost, unfenceAndStart, checkStandby, promoteStandby, verifyWritable, startApplication,
+    checkCertificates, checkApplicationHealth,
   };
 }
 export type PostgresActivities = ReturnType<typeof createPostgresActivities>;

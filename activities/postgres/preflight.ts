@@ -1,7 +1,8 @@
 /** Refuses to set up a standby on a wrong picture of the world, with a message an operator can act on. */
 import type { PgHost } from '../../contracts/postgres/schema';
-import { onHost, profileOf } from './hosts';
+import { onHost, profileOf, withSql } from './hosts';
 import { inspectServer, type ServerState } from './inspect';
+import { checkCertificates } from './app-health';
 import { refuse } from '../../contracts/refuse';
 
 export interface SetupPreflightRequest {
@@ -10,6 +11,8 @@ export interface SetupPreflightRequest {
   slot: string;
   replaceStandbyData: boolean;
   rewind: boolean;
+  /** The OpenELIS certificates the standby must have before it may become a standby (absent: not checked). */
+  certificates?: { dir: string; required: string[]; sameAsPrimary: string[] };
 }
 
 export interface SetupPreflight {
@@ -20,6 +23,14 @@ export interface SetupPreflight {
   standbyRunning: boolean;
   databaseBytes: number;
   freeBytes: number;
+  /** The primary invalidated the standby's slot (it fell more than max_slot_wal_keep_size behind): the standby needs a fresh copy. */
+  slotInvalidated: boolean;
+}
+
+/** wal_status "lost": the primary removed WAL the slot's standby still needed. */
+async function slotLost(primary: PgHost, slot: string): Promise<boolean> {
+  return onHost(primary, (s) => withSql(primary, s, async (db) =>
+    (await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND wal_status = 'lost'`, [slot])).rowCount === 1));
 }
 
 
@@ -40,9 +51,16 @@ export async function preflightStandbySetup(req: SetupPreflightRequest): Promise
   const primaryMajor = Math.floor((p.versionNum ?? 0) / 10000);
   if (standbyMajor !== primaryMajor) throw refuse(`The standby ${req.standby.name} has PostgreSQL ${standbyMajor}, the primary ${primaryMajor}: streaming replication needs the same major version.`);
 
-  const alreadyStreaming = Boolean(s.running && s.inRecovery && s.walReceiver?.status === 'streaming'
+  // Checked before anything changes: a standby without them would be promoted into a webapp that cannot start.
+  if (req.certificates) await checkCertificates({ primary: req.primary, standby: req.standby, ...req.certificates });
+  const slotInvalidated = await slotLost(req.primary, req.slot);
+  const alreadyStreaming = !slotInvalidated && Boolean(s.running && s.inRecovery && s.walReceiver?.status === 'streaming'
     && s.walReceiver.slot === req.slot && s.walReceiver.senderHost === req.primary.address);
   if (!alreadyStreaming) {
+    if (slotInvalidated && s.dataDir === 'cluster' && !req.replaceStandbyData) {
+      throw refuse(`The replication slot ${req.slot} on ${req.primary.name} was invalidated: ${req.standby.name} fell more than max_slot_wal_keep_size behind and cannot catch up. ` +
+        'Set "replaceStandbyData": true to give it a fresh copy (its old data directory is kept aside under a dated name).');
+    }
     if (s.running && s.inRecovery === false && !req.replaceStandbyData && !req.rewind) {
       throw refuse(`${req.standby.name} runs as a primary with its own data. If that data may be replaced, set "replaceStandbyData": true (it is kept aside under a dated name).`);
     }
@@ -56,6 +74,6 @@ export async function preflightStandbySetup(req: SetupPreflightRequest): Promise
   }
   return {
     alreadyStreaming, primaryVersion: p.versionNum ?? 0, standbyMajor, standbyData: s.dataDir, standbyRunning: s.running,
-    databaseBytes: p.databaseBytes ?? 0, freeBytes: s.freeBytes ?? 0,
+    databaseBytes: p.databaseBytes ?? 0, freeBytes: s.freeBytes ?? 0, slotInvalidated,
   };
 }

@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client as PgClient } from 'pg';
 import type { ChangeReport } from '../../contracts/messages';
-import type { PgHost } from '../../contracts/postgres/schema';
+import { walSizeMb, type PgHost } from '../../contracts/postgres/schema';
 import { resolveSecret } from '../lib/secrets';
 import { scramMatches, scramVerifier } from '../lib/scram';
 import { cmd, shq } from '../lib/shell';
@@ -21,7 +21,13 @@ const rewindFunctions = [
   'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'pg_catalog.pg_stat_file(text, boolean)',
   'pg_catalog.pg_read_binary_file(text)', 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)',
 ];
-export interface SettingsRequest { host: PgHost; maxWalSenders: number; dryRun: boolean }
+export interface SettingsRequest {
+  host: PgHost;
+  maxWalSenders: number;
+  /** max_slot_wal_keep_size, e.g. "16GB" (absent in runs started before the cap: then left as it is). */
+  maxSlotWalKeepSize?: string;
+  dryRun: boolean;
+}
 export interface SlotRequest { host: PgHost; slot: string; dryRun: boolean }
 
 const report = (changed: boolean, actions: string[]): ChangeReport => ({ changed, actions });
@@ -130,11 +136,15 @@ async function hbaLinePresent(db: PgClient, user: string, database: string, addr
   return (r.rowCount ?? 0) > 0;
 }
 
-/** wal_level, max_wal_senders, wal_log_hints (for pg_rewind), hot_standby. Says whether a restart is needed. */
+/**
+ * wal_level, max_wal_senders, wal_log_hints (for pg_rewind), hot_standby, and the cap on what a slot
+ * may hold back (max_slot_wal_keep_size: a standby down or gone must not fill the primary's disk).
+ * Says whether a restart is needed.
+ */
 export async function ensureReplicationSettings(req: SettingsRequest): Promise<ChangeReport & { restartNeeded: boolean }> {
   return onHost(req.host, (s) => withSql(req.host, s, async (db) => {
     const rows = (await db.query(`SELECT name, setting, context, pending_restart FROM pg_settings
-      WHERE name IN ('wal_level', 'max_wal_senders', 'wal_log_hints', 'hot_standby', 'max_replication_slots')`)).rows;
+      WHERE name IN ('wal_level', 'max_wal_senders', 'wal_log_hints', 'hot_standby', 'max_replication_slots', 'max_slot_wal_keep_size')`)).rows;
     const current = Object.fromEntries(rows.map((r) => [r.name, r.setting as string]));
     const context = Object.fromEntries(rows.map((r) => [r.name, r.context as string]));
     const wanted: Array<[string, string, boolean]> = [
@@ -143,11 +153,14 @@ export async function ensureReplicationSettings(req: SettingsRequest): Promise<C
       ['max_replication_slots', String(Math.max(req.maxWalSenders, 10)), Number(current.max_replication_slots) >= 1],
       ['wal_log_hints', 'on', current.wal_log_hints === 'on'],
       ['hot_standby', 'on', current.hot_standby === 'on'],
+      // pg_settings gives it in MB; -1 (the default) is no cap at all.
+      ...(req.maxSlotWalKeepSize ? [['max_slot_wal_keep_size', req.maxSlotWalKeepSize, Number(current.max_slot_wal_keep_size) === walSizeMb(req.maxSlotWalKeepSize)] as [string, string, boolean]] : []),
     ];
     const changes = wanted.filter(([, , ok]) => !ok);
     // Settings of context "postmaster" take effect only at a restart (pending_restart shows it only after the reload is processed).
     const restartNeeded = rows.some((r) => r.pending_restart) || changes.some(([name]) => context[name] === 'postmaster');
-    const actions = changes.map(([name, value]) => `ALTER SYSTEM SET ${name} = ${value} (was ${current[name]})`);
+    const shown = (name: string) => (name === 'max_slot_wal_keep_size' ? (current[name] === '-1' ? 'no cap' : `${current[name]}MB`) : current[name]);
+    const actions = changes.map(([name, value]) => `ALTER SYSTEM SET ${name} = ${value} (was ${shown(name)})`);
     if (req.dryRun) return { changed: false, actions: actions.map((a) => `would ${a}`), restartNeeded };
     for (const [name, value] of changes) await db.query(`ALTER SYSTEM SET ${db.escapeIdentifier(name)} = ${db.escapeLiteral(value)}`);
     if (changes.length) await db.query('SELECT pg_reload_conf()');
@@ -155,11 +168,26 @@ export async function ensureReplicationSettings(req: SettingsRequest): Promise<C
   }));
 }
 
-export async function ensureReplicationSlot(req: SlotRequest): Promise<ChangeReport> {
+/**
+ * The physical slot the standby streams from. A slot the primary invalidated (wal_status "lost": the
+ * standby fell further behind than max_slot_wal_keep_size) is said so and made again: the standby
+ * cannot stream from it, and the run gives it a fresh copy.
+ */
+export async function ensureReplicationSlot(req: SlotRequest): Promise<ChangeReport & { invalidated?: boolean }> {
   return onHost(req.host, (s) => withSql(req.host, s, async (db) => {
-    const exists = (await db.query('SELECT slot_type FROM pg_replication_slots WHERE slot_name = $1', [req.slot])).rows[0];
+    const exists = (await db.query(`SELECT slot_type, wal_status, active, current_setting('max_slot_wal_keep_size') AS cap
+      FROM pg_replication_slots WHERE slot_name = $1`, [req.slot])).rows[0];
     if (exists && exists.slot_type !== 'physical') throw new Error(`Slot ${req.slot} on ${req.host.name} is a ${exists.slot_type} slot; choose another name`);
-    if (exists) return report(false, []);
+    if (exists && exists.wal_status !== 'lost') return report(false, []);
+    if (exists) {
+      const why = `the replication slot ${req.slot} on ${req.host.name} was INVALIDATED: its standby fell more than max_slot_wal_keep_size (${exists.cap}) behind, ` +
+        'so the primary dropped the WAL it needed; the standby needs a fresh copy';
+      if (req.dryRun) return { ...report(false, [why, `would drop and create the physical replication slot ${req.slot}`]), invalidated: true };
+      if (exists.active) throw new Error(`${why}, but the slot is still in use; run again once its walsender has exited`);
+      await db.query('SELECT pg_drop_replication_slot($1)', [req.slot]);
+      await db.query('SELECT pg_create_physical_replication_slot($1)', [req.slot]);
+      return { ...report(true, [why, `dropped and created the physical replication slot ${req.slot} again`]), invalidated: true };
+    }
     if (req.dryRun) return report(false, [`would create the physical replication slot ${req.slot}`]);
     await db.query('SELECT pg_create_physical_replication_slot($1)', [req.slot]);
     return report(true, [`created the physical replication slot ${req.slot}`]);

@@ -18,6 +18,8 @@ export interface HostProfile {
   startApp?: string;
   /** Exit 0 when the application runs (when the layout can tell). */
   appRunning?: string;
+  /** The application's own health answer, asked on the host after it is started (when the layout has one). */
+  appHealth?: { url: string; withinSeconds: number };
   /** Nothing restarts the database on its own any more (restart policy, marker, systemd mask). */
   disableRestart: string;
   enableRestart: string;
@@ -115,6 +117,8 @@ export function profileOf(host: PgHost): HostProfile {
   const mounts = ['-v', `${p.dataDir}:${p.containerDataDir}`, '-v', `${p.backupsDir}:${p.containerBackupsDir}`];
   const dbRunning = `test "$(${docker('inspect', '-f', '{{.State.Running}}', db)})" = true`;
   const restartPolicy = `"$(${docker('inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}', db)})"`;
+  // Tools run in the database container's own image unless the input names one: their version is the server's.
+  const image = p.image ? shq(p.image) : `"$(${docker('inspect', '-f', '{{.Config.Image}}', db)})"`;
   return {
     dbRunning,
     // docker stop sends the image's stop signal (SIGINT: a fast shutdown), then SIGKILL after the timeout.
@@ -126,12 +130,14 @@ export function profileOf(host: PgHost): HostProfile {
     stopApp: docker('stop', 'autoheal-oe', ...app),
     startApp: docker('start', ...app, 'autoheal-oe'),
     appRunning: `test "$(${docker('inspect', '-f', '{{.State.Running}}', app[0])})" = true`,
+    appHealth: { url: p.healthUrl, withinSeconds: p.healthWithinSeconds },
     disableRestart: docker('update', '--restart=no', ...all),
     enableRestart: docker('update', '--restart=always', db),
     restartDisabled: `test ${restartPolicy} = no`,
     ...dataDirFence(p.dataDir),
-    tool: (name, args, env = {}, job) => docker('run', '--rm', ...(job ? ['--name', `runbooks-${job}`] : []), '--network', 'host', '-u', 'postgres', ...mounts,
-      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), p.image, name, ...args),
+    // -u postgres: the image's postgres user (uid 999 in the official image), the owner of the data directory.
+    tool: (name, args, env = {}, job) => `${docker('run', '--rm', ...(job ? ['--name', `runbooks-${job}`] : []), '--network', 'host', '-u', 'postgres', ...mounts,
+      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]))} ${image} ${cmd(name, ...args)}`,
     stopTool: (job) => docker('rm', '-f', `runbooks-${job}`),
     dataDir: p.dataDir, dataDirForDb: p.containerDataDir,
     passfile: path.posix.join(p.backupsDir, '.runbooks-replication.pgpass'),

@@ -26,9 +26,18 @@ const openelisDockerProfile = z.strictObject({
   containerDataDir: absolutePath.default('/var/lib/postgresql/data').describe('The same directory inside the database container'),
   backupsDir: absolutePath.default('/var/lib/openelis-global/backups'),
   containerBackupsDir: absolutePath.default('/backups'),
-  image: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'an image with a tag, e.g. postgres:14.4').default('postgres:14.4'),
+  image: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'an image with a tag, e.g. postgres:14.4').optional()
+    .describe('The image PostgreSQL tools (pg_basebackup, pg_rewind) run in; default: the image of openelisglobal-database itself, so they match the server'),
   sudo: z.boolean().default(true).describe('Prefix docker and file commands with sudo -n'),
+  healthUrl: z.string().url().max(2000).refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL')
+    .default('https://localhost:8443/api/OpenELIS-Global/health')
+    .describe("The webapp's own health answer, asked on the host (curl) after the application is started: OpenELIS answers {\"status\":\"UP\"}"),
+  healthWithinSeconds: z.number().int().min(1).max(3600).default(300)
+    .describe('How long the webapp may take to answer healthy after a start (its compose healthcheck allows a 2 minute start period)'),
 }).describe('The OpenELIS installer layout: containers openelisglobal-database, -webapp, external-fhir-api, autoheal-oe, -proxy, -frontend');
+
+/** A file name inside a directory: no slashes, no "..". */
+const relativeFile = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$/, 'a file name (letters, digits, _ . -; no slash)');
 
 export const pgHost = z.strictObject({
   name: hostLabel.describe('A label for messages and the application_name of a standby'),
@@ -45,11 +54,18 @@ export const pgHost = z.strictObject({
 });
 export type PgHost = z.infer<typeof pgHost>;
 
+/** A WAL size as PostgreSQL spells it for max_slot_wal_keep_size: a whole number of MB, GB or TB. */
+export const walSize = z.string().regex(/^[1-9]\d{0,8}(MB|GB|TB)$/, 'a size such as "16GB" or "500MB" (MB, GB or TB)');
+/** walSize in megabytes (the unit of max_slot_wal_keep_size in pg_settings). */
+export const walSizeMb = (size: string): number => Number(size.slice(0, -2)) * { MB: 1, GB: 1024, TB: 1024 * 1024 }[size.slice(-2) as 'MB' | 'GB' | 'TB'];
+
 export const replicationSettings = z.strictObject({
   user: sqlIdentifier.default('replicator'),
   password: secretRef,
   slot: sqlIdentifier.describe('The physical replication slot the standby streams from'),
   maxWalSenders: z.number().int().min(2).max(100).default(10),
+  maxSlotWalKeepSize: walSize.default('16GB')
+    .describe('max_slot_wal_keep_size on the primary: the most WAL the slot may hold back for a standby that is down or gone (the procedure kept wal_keep_size=16000 MB). Past it the slot is invalidated and the standby needs a new copy; the primary\'s disk never fills'),
   baseBackupMaxRate: z.string().regex(/^\d+[kM]?$/, 'pg_basebackup --max-rate, e.g. "50M" (bytes/s; k or M suffix)').optional()
     .describe('Throttle the base backup so it does not saturate the primary'),
 });
@@ -64,9 +80,18 @@ export const setupStandbyInput = z.strictObject({
   rewind: z.boolean().default(false).describe('Try pg_rewind of the standby data directory before a fresh base backup (rejoining an old primary)'),
   appDir: z.strictObject({
     path: absolutePath.default('/var/lib/openelis-global'),
-    includeSecrets: z.boolean().default(false),
+    includeSecrets: z.boolean().default(true)
+      .describe('Copy secrets/ too: the OpenELIS installer generates the database passwords and the encryption key per install, and the standby serves the primary\'s database'),
     exclude: z.array(z.string().regex(/^[^/\0][^\0]*$/, 'a path relative to the application directory')).default([]),
-  }).optional().describe('Copy the application directory from primary to standby (never data/ or backups/; secrets/ only when asked)'),
+    certificates: z.strictObject({
+      dir: absolutePath.default('/etc/openelis-global'),
+      required: z.array(relativeFile).default(['keystore', 'truststore', 'client_facing_keystore'])
+        .describe('Files the standby must have in dir (docker-compose.yml mounts them as secrets of the webapp)'),
+      sameAsPrimary: z.array(relativeFile).default(['keystore', 'truststore'])
+        .describe('Files that must be identical on both (the copied common.properties holds the primary\'s keystore and truststore passwords)'),
+    }).default(() => ({ dir: '/etc/openelis-global', required: ['keystore', 'truststore', 'client_facing_keystore'], sameAsPrimary: ['keystore', 'truststore'] }))
+      .describe('Checked, never copied (the procedure leaves /etc/openelis-global to each server): only checksums are compared'),
+  }).optional().describe('Copy the application directory from primary to standby (never data/ or backups/), and check the certificates of /etc/openelis-global'),
   restartApproval: approvalPolicy.default(defaultApprovalPolicy),
   verifyWithinSeconds: z.number().int().min(1).max(3600).default(60),
 }).refine((i) => i.primary.address !== i.standby.address || i.primary.postgres.port !== i.standby.postgres.port, {

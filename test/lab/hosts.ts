@@ -13,6 +13,10 @@ export { addHostName, type ShResult } from './netns';
 
 export const PGBIN = '/usr/lib/postgresql/15/bin';
 const labBin = path.join(__dirname, 'bin');
+/** The images the lab's docker stand-in has: PostgreSQL 15 only (a real OpenELIS runs postgres:14.4). */
+export const LAB_IMAGE = 'postgres:15';
+/** The webapp stand-in's plain-HTTP port (the compose file publishes 8080 and 8443). */
+export const WEBAPP_PORT = 8080;
 export const ADMIN_PASSWORD_SECRET = 'lab-pg-admin';
 export const SSH_KEY_SECRET = 'lab-ssh';
 export const REPLICATION_SECRET = 'pg-replication';
@@ -23,6 +27,7 @@ export const IN_HOST = {
   pgData: '/var/lib/openelis-global/data',
   backupsDir: '/var/lib/openelis-global/backups',
   socketDir: '/run/postgresql',
+  etcDir: '/etc/openelis-global',
   home: '/var/lib/postgresql',
   logFile: '/var/lib/postgresql/postgresql.log',
 };
@@ -87,16 +92,28 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
   const makeHost = (name: 'a' | 'b', octet: number): LabHost => {
     const hostDir = path.join(dir, name);
     const appDir = path.join(hostDir, 'openelis-global');
-    const mounts: Array<[string, string]> = [[appDir, IN_HOST.appDir], [path.join(hostDir, 'home'), IN_HOST.home], [path.join(hostDir, 'run'), IN_HOST.socketDir]];
+    const etcDir = path.join(hostDir, 'etc-openelis-global');
+    const mounts: Array<[string, string]> = [[appDir, IN_HOST.appDir], [path.join(hostDir, 'home'), IN_HOST.home], [path.join(hostDir, 'run'), IN_HOST.socketDir], [etcDir, IN_HOST.etcDir]];
     for (const d of [hostDir, ...mounts.map(([outside]) => outside), path.join(appDir, 'backups'), path.join(appDir, 'secrets'), path.join(appDir, 'volume', 'plugins')]) mkdirSync(d, { recursive: true });
     // What an OpenELIS install directory holds besides the database.
     writeFileSync(path.join(appDir, 'docker-compose.yml'), `# OpenELIS on host ${name}\nservices: {}\n`);
     writeFileSync(path.join(appDir, 'volume', 'plugins', 'site-plugin.txt'), `plugin config of ${name}\n`);
-    writeFileSync(path.join(appDir, 'secrets', 'datasource.password'), `secret-of-${name}\n`);
+    // The installer generates the webapp's database password per install (setup_OpenELIS.py): each host its own.
+    writeFileSync(path.join(appDir, 'secrets', 'datasource.password'), `clinlims-${name}-${Math.random().toString(36).slice(2)}`);
+    // The certificates the installer puts in /etc/openelis-global: the same keystore and truststore on both, as the procedure recommends.
+    mkdirSync(etcDir, { recursive: true });
+    writeFileSync(path.join(etcDir, 'keystore'), `keystore of ${dir}\n`);
+    writeFileSync(path.join(etcDir, 'truststore'), `truststore of ${dir}\n`);
+    writeFileSync(path.join(etcDir, 'client_facing_keystore'), `client facing keystore of ${name}\n`);
     writeFileSync(path.join(appDir, 'backups', 'nightly.sql'), `backup of ${name}\n`);
     const stateDir = path.join(hostDir, 'docker-state');
     writeFileSync(path.join(hostDir, 'docker.env'),
-      `PGDATA=${IN_HOST.pgData}\nPGBIN=${PGBIN}\nPGLOG=${IN_HOST.logFile}\nSTATE=${stateDir}\n`);
+      `PGDATA=${IN_HOST.pgData}\nPGBIN=${PGBIN}\nPGLOG=${IN_HOST.logFile}\nSTATE=${stateDir}\n` +
+      `IMAGES='${LAB_IMAGE}=${PGBIN}'\nDB_IMAGE=${LAB_IMAGE}\n` +
+      // The database container's mounts: the compose file's (data, /backups, the home with .pgpass), but the
+      // data directory at the host's path, so that the pg_ctl profile drives the same cluster.
+      `DB_MOUNTS='${IN_HOST.appDir}:${IN_HOST.appDir} ${IN_HOST.backupsDir}:/backups ${IN_HOST.home}:${IN_HOST.home} ${IN_HOST.socketDir}:${IN_HOST.socketDir}'\n` +
+      `WEBAPP=${path.join(__dirname, 'openelis-webapp.py')}\nWEBAPP_PORT=${WEBAPP_PORT}\nSECRETS=${IN_HOST.appDir}/secrets\n`);
     run('chown', ['-R', 'postgres:postgres', hostDir]);
 
     // Sessions get the docker and systemctl stand-ins first on PATH.
@@ -129,7 +146,7 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
 
   const a = makeHost('a', 2);
   const b = makeHost('b', 3);
-  const initCluster = (h: LabHost) => {
+  const initCluster = async (h: LabHost) => {
     const pwfile = path.join(h.dir, 'home', '.pwfile');
     writeFileSync(pwfile, adminPassword);
     chownSync(pwfile, Number(run('id', ['-u', 'postgres']).trim()), 0);
@@ -140,13 +157,18 @@ export async function startLab(opts: { standby?: 'initialized' | 'empty'; secret
       "listen_addresses = '*'", 'port = 5432', `unix_socket_directories = '${IN_HOST.socketDir}'`,
     ].join('\n') + '\n');
     writeFileSync(path.join(h.pgData, 'pg_hba.conf'), `${readFileSync(path.join(h.pgData, 'pg_hba.conf'), 'utf8')}host all postgres ${subnet}.1/32 scram-sha-256\n`);
-    const started = h.sh('docker start openelisglobal-database openelisglobal-webapp external-fhir-api autoheal-oe openelisglobal-proxy openelisglobal-frontend');
+    const db = h.sh('docker start openelisglobal-database');
+    if (db.code !== 0) throw new Error(`starting ${h.name}'s database failed: ${db.stderr}`);
+    // The webapp's login, with the password of this host's install.
+    const clinlims = readFileSync(path.join(h.appDir, 'secrets', 'datasource.password'), 'utf8');
+    await h.sql(`CREATE ROLE clinlims LOGIN PASSWORD '${clinlims}'`); // letters, digits and -: made above
+    const started = h.sh('docker start openelisglobal-webapp external-fhir-api autoheal-oe openelisglobal-proxy openelisglobal-frontend');
     if (started.code !== 0) throw new Error(`starting ${h.name} failed: ${started.stderr}`);
     h.sh(`rm -f ${path.join(h.dir, 'docker-state', 'commands.log')}`);
   };
   await net.waitForSsh();
-  initCluster(a);
-  if ((opts.standby ?? 'initialized') === 'initialized') initCluster(b);
+  await initCluster(a);
+  if ((opts.standby ?? 'initialized') === 'initialized') await initCluster(b);
 
   const lab: Lab = {
     dir, a, b, secretsDir, replicationPassword, adminPassword,

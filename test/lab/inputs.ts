@@ -1,7 +1,7 @@
 /** Runbook inputs that point at the lab's hosts, as an operator would write them for real servers. */
 import type { z } from 'zod';
 import type { pgHost } from '../../contracts/postgres/schema';
-import { ADMIN_PASSWORD_SECRET, IN_HOST, REPLICATION_SECRET, SSH_KEY_SECRET, type Lab, type LabHost } from './hosts';
+import { ADMIN_PASSWORD_SECRET, IN_HOST, REPLICATION_SECRET, SSH_KEY_SECRET, WEBAPP_PORT, type Lab, type LabHost } from './hosts';
 
 export type Profile = 'openelis-docker' | 'pg_ctl';
 
@@ -13,11 +13,12 @@ export function hostInput(h: LabHost, kind: Profile): z.input<typeof pgHost> {
   if (kind === 'pg_ctl') {
     return { ...common, postgres: { socketDir: IN_HOST.socketDir }, profile: { kind, dataDir: IN_HOST.pgData, logFile: IN_HOST.logFile } };
   }
-  // The OpenELIS installer's paths; the docker stand-in runs "containers" on the host itself,
-  // so the container paths are the host paths. The lab's SSH user needs no sudo.
+  // The OpenELIS installer's paths and container form (/backups in the container, tools in the database
+  // container's image as its postgres user), but the lab's database container has its data directory at
+  // the host's path (see hosts.ts). The webapp stand-in answers on plain HTTP. The lab's SSH user needs no sudo.
   return {
     ...common, postgres: { password: { secret: ADMIN_PASSWORD_SECRET } },
-    profile: { kind, containerDataDir: IN_HOST.pgData, containerBackupsDir: IN_HOST.backupsDir, image: 'postgres:15', sudo: false },
+    profile: { kind, containerDataDir: IN_HOST.pgData, sudo: false, healthUrl: `http://127.0.0.1:${WEBAPP_PORT}/api/OpenELIS-Global/health`, healthWithinSeconds: 30 },
   };
 }
 

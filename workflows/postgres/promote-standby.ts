@@ -2,7 +2,7 @@
  * Promotes a standby without ever leaving two primaries: the old primary is fenced (or a human
  * confirms it cannot come back) before the standby is promoted. Safe to run again.
  */
-import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, executeChild, patched, workflowInfo } from '@temporalio/workflow';
 import type { KitActivities } from '../../activities/kit';
 import type { PostgresActivities } from '../../activities/postgres';
 import { runbookActivities } from '../kit/activities';
@@ -44,6 +44,7 @@ export const promotePostgresStandby = defineRunbook({
     promote: 'Promote the standby',
     verify: 'Verify the new primary takes writes',
     startApp: 'Start the application on the new primary',
+    appHealth: "Wait for the application's own health answer",
     rejoin: 'Make the old primary a standby of the new one',
   },
   lockKeys: (input) => serverLocks(input.oldPrimary, input.standby),
@@ -152,6 +153,12 @@ export const promotePostgresStandby = defineRunbook({
     ? (rb.skip('verify', `${standby.name} was verified when it was promoted; ${oldPrimary.name} already streams from it`), { timeline: sb.timeline })
     : await rb.step('verify', () => act.verifyWritable({ host: standby, canaryId: `promote:${workflowInfo().workflowId}`, timelineBefore, dryRun }));
   await rb.step('startApp', () => act.startApplication({ host: standby, dryRun }));
+  // A promoted database under a webapp that cannot use it is no success (e.g. secrets/ not copied).
+  if (patched('postgres-app-health-after-promotion')) {
+    await rb.step('appHealth', () => long.checkApplicationHealth({ host: standby, dryRun }));
+  } else {
+    rb.skip('appHealth', 'the run started before the health check existed');
+  }
 
   let rejoined = false;
   if (rejoinedAlready) {

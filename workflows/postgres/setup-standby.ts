@@ -43,12 +43,14 @@ export const setupPostgresStandby = defineRunbook({
 
   const found = await rb.step('preflight', async () => {
     await kit.checkSecretScopes(secretUses([primary, standby], { password: repl.password, between: [primary, standby] }));
-    return check.preflightStandbySetup({ primary, standby, slot: repl.slot, replaceStandbyData: input.replaceStandbyData, rewind: input.rewind });
+    return check.preflightStandbySetup({
+      primary, standby, slot: repl.slot, replaceStandbyData: input.replaceStandbyData, rewind: input.rewind, certificates: input.appDir?.certificates,
+    });
   });
 
   await rb.step('replicationRole', () => act.ensureReplicationRole({ host: primary, user: repl.user, password: repl.password, dryRun, rewind: input.rewind }));
   await rb.step('allowStandby', () => act.ensureReplicationHba({ host: primary, user: repl.user, standbyAddress: standby.address, dryRun, rewind: input.rewind }));
-  const settings = await rb.step('walSettings', () => act.ensureReplicationSettings({ host: primary, maxWalSenders: repl.maxWalSenders, dryRun }));
+  const settings = await rb.step('walSettings', () => act.ensureReplicationSettings({ host: primary, maxWalSenders: repl.maxWalSenders, maxSlotWalKeepSize: repl.maxSlotWalKeepSize, dryRun }));
   if (settings.restartNeeded) {
     await rb.step('restartPrimary', async (step) => {
       await rb.requireApproval('restart-primary', {
@@ -72,7 +74,8 @@ export const setupPostgresStandby = defineRunbook({
       return act.stopDatabase({ host: standby, dryRun });
     });
     let rewound = false;
-    if (input.rewind && found.standbyData === 'cluster') {
+    // A standby whose slot was invalidated is on the primary's timeline but missing WAL: pg_rewind cannot help, a copy can.
+    if (input.rewind && found.standbyData === 'cluster' && !found.slotInvalidated) {
       const r = await rb.step('copyData', () => long.rewindDataDir(backup));
       rewound = r.rewound;
     }
@@ -101,5 +104,8 @@ export const setupPostgresStandby = defineRunbook({
   const verified = await rb.step('verify', () => long.verifyStreaming({
     primary, standby, canaryId: `setup:${workflowInfo().workflowId}`, withinSeconds: input.verifyWithinSeconds, dryRun,
   }));
-  return { primary: primary.name, standby: standby.name, streaming: verified.streaming, canaryLagMs: verified.canaryLagMs };
+  return {
+    primary: primary.name, standby: standby.name, streaming: verified.streaming, canaryLagMs: verified.canaryLagMs,
+    ...(found.slotInvalidated ? { slotWasInvalidated: `slot ${repl.slot} had been invalidated (${standby.name} fell more than max_slot_wal_keep_size behind): made again, with a fresh copy` } : {}),
+  };
 });
