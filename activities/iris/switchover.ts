@@ -10,23 +10,29 @@ import type { ChangeReport } from '../../contracts/messages';
 import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
 import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
-import { healthy, inspectMember, type MemberState } from './inspect';
+import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
 import { onNode, runScript } from './session';
 import { refuse } from '../../contracts/refuse';
 
-/** The names of the mirror's databases as the member lists them. */
-async function mirroredDatabases(node: IrisNode): Promise<string[]> {
+/** The names of the mirror's databases as the member lists them (bare, whichever form the query gives). */
+async function mirroredDatabases(node: IrisNode, mirror: string): Promise<string[]> {
   const r = await runScript(node, '%SYS', [
     'set m="",rs=##class(%ResultSet).%New("SYS.Mirror:MirroredDatabaseList") do rs.Execute() while rs.Next() { set m=m_rs.Get("Name")_"," } do o.%Set("names",m)',
   ]);
-  return String(r.names ?? '').split(',').filter(Boolean);
+  return mirrorDatabaseNames(r.names, mirror);
 }
 
-/** What is not healthy on a backup: databases not active and caught up, or missing. */
+/**
+ * What is not healthy on a backup: databases not active and caught up, missing, or with no database
+ * of that name at all (the mirror's name for a database is its name unless AddDatabase was given
+ * another: a database the backup cannot find is a problem, never a database skipped).
+ */
 function backupProblems(state: MemberState, mirror: string): string[] {
+  const missing = new Set(state.missing);
   return [
-    ...Object.values(state.databases).filter((db) => db.dir && !healthy(db, mirror)).map((db) => `${db.name} is not active and caught up`),
+    ...Object.values(state.databases).filter((db) => !missing.has(db.name) && !healthy(db, mirror))
+      .map((db) => (db.dir ? `${db.name} is not active and caught up` : `${db.name} has no database of that name`)),
     ...state.missing.map((name) => `${name} is missing`),
   ];
 }
@@ -56,7 +62,7 @@ const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no a
 export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
   await checkMirrorPair(r);
-  const databases = await mirroredDatabases(r.primary);
+  const databases = await mirroredDatabases(r.primary, r.mirror);
   const backup = await inspectMember(r.backup, r.mirror, databases);
   const problems = backupProblems(backup, r.mirror);
   if (problems.length) throw refused(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
