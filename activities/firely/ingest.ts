@@ -4,7 +4,8 @@
  * OnlyIfNewer so a worker that dies leaves it running and the next one adopts it, followed through its
  * log, restarted with its journal when it dies, and stopped at the end (or by a rollback).
  *
- * Its per-batch lines are undocumented (the reference): lines are matched by level and substring.
+ * Its console output is not documented: caught up is decided by comparing the two servers (the old
+ * server's newest writes on the new one, the counts), and the log is read only to show progress.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -14,7 +15,7 @@ import type { SshHost } from '../../contracts/ssh';
 import { forgetJob, jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
-import { countBoth, countsLine, type TypeCount } from './servers';
+import { countBoth, countsLine, newestWritesNotArrived, type TypeCount } from './servers';
 import { mongoEndpointOf } from './databases';
 import { refuse } from '../../contracts/refuse';
 
@@ -111,7 +112,7 @@ export interface IngestStatus {
   processed: number;
   errors: number;
   restarts: number;
-  /** Polls in a row that reached the end of the changes (idle, or a batch smaller than the batch size). */
+  /** Checks in a row that found the target caught up (the databases compared; the log reader's own count until then). */
   atEndInARow: number;
   lastBatch: string;
   counts: TypeCount[];
@@ -123,6 +124,7 @@ const READ = /\] Batch \d+: (\d+) items read\b/;
 const ERR = /^\[[0-9:]+ (ERR|FTL)\] /;
 
 /**
+ * Progress for the UI only; no decision reads it (the lines are the simulator's guess at FSI's output).
  * What the tool's log says, line by line: batches, items, errors, and the run of polls that
  * reached the end of the changes. A poll reached the end when the tool says "No new items found",
  * and also when its batch read fewer items than the batch size: it asked for a full batch and got
@@ -176,32 +178,56 @@ export class IngestLogReader {
 const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join('\n');
 
 export interface WaitForIngestRequest extends IngestRequest {
-  /** caughtUp: idle lines in a row and converging counts; cycles: that many idle lines after now (the drain's "one more full cycle"). */
+  /**
+   * caughtUp: the databases agree, `ingest.idleLinesInARow` checks in a row (the newest write of each
+   * type on the old server is on the new one, and the counts are within the tolerance).
+   * cycles: what runs started before asked ("N more idle lines"): now the tool kept running for N of
+   * its documented 5 s polls, the log unread.
+   */
   until: { caughtUp: { oldUrl: string; newUrl: string; types: string[]; tolerance: number } } | { cycles: number };
   withinSeconds: number;
   dryRun: boolean;
 }
 
+/** FSI's poll interval, as the procedure prints it ("Waiting for 00:00:05 before retrying"). */
+const FSI_POLL_MS = 5_000;
+/** The databases are compared at most this often. */
+const COMPARE_EVERY_MS = 1_000;
+
 /**
- * Follows the tool's log until the condition holds, heartbeating its progress (batches, items,
- * errors, idle polls in a row), which the UI shows on the pending activity. A tool that died is
- * restarted with its journal, at most `maxRestarts` times over the run; then the run stops with
- * the log's last lines.
+ * Whether the target has caught up, decided from the servers alone: the newest write of each type
+ * on the old server is on the new one (that version or newer), and the counts agree within the
+ * tolerance. The tool's log format is not documented (Firely Server's own default minimum level is
+ * Error), so no decision reads it.
+ */
+async function compareServers(c: { oldUrl: string; newUrl: string; types: string[]; tolerance: number }): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[] }> {
+  const behind = await newestWritesNotArrived(c);
+  const counts = await countBoth(c);
+  return { agree: !behind.length && counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance), behind, counts };
+}
+
+/**
+ * Follows the tool until the databases agree, heartbeating its progress (batches, items and errors
+ * as far as its log tells them, which the UI shows on the pending activity, and the checks in a
+ * row that found the target caught up). A tool that died is restarted with its journal, at most
+ * `maxRestarts` times over the run; then the run stops with the log's last lines.
  */
 export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStatus> {
   const reader = new IngestLogReader(r.ingest.mongoBatch);
   const status = reader.status;
   if (r.dryRun) return status;
   const context = Context.current();
-  const deadline = Date.now() + r.withinSeconds * 1000;
+  const began = Date.now();
+  const deadline = began + r.withinSeconds * 1000;
   // Its own heartbeats carry the progress (whileHeartbeating's would blank it).
   return withSsh(sshTargetOf(r.host), async (s) => {
-    // Where the log is now: only idle lines printed from here on count.
     const { size } = await readJobLog(s, r.jobId, 0, 0);
     const tail = await readJobLog(s, r.jobId, Math.max(0, size - 65_536), 65_536);
     let offset = tail.next;
     reader.history(tail.text.split('\n'));
-    let convergedRounds = 0;
+    let agreedInARow = 0;
+    let compared = 0;
+    let behind: string[] = [];
     let carry = '';
     for (;;) {
       const state = await jobState(s, r.jobId);
@@ -215,29 +241,34 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
         }
         status.restarts = await restartJob(s, r.jobId);
         context.log.warn(`The ingest tool on ${r.host.name} died (${why}); restarted with its journal (restart ${status.restarts}/${r.ingest.maxRestarts})`);
-        offset = 0; carry = ''; convergedRounds = 0;
+        offset = 0; carry = ''; agreedInARow = 0;
         reader.restart();
       }
+      // The log is read for progress only.
       const chunk = await readJobLog(s, r.jobId, offset);
       offset = chunk.next;
       const lines = (carry + chunk.text).split('\n');
       carry = lines.pop() ?? '';
-      const atEnd = reader.feed(lines);
+      reader.feed(lines);
       if ('cycles' in r.until) {
-        if (reader.idleSinceStart >= r.until.cycles) return status;
-      } else if (atEnd && status.atEndInARow >= r.ingest.idleLinesInARow) {
-        // The tool keeps up at its last polls; now the counts must agree too, twice in a row.
-        const c = r.until.caughtUp;
-        status.counts = await countBoth({ oldUrl: c.oldUrl, newUrl: c.newUrl, types: c.types });
-        convergedRounds = status.counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance) ? convergedRounds + 1 : 0;
-        if (convergedRounds >= 2) return status;
+        if (Date.now() - began >= r.until.cycles * FSI_POLL_MS) return status;
+      } else if (Date.now() - compared >= COMPARE_EVERY_MS) {
+        compared = Date.now();
+        const c = await compareServers(r.until.caughtUp);
+        ({ behind } = c);
+        status.counts = c.counts;
+        agreedInARow = c.agree ? agreedInARow + 1 : 0;
+        status.atEndInARow = agreedInARow;
+        if (agreedInARow >= r.ingest.idleLinesInARow) return status;
       }
       if (Date.now() > deadline) {
-        throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ${status.processed} items processed, ` +
-          `${status.atEndInARow} polls in a row reached the end${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
+        throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ` +
+          `${behind.length ? `the new server lacks the old one's newest writes (${behind.slice(0, 5).join('; ')})` : 'the newest writes arrived'}` +
+          `${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}; ${status.processed} items processed as the tool's log says. ` +
+          `Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
       }
-      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, atEndInARow: status.atEndInARow, restarts: status.restarts,
-        ...(status.counts.length ? { counts: countsLine(status.counts), countsAgreed: convergedRounds } : {}) });
+      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, restarts: status.restarts, caughtUpChecksInARow: agreedInARow,
+        ...(status.counts.length ? { counts: countsLine(status.counts) } : {}), ...(behind.length ? { behind: behind.slice(0, 3) } : {}) });
       await context.sleep(500);
     }
   });

@@ -191,6 +191,23 @@ async function newestWrite(base: string, types: string[]): Promise<string> {
   return newest;
 }
 
+/**
+ * The newest write of each type on the old server (by `_lastUpdated`), where it is not on the new
+ * one in that version or a newer one: what the ingest has not brought over yet. Empty means the
+ * newest change of every type arrived; deletions show in the counts, not here.
+ */
+export async function newestWritesNotArrived(r: { oldUrl: string; newUrl: string; types: string[] }): Promise<string[]> {
+  const behind: string[] = [];
+  for (const type of r.types) {
+    const [e] = await search(r.oldUrl, type, '_sort=-_lastUpdated&_count=1', 1);
+    if (!e) continue;
+    const got = await fhir(r.newUrl, `/${type}/${encodeURIComponent(e.id)}`);
+    const lu = String((got.body?.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
+    if (got.status !== 200 || lu < e.lastUpdated) behind.push(`${type}/${e.id} version ${e.versionId} of ${e.lastUpdated} (new server: ${got.status === 200 ? `version of ${lu}` : outcomeText(got)})`);
+  }
+  return behind;
+}
+
 /** After the switch: waits until no write reached the old server for `idleSeconds` (its old workers drained). */
 export async function waitUntilOldServerIdle(r: { oldUrl: string; types: string[]; idleSeconds: number; withinSeconds: number; dryRun: boolean }): Promise<{ lastWrite: string }> {
   if (r.dryRun) return { lastWrite: '' };

@@ -12,7 +12,7 @@ import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
-import { onNode, runScript } from './session';
+import { onInstance, onNode, runScript } from './session';
 import { refuse } from '../../contracts/refuse';
 
 /** The names of the mirror's databases as the member lists them (bare, whichever form the query gives). */
@@ -73,13 +73,14 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
 }
 
 /**
- * How to stop and start the instance: `iris stop <instance> quietly` / `iris start <instance>`, or
- * for the container deployment `docker stop` / `docker start` (IRIS is the container's main
- * process: an `iris stop` inside it would end the container, and nothing could start it from inside).
+ * How to stop and start the instance: `iris stop <instance> quietly` / `iris start <instance> quietly`,
+ * in the container form inside the container (`docker exec`), as the seeds do (`iris restart` in
+ * healthconnect-0; `docker-compose exec ap1a iris stop iris quietly` in simplemirror). Never `docker
+ * stop`: it ends the container, and its ISCAgent with it, so a backup without an arbiter cannot tell
+ * a stopped primary from a lost network and stays the backup (test/sims/iris/README.md, sources).
  */
 function lifecycle(node: IrisNode, what: 'stop' | 'start'): string {
-  if (node.container) return `${node.container.sudo ? 'sudo -n ' : ''}${cmd('docker', what, ...(what === 'stop' ? ['-t', '600'] : []), node.container.name)}`;
-  return what === 'stop' ? cmd('iris', 'stop', node.instance, 'quietly') : cmd('iris', 'start', node.instance);
+  return onInstance(node, cmd('iris', what, node.instance, 'quietly'));
 }
 
 /** A graceful stop, after which the backup takes over. */
