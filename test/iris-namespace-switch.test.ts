@@ -118,6 +118,10 @@ test('a switchover is refused when a mirrored namespace\'s database on the backu
   lab.a.faults({ prefixedMirroredDatabaseList: true });
   transact(lab.b.home, (t) => { t.s.databases.CLINICAL.mirror!.catchup = true; });
   for (const f of readdirSync(lab.b.home)) chownSync(path.join(lab.b.home, f), IRIS_OWNER.uid, IRIS_OWNER.gid);
+  // Without the members' mirror_status.cxw URLs (no private web server to guess at) it is refused, naming the field.
+  const noUrls = { ...pair(lab), primary: { ...irisNodeInput(lab.a), mirrorStatusUrl: undefined }, backup: { ...irisNodeInput(lab.b), mirrorStatusUrl: undefined } };
+  const unnamed = await outcome(await start('switchIrisMirror', { ...noUrls, applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, dryRun: true }));
+  expect(causeOf(unnamed.error)).toMatch(/Switchover refused: no mirrorStatusUrl for healthconnect-0 and healthconnect-1: .*Web Gateway.*Nothing was changed/);
   // A dry-run checks for real: it must refuse as a real run would, before any gate.
   const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, dryRun: true }));
   expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: CLINICAL is not active and caught up.*Nothing was changed/);

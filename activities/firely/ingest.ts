@@ -21,6 +21,8 @@ import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
   migration: 'http://fire.ly/vonk/plugins/migration',
+  /** The migration token as the procedure (the seed, an early draft of Firely's page) names it; current docs name the one above. */
+  migrationAsTheSeedNamesIt: 'http://fire.ly/vonk/plugins/bulk-data-import/migration',
   unlimited: 'http://fire.ly/vonk/plugins/bulk-data-import/unlimited',
   sharding: 'http://fire.ly/vonk/plugins/repository/mongo-db/sharding',
 } as const;
@@ -58,14 +60,21 @@ export async function preflightMigrationHost(r: IngestRequest & { sharding: bool
     if (tool.code !== 0) throw refuse(`The ingest tool \`${r.ingest.command}\` is not on ${r.host.name}'s PATH (install it: dotnet tool install --global Firely.Server.Ingest).`);
     const text = await s.exec(`head -c 1048576 -- ${shq(r.ingest.license)}`);
     if (text.code !== 0) throw refuse(`The license file ${r.ingest.license} cannot be read on ${r.host.name}: ${text.stderr.trim()}.`);
-    let license: { Licensee?: unknown; Expires?: unknown; Plugins?: unknown };
-    try { license = JSON.parse(text.stdout) as typeof license; } catch { throw refuse(`The license file ${r.ingest.license} on ${r.host.name} is not JSON.`); }
-    const plugins = Array.isArray(license.Plugins) ? license.Plugins.map(String) : [];
-    const wanted = [FSI_TOKENS.migration, FSI_TOKENS.unlimited, ...(r.sharding ? [FSI_TOKENS.sharding] : [])];
-    const missing = wanted.filter((t) => !plugins.includes(t));
-    if (missing.length) throw refuse(`The license ${r.ingest.license} lacks ${missing.join(' and ')} (the migration needs ${wanted.join(', ')}). Ask Firely for a license with them.`);
-    const expires = Date.parse(String(license.Expires));
-    if (!(expires > Date.now())) throw refuse(`The license ${r.ingest.license} expired (${String(license.Expires)}).`);
+    // Firely does not document the license file's layout: the tokens are looked for as strings
+    // anywhere in it (top-level Plugins or not), and an expiry only where one is found.
+    let license: unknown;
+    try { license = JSON.parse(text.stdout); } catch { throw refuse(`The license file ${r.ingest.license} on ${r.host.name} is not JSON.`); }
+    const strings = stringsIn(license);
+    const has = (token: string) => strings.has(token);
+    const migration = has(FSI_TOKENS.migration) || has(FSI_TOKENS.migrationAsTheSeedNamesIt);
+    const missing = [
+      ...(migration ? [] : [`${FSI_TOKENS.migration} (or ${FSI_TOKENS.migrationAsTheSeedNamesIt})`]),
+      ...[FSI_TOKENS.unlimited, ...(r.sharding ? [FSI_TOKENS.sharding] : [])].filter((t) => !has(t)),
+    ];
+    if (missing.length) throw refuse(`The license ${r.ingest.license} lacks ${missing.join(' and ')}. Ask Firely for a license with them.`);
+    const expires = fieldIn(license, 'Expires');
+    if (expires !== undefined && !(Date.parse(String(expires)) > Date.now())) throw refuse(`The license ${r.ingest.license} expired (${String(expires)}).`);
+    const licensee = fieldIn(license, 'Licensee');
 
     const state = await jobState(s, r.jobId);
     const resuming = state.state !== 'none';
@@ -78,8 +87,25 @@ export async function preflightMigrationHost(r: IngestRequest & { sharding: bool
     const df = await s.run(`d=${shq(r.ingest.journalDir)}; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | tail -1`, { what: 'df' });
     const freeMegabytes = Math.floor(Number(df.trim().split(/\s+/)[3]) / 1024);
     if (!(freeMegabytes >= r.ingest.minFreeMegabytes)) throw refuse(`Only ${freeMegabytes} MB free for the journal ${r.ingest.journalDir} on ${r.host.name}; ${r.ingest.minFreeMegabytes} MB wanted.`);
-    return { resuming, freeMegabytes, licensee: String(license.Licensee ?? '') };
+    return { resuming, freeMegabytes, licensee: String(licensee ?? '') };
   });
+}
+
+/** Every string in a JSON value, at any depth. */
+function stringsIn(v: unknown, out = new Set<string>(), depth = 0): Set<string> {
+  if (depth > 20) return out;
+  if (typeof v === 'string') out.add(v.trim());
+  else if (Array.isArray(v)) v.forEach((x) => stringsIn(x, out, depth + 1));
+  else if (v && typeof v === 'object') Object.values(v).forEach((x) => stringsIn(x, out, depth + 1));
+  return out;
+}
+
+/** The first value of a key of that name (any case), at any depth. */
+function fieldIn(v: unknown, key: string, depth = 0): unknown {
+  if (!v || typeof v !== 'object' || depth > 20) return undefined;
+  for (const [k, x] of Object.entries(v)) if (k.toLowerCase() === key.toLowerCase() && (typeof x === 'string' || typeof x === 'number')) return x;
+  for (const x of Object.values(v)) { const found = fieldIn(x, key, depth + 1); if (found !== undefined) return found; }
+  return undefined;
 }
 
 /** Provisions the target's schema without ingesting (`--sourceType None`): the step before sharding its collection. */

@@ -61,6 +61,13 @@ const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no a
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
 export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
+  // The old default (http://<address>:52773/...) is the private web server, which recent IRIS no longer
+  // has; the seeds reach mirror_status.cxw through a Web Gateway. Only the operator knows that URL.
+  const unnamed = [r.primary, r.backup].filter((n) => !n.mirrorStatusUrl).map((n) => n.name);
+  if (unnamed.length) {
+    throw refused(`no mirrorStatusUrl for ${unnamed.join(' and ')}: name each member's mirror_status.cxw as the load balancer's health check reaches it, ` +
+      'usually through that member\'s Web Gateway (e.g. http://webgw1:8080/ap1a/csp/mirror_status.cxw); recent IRIS has no private web server on port 52773');
+  }
   await checkMirrorPair(r);
   const databases = await mirroredDatabases(r.primary, r.mirror);
   const backup = await inspectMember(r.backup, r.mirror, databases);
