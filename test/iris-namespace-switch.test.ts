@@ -105,7 +105,7 @@ test('a switchover with an unhealthy backup is refused, nothing stopped', async 
   const r = lab.b.session('%SYS', 'set sc=##class(SYS.Database).DismountDatabase("/usr/irissys/mgr/hssys/") write !,"SC=",sc,!');
   expect(r.stdout).toContain('SC=1');
   const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw` }));
-  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: HSSYS is not active and caught up.*Nothing was changed/);
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: HSSYS is missing.*Nothing was changed/);
   expect(refused.progress.approvals).toEqual([]);
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
 }, 180_000);
