@@ -229,3 +229,17 @@ test('refused before anything changes: a license without the migration token, a 
   expect(lab.currentUpstream()).toBe(before);
   expect(fsiProcesses(lab)).toBe(0);
 }, 300_000);
+
+test('the license: the migration token as the procedure names it, in a layout other than the simulator\'s, passes the preflight; an expired one named anywhere is refused', async () => {
+  const lab = await suite.newLab();
+  await lab.seed(5, 0);
+  const write = (license: unknown) => { writeFileSync(lab.licenseFile, JSON.stringify(license)); execFileSync('chown', [`${FIRELY_USER.uid}:${FIRELY_USER.uid}`, lab.licenseFile]); };
+  // Firely does not document the file's layout: the tokens nested, the seed's name for the migration token.
+  write({ License: { Licensee: 'Lab', Expires: '2099-12-31', Tokens: [{ Name: 'http://fire.ly/vonk/plugins/bulk-data-import/migration' }, { Name: TOKENS.unlimited }] } });
+  const planned = await outcome(await start(lab.migrationInput({ dryRun: true })));
+  expect(planned.error).toBeUndefined();
+  expect(actions(planned.progress).join('\n')).toMatch(/would start on migration: /);
+  write({ License: { Licensee: 'Lab', Expires: '2020-01-01', Tokens: [TOKENS.migration, TOKENS.unlimited] } });
+  const expired = await outcome(await start(lab.migrationInput({ dryRun: true })));
+  expect(causeOf(expired.error)).toMatch(/The license \/opt\/firely\/license.json expired \(2020-01-01\).*Nothing was changed/);
+}, 300_000);
