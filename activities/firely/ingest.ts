@@ -210,9 +210,15 @@ export interface WaitForIngestRequest extends IngestRequest {
    * cycles: what runs started before asked ("N more idle lines"): now the tool kept running for N of
    * its documented 5 s polls, the log unread.
    */
-  until: { caughtUp: { oldUrl: string; newUrl: string; types: string[]; tolerance: number } } | { cycles: number };
+  until: { caughtUp: CaughtUpCheck } | { cycles: number };
   withinSeconds: number;
   dryRun: boolean;
+}
+
+export interface CaughtUpCheck {
+  oldUrl: string; newUrl: string; types: string[]; tolerance: number;
+  /** After the proxy switch clients write to the new server, so the counts part ways: only the old server's newest writes are checked. */
+  afterSwitch?: boolean;
 }
 
 /** FSI's poll interval, as the procedure prints it ("Waiting for 00:00:05 before retrying"). */
@@ -226,10 +232,11 @@ const COMPARE_EVERY_MS = 1_000;
  * tolerance. The tool's log format is not documented (Firely Server's own default minimum level is
  * Error), so no decision reads it.
  */
-async function compareServers(c: { oldUrl: string; newUrl: string; types: string[]; tolerance: number }): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[] }> {
+async function compareServers(c: CaughtUpCheck): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[] }> {
   const behind = await newestWritesNotArrived(c);
   const counts = await countBoth(c);
-  return { agree: !behind.length && counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance), behind, counts };
+  const countsAgree = c.afterSwitch || counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance);
+  return { agree: !behind.length && countsAgree, behind, counts };
 }
 
 /**

@@ -107,8 +107,8 @@ export const migrateFirelyServer = defineRunbook({
 
   const drained = await rb.step('drain', async (step) => {
     const idle = await long.waitUntilOldServerIdle({ oldUrl: oldServer.baseUrl, types: input.resourceTypes, idleSeconds: input.oldServerIdleSeconds, withinSeconds: 3600, dryRun });
-    // The old server is quiet: the new one must have its newest writes and agree on the counts.
-    await long.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
+    // The old server is quiet: the new one must have its newest writes (clients write to the new one now, so the counts part ways).
+    await long.waitForIngest({ ...ingest, until: { caughtUp: { ...caughtUp.caughtUp, afterSwitch: true } }, withinSeconds: catchUpSeconds, dryRun });
     const since = new Date(switchedAt - SKEW_MS).toISOString();
     const late = dryRun ? { checked: 0 } : await verify.checkLateWritesArrived({ ...servers, since });
     const counts = await check.countBoth(servers);
