@@ -15,7 +15,7 @@ import type { SshHost } from '../../contracts/ssh';
 import { forgetJob, jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
-import { countBoth, countsLine, newestWritesNotArrived, type TypeCount } from './servers';
+import { countBoth, countsLine, newestWrites, writesNotArrived, type TypeCount, type Write } from './servers';
 import { mongoEndpointOf } from './databases';
 import { refuse } from '../../contracts/refuse';
 
@@ -205,8 +205,8 @@ const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join
 
 export interface WaitForIngestRequest extends IngestRequest {
   /**
-   * caughtUp: the databases agree, `ingest.idleLinesInARow` checks in a row (the newest write of each
-   * type on the old server is on the new one, and the counts are within the tolerance).
+   * caughtUp: the servers agree, `ingest.idleLinesInARow` checks in a row (the old server's newest
+   * write of each type at the previous check is on the new one, and the counts are within the tolerance).
    * cycles: what runs started before asked ("N more idle lines"): now the tool kept running for N of
    * its documented 5 s polls, the log unread.
    */
@@ -227,16 +227,18 @@ const FSI_POLL_MS = 5_000;
 const COMPARE_EVERY_MS = 1_000;
 
 /**
- * Whether the target has caught up, decided from the servers alone: the newest write of each type
- * on the old server is on the new one (that version or newer), and the counts agree within the
- * tolerance. The tool's log format is not documented (Firely Server's own default minimum level is
- * Error), so no decision reads it.
+ * Whether the target has caught up, decided from the servers alone: the old server's newest write
+ * of each type as the previous check saw it (a second ago) is on the new one now, in that version or
+ * a newer one (so the tool is less than a check behind, even under a steady write load), and the
+ * counts agree within the tolerance. The tool's log format is not documented (Firely Server's own
+ * default minimum level is Error), so no decision reads it.
  */
-async function compareServers(c: CaughtUpCheck): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[] }> {
-  const behind = await newestWritesNotArrived(c);
+async function compareServers(c: CaughtUpCheck, previous: Write[] | undefined): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[]; newest: Write[] }> {
+  const behind = previous ? await writesNotArrived(c.newUrl, previous) : ['(first check: the newest writes are noted)'];
+  const newest = await newestWrites(c.oldUrl, c.types);
   const counts = await countBoth(c);
   const countsAgree = c.afterSwitch || counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance);
-  return { agree: !behind.length && countsAgree, behind, counts };
+  return { agree: !!previous && !behind.length && countsAgree, behind: previous ? behind : [], counts, newest };
 }
 
 /**
@@ -261,6 +263,7 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
     let agreedInARow = 0;
     let compared = 0;
     let behind: string[] = [];
+    let previous: Write[] | undefined;
     let carry = '';
     for (;;) {
       const state = await jobState(s, r.jobId);
@@ -287,8 +290,8 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
         if (Date.now() - began >= r.until.cycles * FSI_POLL_MS) return status;
       } else if (Date.now() - compared >= COMPARE_EVERY_MS) {
         compared = Date.now();
-        const c = await compareServers(r.until.caughtUp);
-        ({ behind } = c);
+        const c = await compareServers(r.until.caughtUp, previous);
+        ({ behind, newest: previous } = c);
         status.counts = c.counts;
         agreedInARow = c.agree ? agreedInARow + 1 : 0;
         status.atEndInARow = agreedInARow;

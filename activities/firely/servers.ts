@@ -191,19 +191,25 @@ async function newestWrite(base: string, types: string[]): Promise<string> {
   return newest;
 }
 
-/**
- * The newest write of each type on the old server (by `_lastUpdated`), where it is not on the new
- * one in that version or a newer one: what the ingest has not brought over yet. Empty means the
- * newest change of every type arrived; deletions show in the counts, not here.
- */
-export async function newestWritesNotArrived(r: { oldUrl: string; newUrl: string; types: string[] }): Promise<string[]> {
+export interface Write { type: string; id: string; versionId: string; lastUpdated: string }
+
+/** The newest write of each type on a server (by `_lastUpdated`); deletions show in the counts, not here. */
+export async function newestWrites(base: string, types: string[]): Promise<Write[]> {
+  const writes: Write[] = [];
+  for (const type of types) {
+    const [e] = await search(base, type, '_sort=-_lastUpdated&_count=1', 1);
+    if (e) writes.push({ type, id: e.id, versionId: e.versionId, lastUpdated: e.lastUpdated });
+  }
+  return writes;
+}
+
+/** The writes that are not on the new server in that version or a newer one, described. */
+export async function writesNotArrived(newUrl: string, writes: Write[]): Promise<string[]> {
   const behind: string[] = [];
-  for (const type of r.types) {
-    const [e] = await search(r.oldUrl, type, '_sort=-_lastUpdated&_count=1', 1);
-    if (!e) continue;
-    const got = await fhir(r.newUrl, `/${type}/${encodeURIComponent(e.id)}`);
+  for (const w of writes) {
+    const got = await fhir(newUrl, `/${w.type}/${encodeURIComponent(w.id)}`);
     const lu = String((got.body?.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
-    if (got.status !== 200 || lu < e.lastUpdated) behind.push(`${type}/${e.id} version ${e.versionId} of ${e.lastUpdated} (new server: ${got.status === 200 ? `version of ${lu}` : outcomeText(got)})`);
+    if (got.status !== 200 || lu < w.lastUpdated) behind.push(`${w.type}/${w.id} version ${w.versionId} of ${w.lastUpdated} (new server: ${got.status === 200 ? `version of ${lu}` : outcomeText(got)})`);
   }
   return behind;
 }
