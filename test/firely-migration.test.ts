@@ -126,6 +126,23 @@ test('the ingest tool killed mid-batch is restarted with its journal (no duplica
   expect([...stats.byUpstream.keys()]).toEqual([lab.upstreamOf(lab.old)]);
 }, 600_000);
 
+test('caught up is decided by comparing the servers: a tool that prints no idle and no batch line still reaches the cutover gate under load', async () => {
+  const lab = await suite.newLab();
+  const seeded = await lab.seed(200, 50);
+  // The tool writes errors only (Firely Server's documented default minimum level is Error).
+  lab.setFsiFaults({ minimumLevel: 'ERR' });
+  const load = loadOn(lab, seeded);
+  const handle = await start(lab.migrationInput({ countTolerance: 20, ingest: { ...(lab.migrationInput().ingest as object), catchUpWithin: '3m' } }));
+  const atCutover = await gateOpen(handle, 'cutover', lab);
+  expect(atCutover.approvals.find((g) => g.gate === 'cutover')!.summary).toMatch(/Observation 50 -> 50/);
+  expect(lab.migration.sh('cat ~/.runbooks-jobs/*/log').stdout).not.toMatch(/No new items|Batch \d+/);
+  expect(JSON.stringify(atCutover.steps.find((st) => st.name === 'catchUp'))).toMatch(/checks in a row found the new server caught up/);
+  await handle.signal(rejectSignal, { gate: 'cutover', by: 'bob', reason: 'only checking' });
+  expect((await outcome(handle)).progress.status).toBe('rolled_back');
+  const stats = await load.stop();
+  expect(stats.failures).toEqual([]);
+}, 600_000);
+
 test('HAProxy in front, the worker killed during the drain: the run resumes without a second ingest tool; a rollback after the switch puts clients back on the old server and names the writes made on the new one', async () => {
   nextProxy = 'haproxy';
   const lab = await suite.newLab();
@@ -211,4 +228,18 @@ test('refused before anything changes: a license without the migration token, a 
   expect(r.progress.approvals).toEqual([]);
   expect(lab.currentUpstream()).toBe(before);
   expect(fsiProcesses(lab)).toBe(0);
+}, 300_000);
+
+test('the license: the migration token as the procedure names it, in a layout other than the simulator\'s, passes the preflight; an expired one named anywhere is refused', async () => {
+  const lab = await suite.newLab();
+  await lab.seed(5, 0);
+  const write = (license: unknown) => { writeFileSync(lab.licenseFile, JSON.stringify(license)); execFileSync('chown', [`${FIRELY_USER.uid}:${FIRELY_USER.uid}`, lab.licenseFile]); };
+  // Firely does not document the file's layout: the tokens nested, the seed's name for the migration token.
+  write({ License: { Licensee: 'Lab', Expires: '2099-12-31', Tokens: [{ Name: 'http://fire.ly/vonk/plugins/bulk-data-import/migration' }, { Name: TOKENS.unlimited }] } });
+  const planned = await outcome(await start(lab.migrationInput({ dryRun: true })));
+  expect(planned.error).toBeUndefined();
+  expect(actions(planned.progress).join('\n')).toMatch(/would start on migration: /);
+  write({ License: { Licensee: 'Lab', Expires: '2020-01-01', Tokens: [TOKENS.migration, TOKENS.unlimited] } });
+  const expired = await outcome(await start(lab.migrationInput({ dryRun: true })));
+  expect(causeOf(expired.error)).toMatch(/The license \/opt\/firely\/license.json expired \(2020-01-01\).*Nothing was changed/);
 }, 300_000);

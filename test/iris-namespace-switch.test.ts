@@ -5,7 +5,10 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { approveSignal, progressQuery, type Progress } from '../contracts/messages';
 import { useLabs } from './lab/suite';
-import { irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
+import { chownSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { IRIS_OWNER, irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
+import { transact } from './sims/iris/instance';
 import { waitForGate } from './support/runs';
 
 // A, the first primary, is the container deployment: installs through docker exec, the switchover stops and starts the container.
@@ -102,7 +105,25 @@ test('a switchover with an unhealthy backup is refused, nothing stopped', async 
   const r = lab.b.session('%SYS', 'set sc=##class(SYS.Database).DismountDatabase("/usr/irissys/mgr/hssys/") write !,"SC=",sc,!');
   expect(r.stdout).toContain('SC=1');
   const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw` }));
-  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: HSSYS is not active and caught up.*Nothing was changed/);
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: HSSYS is missing.*Nothing was changed/);
   expect(refused.progress.approvals).toEqual([]);
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
 }, 180_000);
+
+test('a switchover is refused when a mirrored namespace\'s database on the backup is behind, whichever form MirroredDatabaseList names it in', async () => {
+  const lab = await mirroredLab();
+  expect((await outcome(await start('createMirroredNamespace', { ...pair(lab), namespace: 'CLINICAL' }))).error).toBeUndefined();
+  // The primary's list names its rows :mirror:HEALTHCONNECT:<DB> (as the shared reference reports);
+  // the backup's CLINICAL is mounted but has a catch-up pending: it could not serve as primary.
+  lab.a.faults({ prefixedMirroredDatabaseList: true });
+  transact(lab.b.home, (t) => { t.s.databases.CLINICAL.mirror!.catchup = true; });
+  for (const f of readdirSync(lab.b.home)) chownSync(path.join(lab.b.home, f), IRIS_OWNER.uid, IRIS_OWNER.gid);
+  // Without the members' mirror_status.cxw URLs (no private web server to guess at) it is refused, naming the field.
+  const noUrls = { ...pair(lab), primary: { ...irisNodeInput(lab.a), mirrorStatusUrl: undefined }, backup: { ...irisNodeInput(lab.b), mirrorStatusUrl: undefined } };
+  const unnamed = await outcome(await start('switchIrisMirror', { ...noUrls, applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, dryRun: true }));
+  expect(causeOf(unnamed.error)).toMatch(/Switchover refused: no mirrorStatusUrl for healthconnect-0 and healthconnect-1: .*Web Gateway.*Nothing was changed/);
+  // A dry-run checks for real: it must refuse as a real run would, before any gate.
+  const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, dryRun: true }));
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: CLINICAL is not active and caught up.*Nothing was changed/);
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+}, 240_000);

@@ -4,7 +4,8 @@
  * OnlyIfNewer so a worker that dies leaves it running and the next one adopts it, followed through its
  * log, restarted with its journal when it dies, and stopped at the end (or by a rollback).
  *
- * Its per-batch lines are undocumented (the reference): lines are matched by level and substring.
+ * Its console output is not documented: caught up is decided by comparing the two servers (the old
+ * server's newest writes on the new one, the counts), and the log is read only to show progress.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -14,12 +15,14 @@ import type { SshHost } from '../../contracts/ssh';
 import { forgetJob, jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
-import { countBoth, countsLine, type TypeCount } from './servers';
+import { countBoth, countsLine, newestWrites, writesNotArrived, type TypeCount, type Write } from './servers';
 import { mongoEndpointOf } from './databases';
 import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
   migration: 'http://fire.ly/vonk/plugins/migration',
+  /** The migration token as the procedure (the seed, an early draft of Firely's page) names it; current docs name the one above. */
+  migrationAsTheSeedNamesIt: 'http://fire.ly/vonk/plugins/bulk-data-import/migration',
   unlimited: 'http://fire.ly/vonk/plugins/bulk-data-import/unlimited',
   sharding: 'http://fire.ly/vonk/plugins/repository/mongo-db/sharding',
 } as const;
@@ -57,14 +60,21 @@ export async function preflightMigrationHost(r: IngestRequest & { sharding: bool
     if (tool.code !== 0) throw refuse(`The ingest tool \`${r.ingest.command}\` is not on ${r.host.name}'s PATH (install it: dotnet tool install --global Firely.Server.Ingest).`);
     const text = await s.exec(`head -c 1048576 -- ${shq(r.ingest.license)}`);
     if (text.code !== 0) throw refuse(`The license file ${r.ingest.license} cannot be read on ${r.host.name}: ${text.stderr.trim()}.`);
-    let license: { Licensee?: unknown; Expires?: unknown; Plugins?: unknown };
-    try { license = JSON.parse(text.stdout) as typeof license; } catch { throw refuse(`The license file ${r.ingest.license} on ${r.host.name} is not JSON.`); }
-    const plugins = Array.isArray(license.Plugins) ? license.Plugins.map(String) : [];
-    const wanted = [FSI_TOKENS.migration, FSI_TOKENS.unlimited, ...(r.sharding ? [FSI_TOKENS.sharding] : [])];
-    const missing = wanted.filter((t) => !plugins.includes(t));
-    if (missing.length) throw refuse(`The license ${r.ingest.license} lacks ${missing.join(' and ')} (the migration needs ${wanted.join(', ')}). Ask Firely for a license with them.`);
-    const expires = Date.parse(String(license.Expires));
-    if (!(expires > Date.now())) throw refuse(`The license ${r.ingest.license} expired (${String(license.Expires)}).`);
+    // Firely does not document the license file's layout: the tokens are looked for as strings
+    // anywhere in it (top-level Plugins or not), and an expiry only where one is found.
+    let license: unknown;
+    try { license = JSON.parse(text.stdout); } catch { throw refuse(`The license file ${r.ingest.license} on ${r.host.name} is not JSON.`); }
+    const strings = stringsIn(license);
+    const has = (token: string) => strings.has(token);
+    const migration = has(FSI_TOKENS.migration) || has(FSI_TOKENS.migrationAsTheSeedNamesIt);
+    const missing = [
+      ...(migration ? [] : [`${FSI_TOKENS.migration} (or ${FSI_TOKENS.migrationAsTheSeedNamesIt})`]),
+      ...[FSI_TOKENS.unlimited, ...(r.sharding ? [FSI_TOKENS.sharding] : [])].filter((t) => !has(t)),
+    ];
+    if (missing.length) throw refuse(`The license ${r.ingest.license} lacks ${missing.join(' and ')}. Ask Firely for a license with them.`);
+    const expires = fieldIn(license, 'Expires');
+    if (expires !== undefined && !(Date.parse(String(expires)) > Date.now())) throw refuse(`The license ${r.ingest.license} expired (${String(expires)}).`);
+    const licensee = fieldIn(license, 'Licensee');
 
     const state = await jobState(s, r.jobId);
     const resuming = state.state !== 'none';
@@ -77,8 +87,25 @@ export async function preflightMigrationHost(r: IngestRequest & { sharding: bool
     const df = await s.run(`d=${shq(r.ingest.journalDir)}; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | tail -1`, { what: 'df' });
     const freeMegabytes = Math.floor(Number(df.trim().split(/\s+/)[3]) / 1024);
     if (!(freeMegabytes >= r.ingest.minFreeMegabytes)) throw refuse(`Only ${freeMegabytes} MB free for the journal ${r.ingest.journalDir} on ${r.host.name}; ${r.ingest.minFreeMegabytes} MB wanted.`);
-    return { resuming, freeMegabytes, licensee: String(license.Licensee ?? '') };
+    return { resuming, freeMegabytes, licensee: String(licensee ?? '') };
   });
+}
+
+/** Every string in a JSON value, at any depth. */
+function stringsIn(v: unknown, out = new Set<string>(), depth = 0): Set<string> {
+  if (depth > 20) return out;
+  if (typeof v === 'string') out.add(v.trim());
+  else if (Array.isArray(v)) v.forEach((x) => stringsIn(x, out, depth + 1));
+  else if (v && typeof v === 'object') Object.values(v).forEach((x) => stringsIn(x, out, depth + 1));
+  return out;
+}
+
+/** The first value of a key of that name (any case), at any depth. */
+function fieldIn(v: unknown, key: string, depth = 0): unknown {
+  if (!v || typeof v !== 'object' || depth > 20) return undefined;
+  for (const [k, x] of Object.entries(v)) if (k.toLowerCase() === key.toLowerCase() && (typeof x === 'string' || typeof x === 'number')) return x;
+  for (const x of Object.values(v)) { const found = fieldIn(x, key, depth + 1); if (found !== undefined) return found; }
+  return undefined;
 }
 
 /** Provisions the target's schema without ingesting (`--sourceType None`): the step before sharding its collection. */
@@ -111,7 +138,7 @@ export interface IngestStatus {
   processed: number;
   errors: number;
   restarts: number;
-  /** Polls in a row that reached the end of the changes (idle, or a batch smaller than the batch size). */
+  /** Checks in a row that found the target caught up (the databases compared; the log reader's own count until then). */
   atEndInARow: number;
   lastBatch: string;
   counts: TypeCount[];
@@ -123,6 +150,7 @@ const READ = /\] Batch \d+: (\d+) items read\b/;
 const ERR = /^\[[0-9:]+ (ERR|FTL)\] /;
 
 /**
+ * Progress for the UI only; no decision reads it (the lines are the simulator's guess at FSI's output).
  * What the tool's log says, line by line: batches, items, errors, and the run of polls that
  * reached the end of the changes. A poll reached the end when the tool says "No new items found",
  * and also when its batch read fewer items than the batch size: it asked for a full batch and got
@@ -176,32 +204,66 @@ export class IngestLogReader {
 const lastLines = (log: string, n = 15) => log.trim().split('\n').slice(-n).join('\n');
 
 export interface WaitForIngestRequest extends IngestRequest {
-  /** caughtUp: idle lines in a row and converging counts; cycles: that many idle lines after now (the drain's "one more full cycle"). */
-  until: { caughtUp: { oldUrl: string; newUrl: string; types: string[]; tolerance: number } } | { cycles: number };
+  /**
+   * caughtUp: the servers agree, `ingest.idleLinesInARow` checks in a row (the old server's newest
+   * write of each type at the previous check is on the new one, and the counts are within the tolerance).
+   * cycles: what runs started before asked ("N more idle lines"): now the tool kept running for N of
+   * its documented 5 s polls, the log unread.
+   */
+  until: { caughtUp: CaughtUpCheck } | { cycles: number };
   withinSeconds: number;
   dryRun: boolean;
 }
 
+export interface CaughtUpCheck {
+  oldUrl: string; newUrl: string; types: string[]; tolerance: number;
+  /** After the proxy switch clients write to the new server, so the counts part ways: only the old server's newest writes are checked. */
+  afterSwitch?: boolean;
+}
+
+/** FSI's poll interval, as the procedure prints it ("Waiting for 00:00:05 before retrying"). */
+const FSI_POLL_MS = 5_000;
+/** The databases are compared at most this often. */
+const COMPARE_EVERY_MS = 1_000;
+
 /**
- * Follows the tool's log until the condition holds, heartbeating its progress (batches, items,
- * errors, idle polls in a row), which the UI shows on the pending activity. A tool that died is
- * restarted with its journal, at most `maxRestarts` times over the run; then the run stops with
- * the log's last lines.
+ * Whether the target has caught up, decided from the servers alone: the old server's newest write
+ * of each type as the previous check saw it (a second ago) is on the new one now, in that version or
+ * a newer one (so the tool is less than a check behind, even under a steady write load), and the
+ * counts agree within the tolerance. The tool's log format is not documented (Firely Server's own
+ * default minimum level is Error), so no decision reads it.
+ */
+async function compareServers(c: CaughtUpCheck, previous: Write[] | undefined): Promise<{ agree: boolean; behind: string[]; counts: TypeCount[]; newest: Write[] }> {
+  const behind = previous ? await writesNotArrived(c.newUrl, previous) : ['(first check: the newest writes are noted)'];
+  const newest = await newestWrites(c.oldUrl, c.types);
+  const counts = await countBoth(c);
+  const countsAgree = c.afterSwitch || counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance);
+  return { agree: !!previous && !behind.length && countsAgree, behind: previous ? behind : [], counts, newest };
+}
+
+/**
+ * Follows the tool until the databases agree, heartbeating its progress (batches, items and errors
+ * as far as its log tells them, which the UI shows on the pending activity, and the checks in a
+ * row that found the target caught up). A tool that died is restarted with its journal, at most
+ * `maxRestarts` times over the run; then the run stops with the log's last lines.
  */
 export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStatus> {
   const reader = new IngestLogReader(r.ingest.mongoBatch);
   const status = reader.status;
   if (r.dryRun) return status;
   const context = Context.current();
-  const deadline = Date.now() + r.withinSeconds * 1000;
+  const began = Date.now();
+  const deadline = began + r.withinSeconds * 1000;
   // Its own heartbeats carry the progress (whileHeartbeating's would blank it).
   return withSsh(sshTargetOf(r.host), async (s) => {
-    // Where the log is now: only idle lines printed from here on count.
     const { size } = await readJobLog(s, r.jobId, 0, 0);
     const tail = await readJobLog(s, r.jobId, Math.max(0, size - 65_536), 65_536);
     let offset = tail.next;
     reader.history(tail.text.split('\n'));
-    let convergedRounds = 0;
+    let agreedInARow = 0;
+    let compared = 0;
+    let behind: string[] = [];
+    let previous: Write[] | undefined;
     let carry = '';
     for (;;) {
       const state = await jobState(s, r.jobId);
@@ -215,29 +277,34 @@ export async function waitForIngest(r: WaitForIngestRequest): Promise<IngestStat
         }
         status.restarts = await restartJob(s, r.jobId);
         context.log.warn(`The ingest tool on ${r.host.name} died (${why}); restarted with its journal (restart ${status.restarts}/${r.ingest.maxRestarts})`);
-        offset = 0; carry = ''; convergedRounds = 0;
+        offset = 0; carry = ''; agreedInARow = 0;
         reader.restart();
       }
+      // The log is read for progress only.
       const chunk = await readJobLog(s, r.jobId, offset);
       offset = chunk.next;
       const lines = (carry + chunk.text).split('\n');
       carry = lines.pop() ?? '';
-      const atEnd = reader.feed(lines);
+      reader.feed(lines);
       if ('cycles' in r.until) {
-        if (reader.idleSinceStart >= r.until.cycles) return status;
-      } else if (atEnd && status.atEndInARow >= r.ingest.idleLinesInARow) {
-        // The tool keeps up at its last polls; now the counts must agree too, twice in a row.
-        const c = r.until.caughtUp;
-        status.counts = await countBoth({ oldUrl: c.oldUrl, newUrl: c.newUrl, types: c.types });
-        convergedRounds = status.counts.every((x) => Math.abs(x.old - x.new) <= c.tolerance) ? convergedRounds + 1 : 0;
-        if (convergedRounds >= 2) return status;
+        if (Date.now() - began >= r.until.cycles * FSI_POLL_MS) return status;
+      } else if (Date.now() - compared >= COMPARE_EVERY_MS) {
+        compared = Date.now();
+        const c = await compareServers(r.until.caughtUp, previous);
+        ({ behind, newest: previous } = c);
+        status.counts = c.counts;
+        agreedInARow = c.agree ? agreedInARow + 1 : 0;
+        status.atEndInARow = agreedInARow;
+        if (agreedInARow >= r.ingest.idleLinesInARow) return status;
       }
       if (Date.now() > deadline) {
-        throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ${status.processed} items processed, ` +
-          `${status.atEndInARow} polls in a row reached the end${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}. Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
+        throw ApplicationFailure.nonRetryable(`The ingest has not caught up within ${r.withinSeconds} s: ` +
+          `${behind.length ? `the new server lacks the old one's newest writes (${behind.slice(0, 5).join('; ')})` : 'the newest writes arrived'}` +
+          `${status.counts.length ? `, counts old -> new ${countsLine(status.counts)}` : ''}; ${status.processed} items processed as the tool's log says. ` +
+          `Last batch: ${status.lastBatch || 'none'}`, 'IngestNotCaughtUp');
       }
-      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, atEndInARow: status.atEndInARow, restarts: status.restarts,
-        ...(status.counts.length ? { counts: countsLine(status.counts), countsAgreed: convergedRounds } : {}) });
+      context.heartbeat({ batches: status.batches, processed: status.processed, errors: status.errors, restarts: status.restarts, caughtUpChecksInARow: agreedInARow,
+        ...(status.counts.length ? { counts: countsLine(status.counts) } : {}), ...(behind.length ? { behind: behind.slice(0, 3) } : {}) });
       await context.sleep(500);
     }
   });

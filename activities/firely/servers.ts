@@ -191,6 +191,29 @@ async function newestWrite(base: string, types: string[]): Promise<string> {
   return newest;
 }
 
+export interface Write { type: string; id: string; versionId: string; lastUpdated: string }
+
+/** The newest write of each type on a server (by `_lastUpdated`); deletions show in the counts, not here. */
+export async function newestWrites(base: string, types: string[]): Promise<Write[]> {
+  const writes: Write[] = [];
+  for (const type of types) {
+    const [e] = await search(base, type, '_sort=-_lastUpdated&_count=1', 1);
+    if (e) writes.push({ type, id: e.id, versionId: e.versionId, lastUpdated: e.lastUpdated });
+  }
+  return writes;
+}
+
+/** The writes that are not on the new server in that version or a newer one, described. */
+export async function writesNotArrived(newUrl: string, writes: Write[]): Promise<string[]> {
+  const behind: string[] = [];
+  for (const w of writes) {
+    const got = await fhir(newUrl, `/${w.type}/${encodeURIComponent(w.id)}`);
+    const lu = String((got.body?.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
+    if (got.status !== 200 || lu < w.lastUpdated) behind.push(`${w.type}/${w.id} version ${w.versionId} of ${w.lastUpdated} (new server: ${got.status === 200 ? `version of ${lu}` : outcomeText(got)})`);
+  }
+  return behind;
+}
+
 /** After the switch: waits until no write reached the old server for `idleSeconds` (its old workers drained). */
 export async function waitUntilOldServerIdle(r: { oldUrl: string; types: string[]; idleSeconds: number; withinSeconds: number; dryRun: boolean }): Promise<{ lastWrite: string }> {
   if (r.dryRun) return { lastWrite: '' };

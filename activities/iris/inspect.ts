@@ -30,7 +30,7 @@ export interface MemberState {
   /** ^%SYS("HealthShare","NetworkHostName") in HSSYS ('' when HSSYS is not mounted). */
   networkHostName: string;
   hsServices: { enabled: boolean; changePassword: boolean; fingerprint: string };
-  /** On a backup: the primary's mirrored databases with no mounted copy here. */
+  /** On a backup: the primary's mirrored databases with no mounted copy here, by their bare names. */
   missing: string[];
 }
 
@@ -39,6 +39,21 @@ export const healthy = (db: DatabaseView | undefined, mirror: string) =>
   !!db && db.mounted && db.mirrored && db.mirrorSet.toUpperCase() === mirror.toUpperCase() && !db.activationRequired && !db.catchupPending && !db.downloading;
 
 const flag = (v: unknown) => v === 1 || v === '1' || v === true;
+
+/**
+ * A mirrored database's name as the SYS.Mirror queries give it, bare and upper-case: a row may name
+ * it `:mirror:<MIRROR>:<DB>` (MissingMirroredDatabases does, on a live pair; MirroredDatabaseList
+ * is reported both ways) or just `<DB>`. A row of another mirror set is not this mirror's (undefined).
+ */
+export function mirrorDatabaseName(raw: string, mirror: string): string | undefined {
+  const m = /^:mirror:([^:]*):(.+)$/i.exec(raw.trim());
+  if (!m) return raw.trim().toUpperCase() || undefined;
+  return m[1].toUpperCase() === mirror.toUpperCase() ? m[2].toUpperCase() : undefined;
+}
+
+/** The names a query listed (comma-separated by the script), as mirrorDatabaseName reads them, once each. */
+export const mirrorDatabaseNames = (list: unknown, mirror: string): string[] =>
+  [...new Set(String(list ?? '').split(',').map((n) => mirrorDatabaseName(n, mirror)).filter((n): n is string => !!n))];
 
 /** The lines that put database `name`'s state under keys `<key>.*`. */
 function databaseLines(name: string, key: string): string[] {
@@ -80,6 +95,6 @@ export async function inspectMember(node: IrisNode, mirror: string, databases: s
     databases: Object.fromEntries(names.map((n, i) => [n, databaseView(r, n, `db${i}`)])),
     networkHostName: String(r.networkHostName ?? ''),
     hsServices: { enabled: flag(r.hsEnabled), changePassword: flag(r.hsChangePassword), fingerprint: String(r.hsFingerprint ?? '') },
-    missing: String(r.missing ?? '').split(',').filter(Boolean),
+    missing: mirrorDatabaseNames(r.missing, mirror),
   };
 }

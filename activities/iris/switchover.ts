@@ -10,23 +10,29 @@ import type { ChangeReport } from '../../contracts/messages';
 import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
 import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
-import { healthy, inspectMember, type MemberState } from './inspect';
+import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
-import { onNode, runScript } from './session';
+import { onInstance, onNode, runScript } from './session';
 import { refuse } from '../../contracts/refuse';
 
-/** The names of the mirror's databases as the member lists them. */
-async function mirroredDatabases(node: IrisNode): Promise<string[]> {
+/** The names of the mirror's databases as the member lists them (bare, whichever form the query gives). */
+async function mirroredDatabases(node: IrisNode, mirror: string): Promise<string[]> {
   const r = await runScript(node, '%SYS', [
     'set m="",rs=##class(%ResultSet).%New("SYS.Mirror:MirroredDatabaseList") do rs.Execute() while rs.Next() { set m=m_rs.Get("Name")_"," } do o.%Set("names",m)',
   ]);
-  return String(r.names ?? '').split(',').filter(Boolean);
+  return mirrorDatabaseNames(r.names, mirror);
 }
 
-/** What is not healthy on a backup: databases not active and caught up, or missing. */
+/**
+ * What is not healthy on a backup: databases not active and caught up, missing, or with no database
+ * of that name at all (the mirror's name for a database is its name unless AddDatabase was given
+ * another: a database the backup cannot find is a problem, never a database skipped).
+ */
 function backupProblems(state: MemberState, mirror: string): string[] {
+  const missing = new Set(state.missing);
   return [
-    ...Object.values(state.databases).filter((db) => db.dir && !healthy(db, mirror)).map((db) => `${db.name} is not active and caught up`),
+    ...Object.values(state.databases).filter((db) => !missing.has(db.name) && !healthy(db, mirror))
+      .map((db) => (db.dir ? `${db.name} is not active and caught up` : `${db.name} has no database of that name`)),
     ...state.missing.map((name) => `${name} is missing`),
   ];
 }
@@ -55,8 +61,15 @@ const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no a
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
 export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
+  // The old default (http://<address>:52773/...) is the private web server, which recent IRIS no longer
+  // has; the seeds reach mirror_status.cxw through a Web Gateway. Only the operator knows that URL.
+  const unnamed = [r.primary, r.backup].filter((n) => !n.mirrorStatusUrl).map((n) => n.name);
+  if (unnamed.length) {
+    throw refused(`no mirrorStatusUrl for ${unnamed.join(' and ')}: name each member's mirror_status.cxw as the load balancer's health check reaches it, ` +
+      'usually through that member\'s Web Gateway (e.g. http://webgw1:8080/ap1a/csp/mirror_status.cxw); recent IRIS has no private web server on port 52773');
+  }
   await checkMirrorPair(r);
-  const databases = await mirroredDatabases(r.primary);
+  const databases = await mirroredDatabases(r.primary, r.mirror);
   const backup = await inspectMember(r.backup, r.mirror, databases);
   const problems = backupProblems(backup, r.mirror);
   if (problems.length) throw refused(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
@@ -67,13 +80,14 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
 }
 
 /**
- * How to stop and start the instance: `iris stop <instance> quietly` / `iris start <instance>`, or
- * for the container deployment `docker stop` / `docker start` (IRIS is the container's main
- * process: an `iris stop` inside it would end the container, and nothing could start it from inside).
+ * How to stop and start the instance: `iris stop <instance> quietly` / `iris start <instance> quietly`,
+ * in the container form inside the container (`docker exec`), as the seeds do (`iris restart` in
+ * healthconnect-0; `docker-compose exec ap1a iris stop iris quietly` in simplemirror). Never `docker
+ * stop`: it ends the container, and its ISCAgent with it, so a backup without an arbiter cannot tell
+ * a stopped primary from a lost network and stays the backup (test/sims/iris/README.md, sources).
  */
 function lifecycle(node: IrisNode, what: 'stop' | 'start'): string {
-  if (node.container) return `${node.container.sudo ? 'sudo -n ' : ''}${cmd('docker', what, ...(what === 'stop' ? ['-t', '600'] : []), node.container.name)}`;
-  return what === 'stop' ? cmd('iris', 'stop', node.instance, 'quietly') : cmd('iris', 'start', node.instance);
+  return onInstance(node, cmd('iris', what, node.instance, 'quietly'));
 }
 
 /** A graceful stop, after which the backup takes over. */

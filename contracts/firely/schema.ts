@@ -78,7 +78,7 @@ export const migrateFirelyServerInput = z.strictObject({
     fhirVersion: z.literal('R4').default('R4'),
     mongoBatch: z.number().int().min(1).max(10_000).default(500),
     idleLinesInARow: z.number().int().min(2).max(100).default(3)
-      .describe('This many polls in a row that reached the end of the changes ("No new items found", or a batch smaller than mongoBatch), then converging counts, mean caught up'),
+      .describe('Caught up = this many checks in a row (a second apart) found the old server\'s newest write of each type on the new one and the counts within countTolerance. (The name is kept for inputs written before: the tool\'s log is no longer read for it.)'),
     maxRestarts: z.number().int().min(0).max(20).default(3).describe('A tool that dies is restarted with its journal this many times; then the run stops'),
     minFreeMegabytes: z.number().int().min(0).default(1024).describe('Free space wanted where the journal lives'),
     catchUpWithin: duration.default('12h'),

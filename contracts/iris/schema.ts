@@ -14,7 +14,7 @@ export const irisNode = z.strictObject({
     sudo: z.boolean().default(false).describe('Prefix docker with sudo -n'),
   }).optional().describe('The container deployment: run `iris` and file commands through `docker exec -i <name>`'),
   mirrorStatusUrl: httpUrl.optional()
-    .describe('The member\'s /csp/mirror_status.cxw (default http://<address>:52773/csp/mirror_status.cxw)'),
+    .describe('The member\'s /csp/mirror_status.cxw as the load balancer\'s health check reaches it, usually through its Web Gateway (e.g. http://webgw1:8080/ap1a/csp/mirror_status.cxw). switchIrisMirror needs it: recent IRIS has no private web server on 52773'),
 });
 export type IrisNode = z.infer<typeof irisNode>;
 

@@ -10,6 +10,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { FSI_BIN, startFirelyServer, TOKENS, writeLicense, type FirelySim } from '../sims/firely/control';
+import type { IngestFaults } from '../sims/firely/faults';
 import { startFerretDb, type FerretDb } from '../support/ferretdb';
 import { ensureUser, startNetwork, waitForPort, type LabNetwork, type NetnsHost } from './netns';
 
@@ -35,7 +36,7 @@ export interface FirelyLab {
   licenseFile: string;
   writeLabLicense(plugins: string[]): void;
   /** The ingest tool's crash knob on the migration host (FSI_SIM_FAULTS). */
-  setFsiFaults(f: { crashAfterItems?: number }): void;
+  setFsiFaults(f: IngestFaults): void;
   /** The journal directory (as the test sees it). */
   journalDir: string;
   /** Writes Patients and Observations to the old server directly; resolves with the Patients' ids. */

@@ -182,6 +182,8 @@ export function irisNodeInput(h: IrisLabHost) {
     name: h.node, address: h.address,
     ssh: { port: 22, user: IRIS_OWNER.name, hostKey: h.hostKey, privateKey: { secret: IRIS_SSH_KEY_SECRET } },
     instance: 'IRIS',
+    // The lab's status server stands in for the member's Web Gateway path to mirror_status.cxw.
+    mirrorStatusUrl: `http://${h.address}:${STATUS_PORT}/csp/mirror_status.cxw`,
     ...(h.container ? { container: { name: h.container } } : {}),
   };
 }

@@ -79,7 +79,7 @@ export const migrateFirelyServer = defineRunbook({
 
   await rb.step('catchUp', async (step) => {
     const s = await long.waitForIngest({ ...ingest, until: caughtUp, withinSeconds: catchUpSeconds, dryRun });
-    step.progress(`${s.processed} items in ${s.batches} batches, ${s.errors} errors, ${s.restarts} restarts; ${s.atEndInARow} polls in a row reached the end`);
+    step.progress(`${s.processed} items in ${s.batches} batches, ${s.errors} errors, ${s.restarts} restarts; ${s.atEndInARow} checks in a row found the new server caught up`);
     return s;
   });
 
@@ -107,8 +107,8 @@ export const migrateFirelyServer = defineRunbook({
 
   const drained = await rb.step('drain', async (step) => {
     const idle = await long.waitUntilOldServerIdle({ oldUrl: oldServer.baseUrl, types: input.resourceTypes, idleSeconds: input.oldServerIdleSeconds, withinSeconds: 3600, dryRun });
-    // A poll that started after the old server went quiet: two idle lines from now on.
-    await long.waitForIngest({ ...ingest, until: { cycles: 2 }, withinSeconds: catchUpSeconds, dryRun });
+    // The old server is quiet: the new one must have its newest writes (clients write to the new one now, so the counts part ways).
+    await long.waitForIngest({ ...ingest, until: { caughtUp: { ...caughtUp.caughtUp, afterSwitch: true } }, withinSeconds: catchUpSeconds, dryRun });
     const since = new Date(switchedAt - SKEW_MS).toISOString();
     const late = dryRun ? { checked: 0 } : await verify.checkLateWritesArrived({ ...servers, since });
     const counts = await check.countBoth(servers);

@@ -10,6 +10,9 @@
  * The ingest tool's, in the file $FSI_SIM_FAULTS names (no file, no faults):
  *   crashAfterItems: N    after writing its Nth item of this run, the tool SIGKILLs itself, mid-batch,
  *                         before the recovery journal moves; the knob is consumed first, so a restart runs clean
+ *   minimumLevel: "ERR"  the tool writes only lines of that level and above (Firely Server's documented
+ *                         default minimum level is Error; FSI's console output is not documented): no
+ *                         "No new items" and no batch lines, which a runbook must not need
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,7 +24,7 @@ export interface ServerFaults {
   licenseInvalid?: boolean;
 }
 
-export interface IngestFaults { crashAfterItems?: number }
+export interface IngestFaults { crashAfterItems?: number; minimumLevel?: 'VRB' | 'DBG' | 'INF' | 'WRN' | 'ERR' | 'FTL' }
 
 function readJson<T>(file: string): T {
   if (!existsSync(file)) return {} as T;

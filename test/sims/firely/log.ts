@@ -6,7 +6,13 @@ export type Level = 'VRB' | 'DBG' | 'INF' | 'WRN' | 'ERR' | 'FTL';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
+const LEVELS: Level[] = ['VRB', 'DBG', 'INF', 'WRN', 'ERR', 'FTL'];
+let minimum: Level = 'VRB';
+/** Lines below this level are not written (Serilog's MinimumLevel). */
+export function setMinimumLevel(level: Level): void { minimum = level; }
+
 export function log(level: Level, message: string): void {
+  if (LEVELS.indexOf(level) < LEVELS.indexOf(minimum)) return;
   const now = new Date();
   const line = `[${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())} ${level}] ${message}\n`;
   process.stdout.write(line);

@@ -4,7 +4,7 @@ import { chownSync, copyFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { arity, array, list, num, out, str, value } from './args';
 import type { ClassDef, Method } from './classes';
-import { takeCorruptCopy } from './faults';
+import { loadFaults, takeCorruptCopy } from './faults';
 import { ERR, activate, addToMirror, catchup, databaseAt, dismount, findDatabase, mount, type Tx } from './instance';
 import { EndSession } from './interpreter';
 import type { Session } from './session';
@@ -40,15 +40,25 @@ function openDatabase(t: Tx, db: DatabaseState): IrisObject {
 const hash = (salt: string, pw: string) => `${salt}$${createHash('sha256').update(salt + pw).digest('hex')}`;
 const USER_PROPS = new Set(['Enabled', 'ChangePassword', 'Password']);
 
-/** Rows of the two SYS.Mirror queries. */
+/** A mirrored database's name as the mirror's catalogue gives it: `:mirror:<MIRROR>:<DB>`. */
+const catalogueName = (set: string, dbName: string) => `:mirror:${set}:${dbName}`;
+
+/**
+ * Rows of the two SYS.Mirror queries. MissingMirroredDatabases names a database `:mirror:<MIRROR>:<DB>`
+ * and MirroredDatabaseList by its bare name, as a live pair showed (test/sims/iris/README.md, sources);
+ * the `prefixedMirroredDatabaseList` knob gives the list the `:mirror:` form other reports show.
+ */
 function query(t: Tx, name: string, args: Value[]): Record<string, Value>[] {
   const mirrored = Object.values(t.s.databases).filter((d) => d.mirror);
-  if (name === 'MirroredDatabaseList') return mirrored.map((d) => ({ Name: d.mirror!.dbName, Directory: d.directory }));
+  if (name === 'MirroredDatabaseList') {
+    const prefixed = !!loadFaults(t.self.home).prefixedMirroredDatabaseList;
+    return mirrored.map((d) => ({ Name: prefixed ? catalogueName(d.mirror!.set, d.mirror!.dbName) : d.mirror!.dbName, Directory: d.directory }));
+  }
   // MissingMirroredDatabases(mirror): on a backup, databases in the primary's journal with no local copy.
   const mirror = toStr(args[0] ?? '');
   if (!t.isBackup || !t.peerIsPrimary || (mirror && mirror.toUpperCase() !== t.s.mirror!.name.toUpperCase())) return [];
   const local = new Set(mirrored.filter((d) => d.mounted).map((d) => d.mirror!.dbName));
-  return Object.entries(loadJournal(t.peer!.home)).filter(([n]) => !local.has(n)).map(([n, e]) => ({ Name: n, Directory: e.directory }));
+  return Object.entries(loadJournal(t.peer!.home)).filter(([n]) => !local.has(n)).map(([n, e]) => ({ Name: catalogueName(t.s.mirror!.name, n), Directory: e.directory }));
 }
 const QUERIES = new Set(['SYS.Mirror:MirroredDatabaseList', 'SYS.Mirror:MissingMirroredDatabases']);
 

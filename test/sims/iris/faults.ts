@@ -7,6 +7,10 @@
  *   corruptCopy: 1                  the next %File.CopyFile of an IRIS.DAT writes a damaged copy,
  *                                   and `iris-sim corrupt-if-armed <file>` damages a file a lab's
  *                                   copy step (cp, docker cp, scp shim) hands it
+ *   prefixedMirroredDatabaseList: true   SYS.Mirror:MirroredDatabaseList names its rows
+ *                                   `:mirror:<MIRROR>:<DB>` (the form the shared reference notes
+ *                                   report) instead of the bare name (the form a live write-up shows);
+ *                                   not a counted fault: it stays until unset
  * A member that is down (crashed, no failover) and swapped roles are states, not knobs:
  * `iris-sim fault down <home>` and `iris-sim fault swap-roles <primaryHome>` (see admin.ts).
  */
@@ -14,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeJsonAtomic } from './state';
 
-export interface Faults { dismountInUse?: Record<string, number>; catchupFails?: number; corruptCopy?: number }
+export interface Faults { dismountInUse?: Record<string, number>; catchupFails?: number; corruptCopy?: number; prefixedMirroredDatabaseList?: boolean }
 
 const file = (home: string) => path.join(home, 'faults.json');
 export const loadFaults = (home: string): Faults => (existsSync(file(home)) ? JSON.parse(readFileSync(file(home), 'utf8')) : {});

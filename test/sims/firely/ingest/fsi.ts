@@ -12,7 +12,7 @@ import { MongoClient, type Collection, type Document } from 'mongodb';
 import { UsageError } from '../args';
 import { entries, provision, readSystemDoc, SeqClock, type Entry } from '../entries';
 import { consumeIngestFault, loadIngestFaults } from '../faults';
-import { log, maskPassword, timeSpan } from '../log';
+import { log, maskPassword, setMinimumLevel, timeSpan } from '../log';
 import { applyEntry, type Outcome } from './apply';
 import { identify, JournalError, openJournal, saveJournal, type Journal } from './journal';
 import { checkLicense, LicenseError, readLicense } from './license';
@@ -112,6 +112,7 @@ async function migrate(source: Collection<Document>, target: Collection<Document
 }
 
 async function run(opts: IngestOptions): Promise<void> {
+  setMinimumLevel(loadIngestFaults(process.env.FSI_SIM_FAULTS).minimumLevel ?? 'VRB');
   log('INF', `Firely Server Ingest ${VERSION} (simulator)`);
   let cap: number | null;
   try {

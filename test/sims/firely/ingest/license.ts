@@ -17,6 +17,8 @@ export const TOKENS = {
   bulkImport: 'http://fire.ly/vonk/plugins/bulk-data-import',
   unlimited: 'http://fire.ly/vonk/plugins/bulk-data-import/unlimited',
   migration: 'http://fire.ly/vonk/plugins/migration',
+  /** The migration token as the procedure's early draft names it. A GUESS that FSI still accepts it (README). */
+  migrationDraft: 'http://fire.ly/vonk/plugins/bulk-data-import/migration',
   sharding: 'http://fire.ly/vonk/plugins/repository/mongo-db/sharding',
 } as const;
 
@@ -48,7 +50,7 @@ export function checkLicense(lic: SimLicense, opts: IngestOptions, now = new Dat
   if (!has(TOKENS.bulkImport) && !has(TOKENS.unlimited)) {
     throw new LicenseError(`The license does not permit Firely Server Ingest: it contains neither ${TOKENS.bulkImport} nor ${TOKENS.unlimited}.`);
   }
-  if (opts.sourceType === 'MongoDb' && !has(TOKENS.migration)) {
+  if (opts.sourceType === 'MongoDb' && !has(TOKENS.migration) && !has(TOKENS.migrationDraft)) {
     throw new LicenseError(`The license does not contain the token ${TOKENS.migration}, which a migration from a MongoDB source (--sourceType MongoDb) requires.`);
   }
   if (opts.journalDir !== undefined && !has(TOKENS.unlimited)) {
