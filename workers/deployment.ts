@@ -80,7 +80,7 @@ export interface VersionSummary {
 }
 
 /** gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
-const grpcStatus = { NOT_FOUND: 5, FAILED_PRECONDITION: 9, ABORTED: 10, UNAVAILABLE: 14 } as const;
+const grpcStatus = { NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, UNAVAILABLE: 14 } as const;
 const isNotFound = (err: unknown) => (err as { code?: number }).code === grpcStatus.NOT_FOUND;
 const toDate = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => (t?.seconds ? new Date(Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6)) : undefined);
 
@@ -130,29 +130,53 @@ const quote = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'
 /**
  * Makes `buildId` the current version of the deployment: new runs go to it, auto-upgrading runs
  * move to it at their next task, pinned runs stay where they are. The version must have been seen
- * polling (its workers started); until then this retries, up to `timeoutMs`.
+ * polling (its workers started); until then this retries, up to `timeoutMs`. With `taskQueues`
+ * (a worker making its own build current), a version that is current already and lists them is
+ * left alone: the server syncs a task queue that joins the current version by itself, and throttles
+ * SetWorkerDeploymentCurrentVersion (RESOURCE_EXHAUSTED) when many workers of one build start at once.
  */
-export async function setCurrentVersion(client: Client, buildId: string, options: { deployment?: string; timeoutMs?: number; identity?: string } = {}): Promise<void> {
+export async function setCurrentVersion(client: Client, buildId: string, options: { deployment?: string; timeoutMs?: number; identity?: string; taskQueues?: string[] } = {}): Promise<void> {
   const deployment = options.deployment ?? deploymentName();
   checkBuildId(buildId, 'the build id');
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  let pause = 250;
   for (;;) {
     try {
+      if (options.taskQueues && await currentWithQueues(client, deployment, buildId, options.taskQueues)) return;
       await client.workflowService.setWorkerDeploymentCurrentVersion({
         namespace: client.options.namespace, deploymentName: deployment, buildId, identity: options.identity ?? client.options.identity,
       });
       return;
     } catch (err) {
-      // Not found / not yet polled: the version registers itself a moment after its first poll.
+      // Not found / not yet polled: the version registers itself a moment after its first poll. Throttled: later.
       const code = (err as { code?: number }).code;
-      const retryable = code === grpcStatus.NOT_FOUND || code === grpcStatus.FAILED_PRECONDITION || code === grpcStatus.UNAVAILABLE || code === grpcStatus.ABORTED;
+      const retryable = code === grpcStatus.NOT_FOUND || code === grpcStatus.FAILED_PRECONDITION || code === grpcStatus.UNAVAILABLE
+        || code === grpcStatus.ABORTED || code === grpcStatus.RESOURCE_EXHAUSTED;
       if (!retryable || Date.now() >= deadline) {
         throw new Error(`Cannot make build ${buildId} the current version of deployment ${deployment}: ${(err as Error).message}. `
           + 'Are its workers running (with RUNBOOKS_BUILD_ID set to it) and polling every task queue the current version polls?', { cause: err });
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())));
+      pause = Math.min(pause * 2, 4_000);
     }
   }
+}
+
+/** Whether `buildId` is the deployment's current version and has been seen polling every one of `taskQueues`. */
+async function currentWithQueues(client: Client, deployment: string, buildId: string, taskQueues: string[]): Promise<boolean> {
+  const namespace = client.options.namespace;
+  let info;
+  try {
+    info = (await client.workflowService.describeWorkerDeployment({ namespace, deploymentName: deployment })).workerDeploymentInfo;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+  if (info?.routingConfig?.currentDeploymentVersion?.buildId !== buildId) return false;
+  const version = (await client.workflowService.describeWorkerDeploymentVersion({ namespace, deploymentVersion: { deploymentName: deployment, buildId } })).workerDeploymentVersionInfo;
+  const seen = new Set((version?.taskQueueInfos ?? []).map((q) => q.name));
+  // A queue of ours not registered yet (a moment after its first poll): setting it current again registers it.
+  return taskQueues.every((q) => seen.has(q));
 }
 
 /** How a run's build shows in `status`: the version its last workflow task ran on, and whether it is pinned there. */

@@ -89,7 +89,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   try {
     // The version exists once the server has seen it poll, so it can only be made current now.
     if (makeCurrent) {
-      await Promise.race([setCurrentVersion(client, version.buildId, { deployment: version.deploymentName, timeoutMs: 120_000 }), running]);
+      await Promise.race([setCurrentVersion(client, version.buildId, {
+        deployment: version.deploymentName, timeoutMs: 120_000, taskQueues: [taskQueue(), ...syncWorkers.map((w) => w.options.taskQueue)],
+      }), running]);
     } else {
       await sayWhetherCurrent(client, version.buildId, log);
     }
