@@ -38,7 +38,7 @@ export async function orgunitApprovalBench(runs: number, repoRoot: string): Prom
   const server = await startDevServer({ cliPath: findTemporalCli(repoRoot), port: await freePort() });
   process.env.TEMPORAL_ADDRESS = server.address;
   const lab = await startDhis2Lab([]);
-  const target = await lab.addTarget('a1', { config: { fieldsRequireApproval: ['organisationunit.code'], approval: { approvers: ['bench'], timeout: '1h' } } });
+  const target = await lab.addTarget('a1', { config: { fieldsRequireApproval: ['organisationunit.code'], approval: { approvers: ['alice'], timeout: '1h' } } });
   const queue = `bench-approval-${process.pid}`;
   const secret = randomBytes(32).toString('base64url');
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
@@ -55,9 +55,10 @@ export async function orgunitApprovalBench(runs: number, repoRoot: string): Prom
     for (let i = 0; i <= runs; i++) {
       const uid = `B${String(i).padStart(4, '0')}${randomBytes(3).toString('hex')}`;
       await sourceImport(lab, 'organisationUnit', [{ id: uid, name: `Bench ${i}`, shortName: `Bench ${i}`, code: `BENCH_${uid}`, openingDate: '2020-01-01' }]);
-      const link = await until(`the ticket for ${uid}`, async () => {
-        const ticket = (await target.messages()).find((t: { subject: string }) => t.subject.includes(uid));
-        return /To decide as bench, open:\n(\S+)/.exec(ticket?.messages?.[0]?.text ?? '')?.[1];
+      // The approver's own link comes in a private message to them (the ticket carries none).
+      const link = await until(`alice's approval link for ${uid}`, async () => {
+        const pm = (await target.messages()).find((t: { subject: string; messageType: string }) => t.messageType === 'PRIVATE' && t.subject.includes('Your approval link') && t.subject.includes(uid));
+        return /\n(https?:\/\/\S+\/approve\?t=\S+)/.exec(pm?.messages?.[0]?.text ?? '')?.[1];
       });
       const visible = new Promise<number>((resolve) => {
         const off = target.onWrite((w) => { if (w.uid === uid) { off(); resolve(w.at); } });
