@@ -37,6 +37,20 @@ export interface GateLook { gate: string; nonce: string }
  */
 export const reviewGateUpdate = defineUpdate<GateProgress, [GateLook]>('reviewGate');
 
+/** A decision sent as a Workflow Update (the approval gateway's way): the decision, and approve or reject. */
+export interface GateDecision extends Decision { decision: 'approve' | 'reject' }
+/** What the run answers a decision with: counted, or why not, and the gate as it is now. */
+export interface DecisionAnswer { outcome: 'accepted' | 'ignored'; note?: string; gate?: GateProgress }
+/**
+ * A decision as a Workflow Update: the run judges it at once and answers with the outcome, so the
+ * gateway needs no second look. Refused without a trace in history when it could not count anyway
+ * (the gate is not open, another opening's nonce, not an approver, four-eyes, a version that is not
+ * the gate's, a link already used for this version). A gate bound to content reads the content
+ * again before counting: an approval of a version that is no longer the draft is answered `ignored`
+ * with the new version. Signals (`approve`, `reject`) stay for the UI and the CLI, held to the same rules.
+ */
+export const decideGateUpdate = defineUpdate<DecisionAnswer, [GateDecision]>('decideGate');
+
 export const signalDescriptions = {
   approve: 'Approve a gate: {"gate": "<gate>", "by": "<your name>", "reason": "<optional>"}',
   reject: 'Reject a gate, ending it at once: {"gate": "<gate>", "by": "<your name>", "reason": "<why>"}',

@@ -17,10 +17,10 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { approvalBaseUrl, approvalSecret, approvalUrl, linkExpiry, verifyApproval, verifyInbox, type ApprovalClaim } from '../activities/lib/approval-token';
-import { approveSignal, progressQueryOf, rejectSignal, reviewGateUpdate, type Decision, type GateProgress } from '../contracts/messages';
+import { approveSignal, decideGateUpdate, progressQueryOf, rejectSignal, reviewGateUpdate, type DecisionAnswer, type GateDecision, type GateProgress } from '../contracts/messages';
 import { RunbookStatus } from '../contracts/search-attributes';
 import { AnswerTooLarge, readLimited, sizeOf } from '../activities/lib/http';
 import { approvalForm, blindApprovalForm, decidedPage, expiredPage, inboxPage, message, usedLinkPage, type InboxRow, type RunProgress } from './approval-pages';
@@ -64,8 +64,10 @@ type Page = { status: number; title: string; text: string };
 
 /** The run the link was made for (never a later run with the same workflow id). */
 const runOf = (client: Client, claim: ApprovalClaim) => client.workflow.getHandle(claim.workflowId, claim.runId);
+/** Where a decision came from, as the run records it. */
+const originOf = (req: IncomingMessage, who: string | false) => `gateway, from ${req.socket.remoteAddress ?? 'unknown'}${who ? `, signed in as ${who}` : ''}`;
 
-async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
+async function viewRun(client: Client, claim: ApprovalClaim, ask = true): Promise<RunView> {
   const handle = runOf(client, claim);
   try {
     const description = await handle.describe();
@@ -75,6 +77,7 @@ async function viewRun(client: Client, claim: ApprovalClaim): Promise<RunView> {
     throw err;
   }
   // Without a running worker the query cannot be answered; the signal still lands durably.
+  if (!ask) return { state: 'running' };
   const progress = await client.connection.withDeadline(Date.now() + 5_000, () => handle.query(progressQuery)).catch(() => undefined);
   return { state: 'running', progress };
 }
@@ -95,14 +98,24 @@ async function linkUse(client: Client, claim: ApprovalClaim): Promise<{ decision
   }
   let latest: { decision: 'approve' | 'reject'; at: string; origin?: string; fingerprint?: string } | undefined;
   for (const e of history.events ?? []) {
+    // A decision came as a signal, or as a decideGate update the run accepted (a refused one left no event).
     const signaled = e.workflowExecutionSignaledEventAttributes;
-    if (!signaled || (signaled.signalName !== approveSignal.name && signaled.signalName !== rejectSignal.name)) continue;
-    let decision: Decision | undefined;
-    try { decision = defaultPayloadConverter.fromPayload<Decision>(signaled.input?.payloads?.[0] as Payload); } catch { continue; }
-    if (decision?.linkId !== claim.linkId) continue;
+    const updated = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input;
+    let kind: 'approve' | 'reject' | undefined;
+    let payload: Payload | undefined;
+    if (signaled && (signaled.signalName === approveSignal.name || signaled.signalName === rejectSignal.name)) {
+      kind = signaled.signalName === approveSignal.name ? 'approve' : 'reject';
+      payload = signaled.input?.payloads?.[0] as Payload;
+    } else if (updated?.name === decideGateUpdate.name) {
+      payload = updated.args?.payloads?.[0] as Payload;
+    } else continue;
+    let decision: GateDecision | undefined;
+    try { decision = defaultPayloadConverter.fromPayload<GateDecision>(payload); } catch { continue; }
+    if (typeof decision !== 'object' || !decision || decision.linkId !== claim.linkId) continue;
+    kind ??= decision.decision === 'reject' ? 'reject' : 'approve';
     const seconds = Number(e.eventTime?.seconds ?? 0);
     latest = {
-      decision: signaled.signalName === approveSignal.name ? 'approve' : 'reject',
+      decision: kind,
       at: new Date(seconds * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6)).toISOString(),
       origin: typeof decision.origin === 'string' ? decision.origin : undefined,
       fingerprint: typeof decision.fingerprint === 'string' ? decision.fingerprint : undefined,
@@ -120,6 +133,31 @@ async function lookAgain(client: Client, claim: ApprovalClaim, gate: GateProgres
   if (!gate?.fingerprint || gate.state !== 'open') return gate;
   return client.connection.withDeadline(Date.now() + 5_000, () => runOf(client, claim).executeUpdate(reviewGateUpdate, { args: [{ gate: claim.gate, nonce: claim.nonce }] }))
     .catch(() => undefined);
+}
+
+/** How the run took a decision sent as a decideGate update. */
+type FastDecision =
+  | { kind: 'answered'; answer: DecisionAnswer }
+  /** The run refused it without a trace (it could not count): the page says why, nothing is sent. */
+  | { kind: 'refused'; reason: string }
+  /** No answer in time (no worker), no such run, or a run whose code predates the update: the signal path decides what to do. */
+  | { kind: 'noAnswer'; silent: boolean };
+
+/** The decision as a Workflow Update: the run judges it and answers in the same call (one round trip, no polling). */
+async function decideNow(client: Client, claim: ApprovalClaim, decision: GateDecision, timeoutMs: number): Promise<FastDecision> {
+  try {
+    const answer = await client.connection.withDeadline(Date.now() + timeoutMs, () => runOf(client, claim).executeUpdate(decideGateUpdate, { args: [decision] }));
+    return { kind: 'answered', answer };
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      const reason = err.cause?.message ?? err.message;
+      // A run of a build from before decideGate: it takes the decision as a signal.
+      if (/No registered handler for update/.test(reason)) return { kind: 'noAnswer', silent: false };
+      return { kind: 'refused', reason };
+    }
+    if (err instanceof WorkflowNotFoundError || (err as { code?: unknown }).code === 5) return { kind: 'noAnswer', silent: false };
+    return { kind: 'noAnswer', silent: true };
+  }
 }
 
 export const staleDraft = 'The draft changed since you opened this page';
@@ -221,20 +259,37 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
   async function decide(req: IncomingMessage, res: ServerResponse, token: string, claim: ApprovalClaim, form?: URLSearchParams): Promise<void> {
     const who = await signedIn(req, res, claim.approver, 'link');
     if (who === undefined) return;
+    const decision = form?.get('decision');
+    const reason = (form?.get('reason') ?? '').trim().slice(0, 2000) || undefined;
+    const fingerprint = form?.get('fp')?.slice(0, 100) || undefined;
+    let refusedWhy: string | undefined;
+    let workerSilent = false;
+    if (form) {
+      if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
+      if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
+      // The run judges the decision and answers at once; only when it cannot (no worker, an older
+      // build, an ended run) does the gateway look at the run itself and fall back to the signal.
+      opts.metrics?.decisionSent(res, decision);
+      const fast = await decideNow(client, claim, {
+        decision, gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin: originOf(req, who), ...(fingerprint ? { fingerprint } : {}),
+      }, opts.confirmTimeoutMs ?? 5_000);
+      if (fast.kind === 'answered') return answered(res, token, claim, { decision, reason, fingerprint, who }, fast.answer);
+      if (fast.kind === 'refused') refusedWhy = fast.reason;
+      else workerSilent = fast.silent;
+    }
     // A used link says how it was used, even after the run ended; one used on a version of a draft
     // that has changed since may decide again, on the new version.
     const used = await linkUse(client, claim);
     if (used && !used.fingerprint) return showUsed(req, res, claim, used);
-    const view = await viewRun(client, claim);
+    const view = await viewRun(client, claim, !workerSilent);
     if (used && view.state !== 'running') return showUsed(req, res, claim, used);
     const refused = refusal(view, claim);
     if (refused) return sendPage(res, refused);
 
     const progress = (view as { progress?: RunProgress }).progress;
-    const decision = form?.get('decision');
     // A page or an approval of content: the run reads the content again first (a reviewer may have edited it).
     const shown = progress?.approvals.find((g) => g.gate === claim.gate);
-    const gate = (!form || decision === 'approve') ? await lookAgain(client, claim, shown) ?? shown : shown;
+    const gate = (!form || (decision === 'approve' && !workerSilent)) ? await lookAgain(client, claim, shown) ?? shown : shown;
     if (used && (gate?.state !== 'open' || gate.fingerprint === used.fingerprint)) return showUsed(req, res, claim, used);
     if (gate && gate.state !== 'open') return sendPage(res, refusal({ state: 'running', progress: { ...progress!, approvals: [gate] } }, claim)!);
     const formPage = (g: GateProgress, notice?: string) => approvalForm({
@@ -246,23 +301,39 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
       return send(res, 200, formPage(gate));
     }
 
-    const reason = (form.get('reason') ?? '').trim().slice(0, 2000) || undefined;
-    const fingerprint = form.get('fp')?.slice(0, 100) || undefined;
-    if (decision !== 'approve' && decision !== 'reject') return send(res, 400, message('Choose a decision', 'Press Approve or Reject. Nothing was sent.', 'bad'));
-    if (decision === 'reject' && !reason) return send(res, 400, message('A reason is needed', 'Say why you reject, then press Reject again. Nothing was sent.', 'bad'));
+    if (decision !== 'approve' && decision !== 'reject') return;
     if (decision === 'approve' && gate?.fingerprint && fingerprint !== gate.fingerprint) return send(res, 409, formPage(gate, staleNotice(fingerprint)));
-    const origin = `gateway, from ${req.socket.remoteAddress ?? 'unknown'}${who ? `, signed in as ${who}` : ''}`;
-    opts.metrics?.decisionSent(res, decision);
+    if (refusedWhy) return send(res, 409, message('Not counted', `The run did not take your ${decision}: ${refusedWhy}. Nothing was recorded.`, 'bad'));
     await runOf(client, claim).signal(decision === 'approve' ? approveSignal : rejectSignal, {
-      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin, ...(fingerprint ? { fingerprint } : {}),
+      gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin: originOf(req, who), ...(fingerprint ? { fingerprint } : {}),
     });
-    const recorded = await confirm(client, claim, fingerprint, opts.confirmTimeoutMs ?? 5_000);
+    // No worker answered the update just now: the run counts the signal when it resumes.
+    const recorded = workerSilent ? undefined : await confirm(client, claim, fingerprint, opts.confirmTimeoutMs ?? 5_000);
     if (!recorded) return send(res, 202, message('Decision sent', `Your ${decision} of "${claim.gate}" was sent. The runbook counts it when it resumes, if the gate is still open then.`, 'info'));
     if (recorded.outcome === 'ignored' && recorded.note?.startsWith(staleDraft.toLowerCase()) && recorded.gate?.state === 'open') {
       return send(res, 409, formPage(recorded.gate, staleNotice(fingerprint)));
     }
     if (recorded.outcome === 'ignored') return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${recorded.note}.`, 'bad'));
     return send(res, 200, decidedPage({ decision, approver: claim.approver, gateName: claim.gate, gate: recorded.gate, reason, runUrl: runUrl(claim.workflowId, claim.runId), version: fingerprint }));
+  }
+
+  /** The run's own answer to a decision: counted (the decided page), or why not. */
+  async function answered(res: ServerResponse, token: string, claim: ApprovalClaim, sent: { decision: 'approve' | 'reject'; reason?: string; fingerprint?: string; who: string | false },
+    answer: DecisionAnswer): Promise<void> {
+    const { decision, reason, fingerprint, who } = sent;
+    if (answer.outcome === 'accepted') {
+      return send(res, 200, decidedPage({ decision, approver: claim.approver, gateName: claim.gate, gate: answer.gate, reason, runUrl: runUrl(claim.workflowId, claim.runId), version: fingerprint }));
+    }
+    if (answer.note?.startsWith(staleDraft.toLowerCase()) && answer.gate?.state === 'open') {
+      // The draft changed under the page: show the version the run holds now, to decide on it.
+      const progress = await client.connection.withDeadline(Date.now() + 3_000, () => runOf(client, claim).query(progressQuery)).catch(() => undefined);
+      if (progress) {
+        return send(res, 409, approvalForm({
+          token, workflowId: claim.workflowId, approver: claim.approver, expiresAt: claim.exp, gate: answer.gate, progress, signedInAs: who || undefined, notice: staleNotice(fingerprint),
+        }));
+      }
+    }
+    return send(res, 409, message('Not counted', `Your ${decision} was recorded but not counted: ${answer.note}.`, 'bad'));
   }
 
   /** GET /: every run waiting for a person, for an approver (their inbox link) or an operator (the inbox token). */

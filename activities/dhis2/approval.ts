@@ -153,13 +153,18 @@ export function draftView(settings: SyncTarget, type: ResourceType, uid: string,
   };
 }
 
-export type ReviewOutcome = { action: 'draft'; view: DraftView } | { action: 'draftMissing' };
+export type ReviewOutcome = { action: 'draft'; view: DraftView } | { action: 'draftMissing' } | { action: 'same' };
 
-/** The activity behind a gate's "look again": the draft as it is now in the target (a reviewer may have edited it). */
-export async function reviewDraft(req: SyncRequest & { operation: GatedOperation }): Promise<ReviewOutcome> {
+/**
+ * The activity behind a gate's "look again": the draft as it is now in the target (a reviewer may
+ * have edited it). With `known` (the version the gate shows), `same` when the draft still is that
+ * version: one read, for an approver who waits.
+ */
+export async function reviewDraft(req: SyncRequest & { operation: GatedOperation; known?: string }): Promise<ReviewOutcome> {
   const target = openTarget(req.target);
   const stored = await target.readDraft(req.type, req.uid);
   if (!stored) return { action: 'draftMissing' };
+  if (req.known !== undefined && draftHash(stored.value) === req.known) return { action: 'same' };
   return { action: 'draft', view: await viewOf(target, req.type, req.uid, req.operation, stored.value) };
 }
 

@@ -7,6 +7,7 @@
  * once and the workflow uses the slow path (the target's own task queue, retries with backoff),
  * so a slow or failing target takes only its own slots there.
  */
+import { applyDraft, type ApplyOutcome } from './approval';
 import { checkRequest, syncResourceOn, type SyncOutcome } from './sync';
 import { openTarget, type SyncRequest } from './target';
 
@@ -14,9 +15,11 @@ const slowCallMs = 5_000;
 const coolOffMs = 30_000;
 const targets = new Map<string, { inFlight: number; troubledUntil: number }>();
 
-export type FastOutcome = SyncOutcome | { action: 'deferred'; reason: string };
+export type Deferred = { action: 'deferred'; reason: string };
+export type FastOutcome = SyncOutcome | Deferred;
 
-export async function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
+/** Runs `work` in this worker when the target answers well, else defers at once (the slow path takes it). */
+async function onHealthyTarget<T>(req: SyncRequest, work: (target: ReturnType<typeof openTarget>) => Promise<T>): Promise<T | Deferred> {
   const target = openTarget(req.target);
   const health = targets.get(target.name) ?? { inFlight: 0, troubledUntil: 0 };
   targets.set(target.name, health);
@@ -26,7 +29,7 @@ export async function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
   const started = Date.now();
   try {
     checkRequest(req);
-    return await syncResourceOn(target, req);
+    return await work(target);
   } catch (err) {
     health.troubledUntil = Date.now() + coolOffMs;
     return { action: 'deferred', reason: (err as Error).message };
@@ -34,4 +37,13 @@ export async function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
     health.inFlight -= 1;
     if (Date.now() - started > slowCallMs) health.troubledUntil = Date.now() + coolOffMs;
   }
+}
+
+export function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
+  return onHealthyTarget(req, (target) => syncResourceOn(target, req));
+}
+
+/** The approved draft applied in this worker (a person just approved it and waits to see it applied); deferred like a pass. */
+export function applyDraftFast(req: Parameters<typeof applyDraft>[0]): Promise<ApplyOutcome | Deferred> {
+  return onHealthyTarget(req, () => applyDraft(req));
 }

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { SyncSettings } from '../../contracts/dhis2/messages';
 import type { ResourceType } from '../../contracts/dhis2/resources';
 import { handOver } from './handoff';
-import { syncResourceFast } from './fast-path';
+import { applyDraftFast, syncResourceFast } from './fast-path';
 import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
 import { whileHeartbeating } from '../lib/heartbeat';
@@ -27,6 +27,7 @@ export function createDhis2Activities() {
     ...createDhis2SetupActivities(),
     syncResource: (req: SyncRequest) => whileHeartbeating(() => syncResource(req)),
     syncResourceFast,
+    applyDraftFast,
     // Approvals: on the target's queue, like syncResource.
     applyDraft: (req: Parameters<typeof applyDraft>[0]) => { checkRequest(req); return whileHeartbeating(() => applyDraft(req)); },
     reviewDraft: (req: Parameters<typeof reviewDraft>[0]) => { checkRequest(req); return whileHeartbeating(() => reviewDraft(req)); },

@@ -9,8 +9,9 @@ import { ApplicationFailure, CancellationScope, condition, isCancellation, proxy
 import type { ApprovalActivities } from '../../activities/approvals';
 import { durationSeconds, maxLinkTtlSeconds, type ApprovalRecipient } from '../../contracts/input';
 import {
-  approveSignal, rejectSignal, reviewGateUpdate, signalDescriptions,
-  type ApprovalLedger, type GateLook, type ApprovalRequestProgress, type Decision, type DecisionRecord, type DecisionVia, type GateProgress,
+  approveSignal, decideGateUpdate, rejectSignal, reviewGateUpdate, signalDescriptions,
+  type ApprovalLedger, type GateLook, type ApprovalRequestProgress, type Decision, type DecisionAnswer, type DecisionRecord, type DecisionVia,
+  type GateDecision, type GateProgress,
 } from '../../contracts/messages';
 import { failureText } from '../../contracts/failure';
 import { now } from './run-state';
@@ -77,6 +78,11 @@ export interface ApprovalOptions {
   fingerprint?: string;
   /** Reads the content again (e.g. a draft a reviewer may edit elsewhere) and `revise`s the gate; run by the reviewGate update. */
   review?: () => Promise<void>;
+  /**
+   * Reads the content again before an approval sent as a decideGate update counts (a person waits
+   * for the answer: keep it quick), and `revise`s the gate when it changed; `review` when absent.
+   */
+  recheck?: () => Promise<void>;
 }
 
 /** What a gate bound to content shows and counts approvals for; `revise` replaces it when the content changed. */
@@ -123,18 +129,48 @@ export class ApprovalDesk {
    * approve the new content), and a replay does not grow the run.
    */
   private readonly seenLinks = new Set<string>();
-  /** How each open gate re-reads its content (ApprovalOptions.review). */
+  /** How each open gate re-reads its content (ApprovalOptions.review), and before an approval counts (recheck). */
   private readonly reviewers = new Map<string, () => Promise<void>>();
+  private readonly recheckers = new Map<string, () => Promise<void>>();
   private reviews = 0;
 
   constructor(private readonly state: ApprovalHost) {
-    const receive = (decision: 'approve' | 'reject') => (d: Decision) => this.receive(decision, d);
+    const receive = (decision: 'approve' | 'reject') => (d: Decision): void => { this.receive(decision, d); };
     setHandler(approveSignal, receive('approve'), { description: signalDescriptions.approve });
     setHandler(rejectSignal, receive('reject'), { description: signalDescriptions.reject });
     setHandler(reviewGateUpdate, (look) => this.review(look), {
       validator: (look) => this.checkLook(look),
       description: 'Read the content an open gate decides again and answer with the gate: {"gate": "<gate>", "nonce": "<nonce>"}',
     });
+    setHandler(decideGateUpdate, (d) => this.decide(d), {
+      validator: (d) => this.checkDecision(d),
+      description: 'Decide a gate and get the outcome: {"gate": "<gate>", "decision": "approve" | "reject", "by": "<your name>", "reason": "<why>", "fingerprint": "<version, for a gate that shows one>"}',
+    });
+  }
+
+  /** A decision that could not count is refused before anything is written (a refused update leaves no trace). */
+  private checkDecision(raw: GateDecision): void {
+    const d = (typeof raw === 'object' && raw) ? raw : ({} as GateDecision);
+    if (d.decision !== 'approve' && d.decision !== 'reject') throw new Error('a decision needs "decision": "approve" or "reject"');
+    const entry = this.entry(d.decision, d);
+    if (entry.linkId && this.seenLinks.has(`${entry.linkId} ${entry.fingerprint ?? ''}`)) throw new Error('this link was already used for this version');
+    const note = this.verdict(entry, text(d.nonce, 100));
+    if (note) throw new Error(note);
+    if (d.decision === 'approve' && this.recheckers.has(entry.gate) && this.reviews >= maxReviewsPerRun) {
+      throw new Error(`this run already answered ${maxReviewsPerRun} looks; send the decision as a signal`);
+    }
+  }
+
+  /** Reads the content again (a gate bound to content), then counts the decision, and answers with the outcome and the gate. */
+  private async decide(d: GateDecision): Promise<DecisionAnswer> {
+    const recheck = d.decision === 'approve' ? this.recheckers.get(d.gate) : undefined;
+    if (recheck) {
+      this.reviews += 1;
+      await recheck();
+    }
+    const entry = this.receive(d.decision, d);
+    const gate = this.state.progress.approvals.find((g) => g.gate === d.gate);
+    return entry ? { outcome: entry.outcome, note: entry.note, gate } : { outcome: 'ignored', note: 'this link was already used for this version', gate };
   }
 
   /** A look is for an open gate's current opening, within the run's budget; refused looks never enter history. */
@@ -195,9 +231,11 @@ export class ApprovalDesk {
 
     this.state.waiting(true);
     if (opts.review) this.reviewers.set(gate, opts.review);
+    if (opts.recheck ?? opts.review) this.recheckers.set(gate, (opts.recheck ?? opts.review)!);
     const sending = this.sendRequests(record, opts);
     const decided = await condition(() => record.state !== 'open', timeoutMs);
     this.reviewers.delete(gate);
+    this.recheckers.delete(gate);
     sending?.cancel(); // links to a closed gate are useless: stop any delivery still retrying
     if (!decided) Object.assign(record, { state: 'timedOut', closedAt: now() });
     this.state.waiting(false);
@@ -278,20 +316,24 @@ export class ApprovalDesk {
     return true;
   }
 
-  private receive(decision: 'approve' | 'reject', raw: Decision): void {
+  /** A decision as the run keeps it (text clipped, `via` one of the known ones). */
+  private entry(decision: 'approve' | 'reject', d: Decision): DecisionRecord {
+    return {
+      gate: text(d.gate, 100) ?? '', decision, by: text(d.by, 200) ?? '', reason: text(d.reason, 2000),
+      via: vias.includes(d.via as DecisionVia) ? d.via as DecisionVia : 'ui', origin: text(d.origin, 200), linkId: text(d.linkId, 100),
+      fingerprint: text(d.fingerprint, 100), receivedAt: now(), outcome: 'ignored',
+    };
+  }
+
+  /** Records a decision and counts it if it can; returns the record, or undefined when it was only counted as dropped. */
+  private receive(decision: 'approve' | 'reject', raw: Decision): DecisionRecord | undefined {
     const d = (typeof raw === 'object' && raw) ? raw : ({} as Decision);
-    const linkId = text(d.linkId, 100);
-    const fingerprint = text(d.fingerprint, 100);
-    if (linkId) {
-      const seen = `${linkId} ${fingerprint ?? ''}`;
+    const entry = this.entry(decision, d);
+    if (entry.linkId) {
+      const seen = `${entry.linkId} ${entry.fingerprint ?? ''}`;
       if (this.seenLinks.has(seen)) return this.drop();
       this.seenLinks.add(seen);
     }
-    const entry: DecisionRecord = {
-      gate: text(d.gate, 100) ?? '', decision, by: text(d.by, 200) ?? '', reason: text(d.reason, 2000),
-      via: vias.includes(d.via as DecisionVia) ? d.via as DecisionVia : 'ui', origin: text(d.origin, 200), linkId, fingerprint,
-      receivedAt: now(), outcome: 'ignored',
-    };
     const known = this.state.progress.approvals.some((g) => g.gate === entry.gate);
     this.judge(entry, text(d.nonce, 100));
     if (entry.outcome === 'ignored') {
@@ -302,40 +344,53 @@ export class ApprovalDesk {
     }
     this.state.progress.decisions.push(entry);
     this.state.publish();
+    return entry;
   }
 
-  private drop(): void {
+  private drop(): undefined {
     this.state.progress.droppedDecisions += 1;
+    return undefined;
   }
 
   /** Counts a decision for its open gate, or says why it does not count. */
   private judge(d: DecisionRecord, nonce: string | undefined): void {
-    const ignore = (note: string) => { d.outcome = 'ignored'; d.note = note; };
-    if (!d.gate || !d.by) return ignore('a decision needs "gate" and "by"');
-    const gate = this.state.progress.approvals.find((g) => g.gate === d.gate);
-    if (!gate) return ignore(`gate "${d.gate}" is not open: a decision counts only while its gate waits; send it again then`);
-    if (gate.state !== 'open') return ignore(`gate already ${gate.state}`);
-    if (d.via === 'link' && !nonce) return ignore('a link decision must carry the nonce of its gate');
-    if (nonce && nonce !== gate.nonce) return ignore(`this link was made for another opening of gate "${d.gate}"`);
-    if (gate.approvers && !gate.approvers.some((a) => same(a, d.by))) return ignore(`${d.by} is not on the approvers list`);
-    if (d.decision === 'approve' && gate.fingerprint && d.fingerprint !== gate.fingerprint) {
-      return ignore(d.fingerprint
-        ? `the draft changed since you opened this page: you saw version ${d.fingerprint.slice(0, 12)}, it is now ${gate.fingerprint.slice(0, 12)}; look at it again`
-        : `this gate approves one exact version: send its fingerprint ("fingerprint": "${gate.fingerprint}", shown with the gate) after reading it`);
+    const note = this.verdict(d, nonce);
+    if (note) {
+      d.outcome = 'ignored';
+      d.note = note;
+      return;
     }
+    const gate = this.state.progress.approvals.find((g) => g.gate === d.gate)!;
+    d.outcome = 'accepted';
     if (d.decision === 'reject') {
-      d.outcome = 'accepted';
       Object.assign(gate, { state: 'rejected', rejectedBy: d.by, reason: d.reason || '(no reason given)', closedAt: now() });
       return;
     }
-    const requester = gate.requestedBy ?? this.state.progress.requestedBy;
-    if (gate.fourEyes && requester && same(requester, d.by)) {
-      return ignore(gate.requestedBy ? `four-eyes: ${requester} asked for this change and may not approve it` : 'four-eyes: the person who started the run may not approve it');
-    }
-    if (gate.approvedBy.some((a) => same(a, d.by))) return ignore(`${d.by} already approved; approvals must come from distinct people`);
-    d.outcome = 'accepted';
     gate.approvedBy.push(d.by);
     if (gate.approvedBy.length >= gate.quorum) Object.assign(gate, { state: 'approved', reason: d.reason, closedAt: now() });
+  }
+
+  /** Why a decision would not count now, or undefined when it counts (changes nothing). */
+  private verdict(d: DecisionRecord, nonce: string | undefined): string | undefined {
+    if (!d.gate || !d.by) return 'a decision needs "gate" and "by"';
+    const gate = this.state.progress.approvals.find((g) => g.gate === d.gate);
+    if (!gate) return `gate "${d.gate}" is not open: a decision counts only while its gate waits; send it again then`;
+    if (gate.state !== 'open') return `gate already ${gate.state}`;
+    if (d.via === 'link' && !nonce) return 'a link decision must carry the nonce of its gate';
+    if (nonce && nonce !== gate.nonce) return `this link was made for another opening of gate "${d.gate}"`;
+    if (gate.approvers && !gate.approvers.some((a) => same(a, d.by))) return `${d.by} is not on the approvers list`;
+    if (d.decision === 'approve' && gate.fingerprint && d.fingerprint !== gate.fingerprint) {
+      return d.fingerprint
+        ? `the draft changed since you opened this page: you saw version ${d.fingerprint.slice(0, 12)}, it is now ${gate.fingerprint.slice(0, 12)}; look at it again`
+        : `this gate approves one exact version: send its fingerprint ("fingerprint": "${gate.fingerprint}", shown with the gate) after reading it`;
+    }
+    if (d.decision === 'reject') return undefined;
+    const requester = gate.requestedBy ?? this.state.progress.requestedBy;
+    if (gate.fourEyes && requester && same(requester, d.by)) {
+      return gate.requestedBy ? `four-eyes: ${requester} asked for this change and may not approve it` : 'four-eyes: the person who started the run may not approve it';
+    }
+    if (gate.approvedBy.some((a) => same(a, d.by))) return `${d.by} already approved; approvals must come from distinct people`;
+    return undefined;
   }
 }
 

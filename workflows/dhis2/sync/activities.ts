@@ -28,6 +28,8 @@ export function syncActivities({ target, settings }: SyncArgs) {
     probe: proxyActivities<Dhis2Activities>({
       taskQueue: targetQueue, startToCloseTimeout: '1 minute', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '2 minutes',
     }),
+    /** An approver's approval waits on this (the decideGate update): in this worker, one read, a few seconds at most; the apply checks the version again anyway. */
+    glance: proxyLocalActivities<Dhis2Activities>({ startToCloseTimeout: '4 seconds', retry: { maximumAttempts: 1 } }),
     /** An approver's look at the draft (the reviewGate update): a person waits for it, so it gives up soon and the page shows the draft as last read. */
     look: proxyActivities<Dhis2Activities>({
       taskQueue: targetQueue, startToCloseTimeout: '10 seconds', scheduleToCloseTimeout: '15 seconds', retry: { initialInterval: '500ms', maximumAttempts: 3 },

@@ -35,6 +35,8 @@ interface Opening { gate: string; awaiting: AwaitedChange; current: ApprovalNeed
 
 /** The patch that binds an approval to the draft's fingerprint (issue 22). */
 const boundPatch = 'approval-bound-to-draft';
+/** The patch that applies an approved draft in the worker first (a local activity), the target's queue when it is troubled. */
+const applyInWorkerPatch = 'approval-apply-in-worker';
 
 export class ApprovalGate {
   private readonly desk: ApprovalDesk;
@@ -101,7 +103,7 @@ export class ApprovalGate {
     const view = opening.bound ? viewOf(change) : undefined;
     return {
       summary: this.summary(change), details: view ? draftViewLines(view, target, change.reviewLink) : draftLines(change),
-      fingerprint: view?.fingerprint, review: view && (() => this.look(opening)),
+      fingerprint: view?.fingerprint, review: view && (() => this.look(opening)), recheck: view && (() => this.recheck(opening)),
       approvers: a.approvers, quorum: a.quorum, fourEyes: a.fourEyes && Boolean(change.author), requestedBy: change.author,
       timeout: a.timeout, onTimeout: 'return', linkTtl: a.linkTtl,
       deliver: {
@@ -153,7 +155,7 @@ export class ApprovalGate {
         if (seen.action === 'draftMissing') {
           opening.draftGone = true;
           this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
-        } else await this.revised(opening, seen.view);
+        } else if (seen.action === 'draft') await this.revised(opening, seen.view);
       } catch {
         // The target does not answer now: the gate shows the draft as last read, and the apply checks the version again.
       } finally {
@@ -161,6 +163,26 @@ export class ApprovalGate {
       }
     })();
     return opening.looking;
+  }
+
+  /**
+   * Before an approval sent as a decideGate update counts: is the draft still the version the gate
+   * shows? One read in this worker (a person waits); a target that does not answer leaves the gate as
+   * it is, and the apply checks the version again.
+   */
+  private async recheck(opening: Opening): Promise<void> {
+    const { target, type, uid } = this.sync.args;
+    const known = this.sync.progress.approvals.find((g) => g.gate === opening.gate)?.fingerprint;
+    try {
+      const seen = await this.activities.glance.reviewDraft({ target, type, uid, operation: opening.current.operation, known });
+      if (seen.action === 'same') return;
+      if (seen.action === 'draftMissing') {
+        opening.draftGone = true;
+        this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
+      } else await this.revised(opening, seen.view);
+    } catch {
+      // Not answered in time: counted on the version the gate shows; the apply refuses any other.
+    }
   }
 
   /** The draft is another version now: the gate shows it and counts approvals for it only; approvals of the old version are told they no longer count. */
@@ -245,11 +267,17 @@ export class ApprovalGate {
   private async apply(change: ApprovalNeeded, approved: string | undefined) {
     const { target, type, uid } = this.sync.args;
     for (let waits = 0; ; waits++) {
-      let applied;
-      try {
-        applied = await this.activities.onTarget.applyDraft({ target, type, uid, operation: change.operation, draftHash: change.draftHash, ...(approved ? { approved } : {}) });
-      } catch (err) {
-        applied = { action: 'failed' as const, error: failureText(err), errors: [] };
+      const req = { target, type, uid, operation: change.operation, draftHash: change.draftHash, ...(approved ? { approved } : {}) };
+      // In this worker first (the approver waits to see it applied); a troubled target gets the slow path.
+      let applied = patched(applyInWorkerPatch)
+        ? await this.activities.fast.applyDraftFast(req).catch((err) => ({ action: 'deferred' as const, reason: failureText(err) }))
+        : undefined;
+      if (!applied || applied.action === 'deferred') {
+        try {
+          applied = await this.activities.onTarget.applyDraft(req);
+        } catch (err) {
+          applied = { action: 'failed' as const, error: failureText(err), errors: [] };
+        }
       }
       if (applied.action !== 'waitingForReferences') return applied;
       await askForReferences(this.sync, this.activities, applied.missing, 'approved, waiting');
