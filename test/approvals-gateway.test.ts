@@ -12,7 +12,7 @@ import { startGateway, type Gateway } from '../workers/approvals';
 import { readJournal } from './support/fake-target';
 import { freePort } from './support/global-setup';
 import { runCli, startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
-import { progressOf, signalCount, startGated, waitForGate, waitForProgress } from './support/runs';
+import { progressOf, decisionCount, startGated, waitForGate, waitForProgress } from './support/runs';
 
 const secret = 'test-secret-that-is-long-enough-0123456789';
 const queue = uniqueQueue('gateway');
@@ -56,7 +56,7 @@ async function linkFromCli(workflowId: string, approver: string): Promise<string
 }
 
 async function expectNoSignal(handle: WorkflowHandle, before: number) {
-  expect(await signalCount(handle)).toBe(before);
+  expect(await decisionCount(handle)).toBe(before);
 }
 
 test('GET shows what is being approved and decides nothing; POST approves and the run resumes; the pages carry strict headers', async () => {
@@ -88,6 +88,10 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   const p = await progressOf(handle);
   expect(p.decisions).toEqual([expect.objectContaining({ by: 'bob', via: 'link', outcome: 'accepted', reason: 'looks good', linkId: expect.any(String) })]);
   expect(readJournal(journal).map((l) => l.action)).toContain('switch over');
+  // The run took the decision as a decideGate update and answered the gateway in that call: no signal, no polling.
+  const events = (await handle.fetchHistory()).events ?? [];
+  expect(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'decideGate')).toHaveLength(1);
+  expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes)).toHaveLength(0);
 
   // The same link again, after the run ended: how it was used; nothing sent.
   const again = await post(token, 'approve');
@@ -197,20 +201,21 @@ test('a link is used once whatever its outcome: a replay, a double click, or a l
   expect(await replay.text()).toContain('This link was used');
   await expectNoSignal(handle, 1);
 
-  // Not on the approvers list: recorded as ignored, and the link is spent all the same.
+  // Not on the approvers list: the run refuses it before anything is written (the page says why), however often it is sent.
   const mallory = await tokenFor(handle, 'mallory');
   const ignored = await post(mallory, 'approve');
   expect(ignored.status).toBe(409);
   expect(await ignored.text()).toContain('mallory is not on the approvers list');
   for (let i = 0; i < 3; i++) expect((await post(mallory, 'approve')).status).toBe(409);
-  await expectNoSignal(handle, 2);
+  await expectNoSignal(handle, 1);
+  expect((await progressOf(handle)).decisions.map((d) => d.by)).toEqual(['bob']);
 
-  // Two clicks at once: one signal.
+  // Two clicks at once: one decision.
   const carol = await tokenFor(handle, 'carol');
   const both = await Promise.all([post(carol, 'approve'), post(carol, 'approve')]);
   expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });
-  expect(await signalCount(handle)).toBe(3);
+  expect(await decisionCount(handle)).toBe(2);
   expect((await progressOf(handle)).approvals[0].approvedBy).toEqual(['bob', 'carol']);
 });
 
@@ -265,10 +270,10 @@ test('the worker dies while the run waits at the gate; the approval is sent with
   expect(await page.text()).toContain('no worker is running');
   const sent = await post(token, 'approve', 'night shift');
   expect(sent.status).toBe(202);
-  expect(await signalCount(handle)).toBe(1);
+  expect(await decisionCount(handle)).toBe(1);
   // Used once, even while no worker can say so.
   expect((await post(token, 'approve')).status).toBe(409);
-  expect(await signalCount(handle)).toBe(1);
+  expect(await decisionCount(handle)).toBe(1);
 
   worker = await startWorker(queue, workerEnv());
   await expect(handle.result()).resolves.toEqual({ outcome: 'done' });

@@ -15,7 +15,7 @@ import { securityHeaders, startGateway, type Gateway } from '../workers/approval
 import { freePort } from './support/global-setup';
 import { launchBrowser, screenshot } from './support/browser';
 import { startProcess, startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
-import { progressOf, signalCount, startGated, waitForGate } from './support/runs';
+import { progressOf, decisionCount, startGated, waitForGate } from './support/runs';
 
 const secret = 'browser-approvals-secret-0123456789abcdefgh';
 const inboxToken = 'operator-inbox-token-0123456789abcdefghij';
@@ -90,7 +90,7 @@ test('the approval page on a phone: says what, who, until when; readable without
   // Nothing wider than the phone's screen.
   expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await screenshot(page, 'approval-page-phone');
-  expect(await signalCount(handle)).toBe(0);
+  expect(await decisionCount(handle)).toBe(0);
 
   // Keyboard only: Tab to the reason, type, Tab to Approve, Enter.
   await page.keyboard.press('Tab');
@@ -145,7 +145,7 @@ test('a second click says the link was used; reject needs a reason; an ended run
   await page.goto(daves);
   await page.locator('button.reject').click();
   expect(await textOf(page, 'h1')).toBe('A reason is needed');
-  expect(await signalCount(handle)).toBe(1);
+  expect(await decisionCount(handle)).toBe(1);
   await page.goBack();
   await page.locator('#reason').fill('the window was moved to Sunday');
   await page.locator('button.reject').click();
@@ -157,7 +157,7 @@ test('a second click says the link was used; reject needs a reason; an ended run
   expect(await textOf(page, 'h1')).toBe('This link was used');
   expect(await textOf(page, '.state')).toContain('dave rejected "cutover" with it');
   expect(await textOf(page, '.state')).toContain('The run has since ended (failed)');
-  expect(await signalCount(handle)).toBe(2);
+  expect(await decisionCount(handle)).toBe(2);
 
   // Expired and forged links.
   const { handle: other } = await startGated(client, queue, {});
@@ -174,7 +174,7 @@ test('a second click says the link was used; reject needs a reason; an ended run
   expect(forged!.status()).toBe(403);
   expect(await textOf(page, 'h1')).toBe('Link refused');
   // A GET of every kind of approval URL changed nothing.
-  expect(await signalCount(other)).toBe(0);
+  expect(await decisionCount(other)).toBe(0);
   await other.terminate('test done');
   await ctx.close();
 }, 120_000);
@@ -279,7 +279,7 @@ describe('with sign-in (OpenID Connect)', () => {
     await screenshot(mPage, 'approval-not-your-link');
     const refused = await mPage.request.post(`${base}/approve`, { form: { t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' } });
     expect(refused.status()).toBe(403);
-    expect(await signalCount(handle)).toBe(0);
+    expect(await decisionCount(handle)).toBe(0);
     await mallory.close();
 
     // Bob signs in and approves.
@@ -327,7 +327,7 @@ describe('with sign-in (OpenID Connect)', () => {
       const posted = await fetch(`${base}/approve`, { method: 'POST', headers: { cookie }, body: new URLSearchParams({ t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' }) });
       expect([posted.status, await posted.text()]).toEqual([403, expect.stringContaining('Sign in first')]);
     }
-    expect(await signalCount(handle)).toBe(0);
+    expect(await decisionCount(handle)).toBe(0);
     await handle.terminate('test done');
   }, 60_000);
 
@@ -343,7 +343,7 @@ describe('with sign-in (OpenID Connect)', () => {
     expect(await textOf(page, '.state')).toContain('This link is for bob, and you are signed in as bob (sub mallory:bob)');
     const refused = await page.request.post(`${base}/approve`, { form: { t: new URL(bobsLink).searchParams.get('t')!, decision: 'approve' } });
     expect(refused.status()).toBe(403);
-    expect(await signalCount(handle)).toBe(0);
+    expect(await decisionCount(handle)).toBe(0);
     await mallory.close();
     await handle.terminate('test done');
   }, 60_000);

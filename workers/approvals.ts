@@ -274,7 +274,11 @@ export function startGateway(opts: GatewayOptions): Promise<Gateway> {
         decision, gate: claim.gate, by: claim.approver, reason, via: 'link', linkId: claim.linkId, nonce: claim.nonce, origin: originOf(req, who), ...(fingerprint ? { fingerprint } : {}),
       }, opts.confirmTimeoutMs ?? 5_000);
       if (fast.kind === 'answered') return answered(res, token, claim, { decision, reason, fingerprint, who }, fast.answer);
-      if (fast.kind === 'refused') refusedWhy = fast.reason;
+      if (fast.kind === 'refused') {
+        refusedWhy = fast.reason;
+        // Refused decisions leave no trace in the run: the gateway's log keeps them.
+        log('warn', 'decision refused by the run', { workflowId: claim.workflowId, gate: claim.gate, approver: claim.approver, decision, reason: refusedWhy });
+      }
       else workerSilent = fast.silent;
     }
     // A used link says how it was used, even after the run ended; one used on a version of a draft

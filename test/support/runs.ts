@@ -40,10 +40,14 @@ export async function waitForProgress(handle: WorkflowHandle, what: string, ok: 
 export const waitForGate = (handle: WorkflowHandle, gate: string) =>
   waitForProgress(handle, `gate ${gate} to open`, (p) => p.approvals.some((g) => g.gate === gate && g.state === 'open'));
 
-/** How many signals the run's history holds: proof that a refused link sent nothing. */
-export async function signalCount(handle: WorkflowHandle): Promise<number> {
+/**
+ * How many decisions the run's history holds (signals, and decideGate updates the run accepted; a
+ * refused update leaves no event): proof that a refused link wrote nothing.
+ */
+export async function decisionCount(handle: WorkflowHandle): Promise<number> {
   const history = await handle.fetchHistory();
-  return (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes).length;
+  return (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes
+    || e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'decideGate').length;
 }
 
 /** The run's current details as the Temporal UI shows them. */
