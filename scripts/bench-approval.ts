@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { startGateway } from '../workers/approvals';
 import { echoReadyQuery, echoSignal } from '../test/workflows/floor';
-import { pct, until, withFloorWorker } from './lib/bench';
+import { loadLine, pct, until, withFloorWorker } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startDhis2Lab, sourceImport } from '../test/lab/dhis2';
@@ -35,6 +35,7 @@ function signalFloor(address: string, runs: number): Promise<number[]> {
 }
 
 export async function orgunitApprovalBench(runs: number, repoRoot: string): Promise<void> {
+  const atStart = loadLine();
   const server = await startDevServer({ cliPath: findTemporalCli(repoRoot), port: await freePort() });
   process.env.TEMPORAL_ADDRESS = server.address;
   const lab = await startDhis2Lab([]);
@@ -82,6 +83,7 @@ export async function orgunitApprovalBench(runs: number, repoRoot: string): Prom
     console.log(row('link click (POST) -> change visible on target', click));
     console.log(row('link click (POST) -> confirmation page', page));
     console.log(row('floor: raw signal round trip, same server', floor));
+    console.log(`  at start: ${atStart}; at end: ${loadLine()}`);
     console.log(`  ratio (click -> visible / floor)              p50 ${(pct(click, 50) / pct(floor, 50)).toFixed(1)}x   p95 ${(pct(click, 95) / pct(floor, 95)).toFixed(1)}x`);
   } finally {
     await lab.listener?.kill('SIGTERM');

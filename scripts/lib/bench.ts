@@ -1,4 +1,5 @@
 /** What the benchmarks share: percentiles, event times, waiting for a state, the in-process floor worker, and the global deadline. */
+import os from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { removeOwnLabs } from '../../test/lab/netns';
@@ -28,6 +29,9 @@ export function benchDeadline(name: string, ms: number): void {
 }
 
 /** The p-th percentile (nearest rank) of some measurements. */
+/** The machine's load, to print at a benchmark's start and end: a busy machine shows in its figures. */
+export const loadLine = (): string => `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} on ${os.cpus().length} cores`;
+
 export const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 
 /** A history event's time, in milliseconds since the epoch. */
