@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { signApproval, type ApprovalClaim } from '../activities/lib/approval-token';
 import { startGateway, type Gateway } from '../workers/approvals';
 import { readJournal } from './support/fake-target';
@@ -92,6 +93,13 @@ test('GET shows what is being approved and decides nothing; POST approves and th
   const events = (await handle.fetchHistory()).events ?? [];
   expect(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'decideGate')).toHaveLength(1);
   expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes)).toHaveLength(0);
+  // Every activity has its one line in the UI's event view.
+  const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes);
+  expect(scheduled.length).toBeGreaterThan(0);
+  for (const e of scheduled) {
+    const summary = e.userMetadata?.summary ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary as Payload) : '';
+    expect([e.activityTaskScheduledEventAttributes!.activityType?.name, summary]).toEqual([e.activityTaskScheduledEventAttributes!.activityType?.name, expect.stringMatching(/^[^\n]{3,200}$/)]);
+  }
 
   // The same link again, after the run ended: how it was used; nothing sent.
   const again = await post(token, 'approve');

@@ -5,6 +5,9 @@
  * run sees, so histories replay exactly as before; the sinks it calls are dropped during replay
  * (except `inStep`, which only names the current step in log lines).
  *
+ * It also gives every activity that has none a one-line summary for the UI's event view ("step
+ * promote: promote standby"): user metadata, which a replay does not compare.
+ *
  * A step's time runs from the upsert that names it to the next step, a status other than running
  * or waiting for approval (compensating, an end), or the run's end: a gate inside a step counts.
  */
@@ -79,6 +82,15 @@ class RunWatch {
   }
 }
 
+/** An activity's one line in the UI's event view when its call gave none: the step it runs in, and what it does. */
+export function activitySummary(activityType: string, step: string | undefined): string {
+  const words = activityType.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2').toLowerCase();
+  return (step ? `step ${step}: ${words}` : words).slice(0, 200);
+}
+
+const summarised = <T extends { activityType: string; options: { summary?: string } }>(input: T): T => input.options.summary ? input
+  : { ...input, options: { ...input.options, summary: activitySummary(input.activityType, workflowInfo().typedSearchAttributes.get(RunbookStep)) } };
+
 export const interceptors: WorkflowInterceptorsFactory = () => {
   const watch = new RunWatch();
   return {
@@ -91,6 +103,8 @@ export const interceptors: WorkflowInterceptorsFactory = () => {
       },
     }],
     outbound: [{
+      scheduleActivity: (input, next) => next(summarised(input)),
+      scheduleLocalActivity: (input, next) => next(summarised(input)),
       getLogAttributes(input, next) {
         const attributes = workflowInfo().typedSearchAttributes;
         return next({ ...input, runbook: attributes.get(RunbookName) ?? workflowInfo().workflowType, step: attributes.get(RunbookStep) });
