@@ -49,6 +49,11 @@ npx --no-install jest --ci --json --outputFile="$results" "$@" || status=$?
 node -e '
   const r = require(process.argv[1]);
   const skipped = r.numPendingTests + r.numTodoTests;
+  const slowest = r.testResults.map((t) => ({ file: require("node:path").relative(process.cwd(), t.name), s: (t.endTime - t.startTime) / 1000 }))
+    .sort((a, b) => b.s - a.s).slice(0, 10);
+  console.log("\nthe ten slowest suites:");
+  for (const t of slowest) console.log(`  ${t.s.toFixed(1).padStart(7)} s  ${t.file}`);
+  console.log(`jest: ${((Date.now() - r.startTime) / 1000).toFixed(0)} s from its start to now`);
   console.log(`\ntests: ${r.numPassedTests} passed, ${r.numFailedTests + skipped} failed`);
   if (r.numTotalTests === 0) { console.error("No test ran."); process.exit(1); }
   if (skipped) { console.error(`${skipped} test(s) skipped or todo: a skipped test is a failing test.`); process.exit(1); }
