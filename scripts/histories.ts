@@ -98,6 +98,11 @@ export function pathOf(history: HistoryFile): string {
       if (fields.RunbookStatus) say(statusWords[String(decode(fields.RunbookStatus))]);
     } else if (e.eventType === 'EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') {
       say(signalWords[String(a.signalName)]);
+    } else if (e.eventType === 'EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED') {
+      // A decision sent as a decideGate update (the gateway's way) is another path than the same decision as a signal.
+      const input = (a.acceptedRequest as { input?: { name?: string; args?: { payloads?: Json[] } } } | undefined)?.input;
+      const decision = input?.name === 'decideGate' ? (decode(input.args?.payloads?.[0] ?? null) as { decision?: string } | null)?.decision : undefined;
+      say(input?.name === 'reviewGate' ? 'reviewed' : decision ? `${signalWords[decision] ?? 'decided'}-by-update` : undefined);
     } else if (closeWords[e.eventType]) {
       closed = true;
       say(closeWords[e.eventType]);

@@ -23,7 +23,8 @@ export default async function globalSetup(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'runbooks-test-'));
   const cliPath = findTemporalCli(repoRoot);
   if (!cliPath) throw new Error('The test suite needs the temporal CLI: run ./scripts/test.sh, which installs it');
-  const server = await startDevServer({ cliPath, port: await freePort(), logFile: path.join(work, 'temporal.log') });
+  // RUNBOOKS_TEST_TEMPORAL_DB keeps the runs in a file, to capture their histories afterwards (README "When to re-capture").
+  const server = await startDevServer({ cliPath, port: await freePort(), logFile: path.join(work, 'temporal.log'), dbFile: process.env.RUNBOOKS_TEST_TEMPORAL_DB || undefined });
   globalThis.__runbooksDevServer = server;
 
   const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), workflowInterceptorModules, logger: quietLogger });
