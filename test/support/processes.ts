@@ -24,10 +24,23 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Processes this test file started that still run: a test that timed out leaves its worker behind otherwise. */
+const live = new Set<ChildProcess>();
+
+/** Kills what this test file started and left running (after its tests: test/support/after-file.ts). */
+export function killLeftovers(): number {
+  const left = [...live].filter((c) => c.exitCode === null && c.signalCode === null);
+  for (const c of left) c.kill('SIGKILL');
+  live.clear();
+  return left.length;
+}
+
 export function startProcess(script: string, args: string[], env: Record<string, string | undefined>, nodeArgs: string[] = []): Proc {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot, script), ...args], {
     cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => { out += d.toString(); listeners.forEach((l) => l()); };
