@@ -9,6 +9,7 @@ import { chownSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { IRIS_OWNER, irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
 import { transact } from './sims/iris/instance';
+import { setArbiter } from './sims/iris/admin';
 import { waitForGate } from './support/runs';
 
 // A, the first primary, is the container deployment: installs through docker exec, the switchover stops and starts the container.
@@ -85,6 +86,9 @@ test('a planned switchover: after approval the backup is the primary, the old pr
 
   const handle = await start('switchIrisMirror', input);
   await waitForGate(handle, 'switchover');
+  // This pair has no arbiter: not refused (a graceful stop hands over without one), but named as a risk.
+  const gate = (await handle.query(progressQuery)).approvals.find((g) => g.gate === 'switchover');
+  expect(gate?.summary).toMatch(/Arbiter: none\. Risk: no arbiter is configured for mirror HEALTHCONNECT: .*cannot fail over automatically/);
   // Nothing has stopped while the gate is open.
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
   await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
@@ -126,4 +130,35 @@ test('a switchover is refused when a mirrored namespace\'s database on the backu
   const refused = await outcome(await start('switchIrisMirror', { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, dryRun: true }));
   expect(causeOf(refused.error)).toMatch(/Switchover refused: the backup healthconnect-1 is not ready to take over: CLINICAL is not active and caught up.*Nothing was changed/);
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+}, 240_000);
+
+/** The mirror's arbiter as both members' configuration names it, and who is connected to it (files the sim's owner keeps). */
+function arbiter(lab: IrisLab, node: string, primaryConnected: boolean, backupConnected: boolean) {
+  setArbiter(lab.a.home, node, primaryConnected, backupConnected);
+  for (const home of [lab.a.home, lab.b.home]) for (const f of readdirSync(home)) chownSync(path.join(home, f), IRIS_OWNER.uid, IRIS_OWNER.gid);
+}
+
+test('with an arbiter configured, a switchover is refused while a failover member has lost contact with it: before the gate, and again after it', async () => {
+  const lab = await mirroredLab();
+  const input = { ...pair(lab), applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw` };
+  // The backup lost its arbiter connection: the mirror is no longer in arbiter controlled mode.
+  arbiter(lab, 'arbiter.lab|2188', true, false);
+  const refused = await outcome(await start('switchIrisMirror', input));
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: mirror HEALTHCONNECT is not ready to fail over \(SYS\.Mirror\.IsFailoverReady\): healthconnect-0 says ".*HEALTHCONNECT_B not connected to the arbiter.*"; healthconnect-1 says .*with an arbiter configured \(arbiter\.lab\|2188\) both failover members must be connected to it.*Nothing was changed/);
+  expect(refused.progress.approvals).toEqual([]);
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+
+  // Both connected: the gate opens and names the arbiter, no risk. The primary loses it while the gate is open.
+  arbiter(lab, 'arbiter.lab|2188', true, true);
+  const handle = await start('switchIrisMirror', input);
+  await waitForGate(handle, 'switchover');
+  const gate = (await handle.query(progressQuery)).approvals.find((g) => g.gate === 'switchover');
+  expect(gate?.summary).toMatch(/Arbiter: arbiter\.lab\|2188$/);
+  arbiter(lab, 'arbiter.lab|2188', false, true);
+  await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
+  const late = await outcome(handle);
+  expect(causeOf(late.error)).toMatch(/Switchover refused: mirror HEALTHCONNECT is not ready to fail over .*HEALTHCONNECT_A not connected to the arbiter/);
+  expect(late.progress.steps.find((s) => s.name === 'stopPrimary')).toMatchObject({ state: 'failed' });
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+  expect(lab.b.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
 }, 240_000);

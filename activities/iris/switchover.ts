@@ -12,7 +12,7 @@ import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
-import { onInstance, onNode, runScript } from './session';
+import { checkStatus, onInstance, onNode, osString, runScript } from './session';
 import { refuse } from '../../contracts/refuse';
 
 /** The names of the mirror's databases as the member lists them (bare, whichever form the query gives). */
@@ -58,8 +58,50 @@ export async function probe(url: string, timeoutMs = 5_000, maxBytes = statusPag
 
 const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no answer (${r.error})` : `${r.status} ${r.body.trim()}`);
 
+/**
+ * What a member says of the mirror's failover readiness: its arbiter (Config.Mirrors ArbiterNode,
+ * 'address|port', '' when none is configured) and SYS.Mirror.IsFailoverReady(), which is $lb(1) when
+ * "the backup should take over if the primary fails" (the backup active, its mirrored databases
+ * active, and "if the arbiter is configured the mirror must be in arbiter controlled mode": both
+ * failover members connected to the arbiter), else $lb(0,reason). Class reference, IRIS 2024.1.
+ */
+async function failoverReadiness(node: IrisNode, mirror: string): Promise<{ arbiter: string; ready: boolean; reason: string }> {
+  const r = await runScript(node, '%SYS', [
+    `kill p ${checkStatus(`##class(Config.Mirrors).Get(${osString(mirror)},.p)`, `reading mirror ${mirror}'s configuration`)}`,
+    'do o.%Set("arbiter",$get(p("ArbiterNode")))',
+    'set r=##class(SYS.Mirror).IsFailoverReady() do o.%Set("ready",+$listget(r,1)),o.%Set("reason",$listget(r,2))',
+  ]);
+  return { arbiter: String(r.arbiter ?? '').trim(), ready: r.ready === 1 || r.ready === '1', reason: String(r.reason ?? '').slice(0, 300) };
+}
+
+/**
+ * Would the backup take over, and how protected is the mirror: refused unless both failover members
+ * say the mirror is failover-ready; with an arbiter that means both are connected to it. A graceful
+ * stop of the primary makes the active backup take over with or without an arbiter (HA Guide,
+ * "Automatic Failover in Response to Primary Outage Scenarios", 1), so a pair without one is not
+ * refused, but named as a risk: after the switch, a lost host or network on the new primary cannot
+ * fail over automatically (scenarios 5 and 6).
+ */
+async function checkFailoverReady(r: PairRequest): Promise<{ arbiter?: string; risks: string[] }> {
+  const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
+  const [p, b] = await Promise.all([r.primary, r.backup].map((n) => failoverReadiness(n, r.mirror)));
+  if (p.arbiter !== b.arbiter) {
+    throw refused(`the members name different arbiters for mirror ${r.mirror} (${r.primary.name}: "${p.arbiter}", ${r.backup.name}: "${b.arbiter}"): fix the mirror configuration first`);
+  }
+  const arbiter = p.arbiter || undefined;
+  const notReady = ([[r.primary, p], [r.backup, b]] as const).filter(([, v]) => !v.ready);
+  if (notReady.length) {
+    throw refused(`mirror ${r.mirror} is not ready to fail over (SYS.Mirror.IsFailoverReady): ${notReady.map(([n, v]) => `${n.name} says "${v.reason || 'not ready'}"`).join('; ')}` +
+      (arbiter ? `; with an arbiter configured (${arbiter}) both failover members must be connected to it, which the Mirror Monitor's "Arbiter Connection Status" shows` : ''));
+  }
+  return {
+    arbiter,
+    risks: arbiter ? [] : [`no arbiter is configured for mirror ${r.mirror}: the graceful stop still hands over to the backup, but afterwards a lost host or network on the new primary cannot fail over automatically`],
+  };
+}
+
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
-export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
+export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[]; arbiter?: string; risks: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
   // The old default (http://<address>:52773/...) is the private web server, which recent IRIS no longer
   // has; the seeds reach mirror_status.cxw through a Web Gateway. Only the operator knows that URL.
@@ -73,10 +115,11 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
   const backup = await inspectMember(r.backup, r.mirror, databases);
   const problems = backupProblems(backup, r.mirror);
   if (problems.length) throw refused(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
+  const { arbiter, risks } = await checkFailoverReady(r);
   const [p, b] = await Promise.all([probe(statusUrlOf(r.primary)), probe(statusUrlOf(r.backup))]);
   if ('error' in p || p.status !== 200) throw refused(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
   if ('error' in b || b.status !== 503) throw refused(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
-  return { databases };
+  return { databases, arbiter, risks };
 }
 
 /**

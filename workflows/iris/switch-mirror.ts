@@ -6,6 +6,7 @@
  * Until the backup has taken over, a failure starts the old primary again (its undo, registered
  * before the stop); after that the run goes forward only.
  */
+import { patched } from '@temporalio/workflow';
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
@@ -37,9 +38,12 @@ export const switchIrisMirror = defineRunbook({
     await checkSecretScopes(irisSecretUses([primary, backup]));
     return check.preflightSwitchover({ primary, backup, mirror });
   });
+  // Since the arbiter check: what the checks found about the mirror's protection is in the summary.
+  const protection = patched('iris-switch-arbiter')
+    ? `. Arbiter: ${found.arbiter ?? 'none'}${(found.risks ?? []).map((risk) => `. Risk: ${risk}`).join('')}` : '';
   await rb.step('approve', () => rb.requireApproval('switchover', {
     summary: `Switch mirror ${mirror} over: stop ${primary.name} (primary) so that ${backup.name} takes over; ` +
-      `clients through the load balancer see a short interruption. Mirrored databases: ${found.databases.join(', ')}`,
+      `clients through the load balancer see a short interruption. Mirrored databases: ${found.databases.join(', ')}${protection}`,
     ...input.switchApproval,
   }));
   await rb.step('stopPrimary', async (step) => {
