@@ -7,7 +7,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
 import type { ChangeReport } from '../../contracts/messages';
-import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
+import { statusUrlOf, type IrisLoadBalancer, type IrisNode } from '../../contracts/iris/schema';
+import { describeServers, showServers, type BackendServer } from '../lib/haproxy';
+import { onSshHost } from '../lib/ssh-pool';
 import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
@@ -100,8 +102,28 @@ async function checkFailoverReady(r: PairRequest): Promise<{ arbiter?: string; r
   };
 }
 
+/** A server a client is sent to now: not in drain or maintenance, and UP by its health check. */
+const routed = (s: BackendServer) => s.admin === 'ready' && s.running;
+
+/**
+ * What keeps the HAProxy backend in front of the superserver port (1972) from sending clients to
+ * `to` only: `to` not ready or DOWN, `notTo` missing from the backend, any other server ready and
+ * UP. Read through the runtime API (`show servers state`); nothing is changed.
+ */
+async function routingProblems(lb: IrisLoadBalancer, to: string, notTo: string): Promise<string[]> {
+  const servers = await onSshHost(lb.host, (s) => showServers(s, lb));
+  const where = `HAProxy backend ${lb.backend} on ${lb.host.name}`;
+  const problems: string[] = [];
+  for (const name of [to, notTo]) if (!servers.some((x) => x.name === name)) problems.push(`${where} has no server ${name} (it has: ${describeServers(servers)})`);
+  const target = servers.find((x) => x.name === to);
+  if (target && !routed(target)) problems.push(`${where} does not route to ${to}: it is ${target.admin}${target.running ? '' : ', DOWN by its health check'}`);
+  const others = servers.filter((x) => x.name !== to && routed(x));
+  if (others.length) problems.push(`${where} also routes to ${others.map((x) => x.name).join(', ')} (ready and UP)`);
+  return problems;
+}
+
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
-export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[]; arbiter?: string; risks: string[] }> {
+export async function preflightSwitchover(r: PairRequest & { loadBalancer?: IrisLoadBalancer }): Promise<{ databases: string[]; arbiter?: string; risks: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
   // The old default (http://<address>:52773/...) is the private web server, which recent IRIS no longer
   // has; the seeds reach mirror_status.cxw through a Web Gateway. Only the operator knows that URL.
@@ -119,6 +141,10 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
   const [p, b] = await Promise.all([probe(statusUrlOf(r.primary)), probe(statusUrlOf(r.backup))]);
   if ('error' in p || p.status !== 200) throw refused(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
   if ('error' in b || b.status !== 503) throw refused(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
+  if (r.loadBalancer) {
+    const problems = await routingProblems(r.loadBalancer, r.loadBalancer.primaryServer, r.loadBalancer.backupServer);
+    if (problems.length) throw refused(`the load balancer does not send clients to the primary ${r.primary.name} only: ${problems.join('; ')}`);
+  }
   return { databases, arbiter, risks };
 }
 
@@ -173,7 +199,7 @@ export async function waitForRole(r: { node: IrisNode; mirror: string; role: 'Pr
 }
 
 /** The health checks and the application through the load balancer, as clients see them. */
-export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string; withinSeconds: number; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
+export async function verifyFromOutside(r: OutsideRequest & { withinSeconds: number; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
   if (r.dryRun) return { primary: r.primary.name };
   // A load balancer notices a new primary at its next health check: ask again until the deadline.
   const started = Date.now();
@@ -186,7 +212,15 @@ export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode
   }
 }
 
-async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string }): Promise<{ problems: string[]; application?: number }> {
+interface OutsideRequest {
+  primary: IrisNode;
+  others: IrisNode[];
+  applicationUrl?: string;
+  /** The HAProxy backend in front of the superserver port: it must send clients to server `to` only. */
+  haproxy?: { lb: IrisLoadBalancer; to: string; notTo: string };
+}
+
+async function lookFromOutside(r: OutsideRequest): Promise<{ problems: string[]; application?: number }> {
   const problems: string[] = [];
   const p = await probe(statusUrlOf(r.primary));
   if ('error' in p || p.status !== 200 || !/SUCCESS/.test(p.body)) problems.push(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
@@ -199,6 +233,11 @@ async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; appli
     const a = await probe(r.applicationUrl, 10_000, applicationPageBytes);
     application = 'error' in a ? undefined : a.status;
     if (!application || application < 200 || application > 299) problems.push(`${r.applicationUrl} answers ${describe(a)}`);
+  }
+  if (r.haproxy) {
+    // Its health check notices the new primary within its interval: asked again until the deadline.
+    problems.push(...await routingProblems(r.haproxy.lb, r.haproxy.to, r.haproxy.notTo)
+      .catch((err: Error) => [`HAProxy backend ${r.haproxy!.lb.backend} on ${r.haproxy!.lb.host.name} cannot be read: ${err.message.slice(0, 300)}`]));
   }
   return { problems, application };
 }
