@@ -1,6 +1,7 @@
 /**
  * createMirroredNamespace and switchIrisMirror on a mirror pair whose HSSYS the real mirrorHssys
- * runbook mirrored first: real sshd on lab hosts, the IRIS simulator, nginx as the load balancer.
+ * runbook mirrored first: real sshd on lab hosts, the IRIS simulator, nginx as the HTTP load balancer
+ * and Debian's HAProxy on the superserver port (health-checking each member's mirror_status.cxw).
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { approveSignal, progressQuery, type Progress } from '../contracts/messages';
@@ -10,10 +11,12 @@ import path from 'node:path';
 import { IRIS_OWNER, irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, type IrisLab } from './lab/iris';
 import { transact } from './sims/iris/instance';
 import { setArbiter } from './sims/iris/admin';
+import { parseServersState } from '../activities/lib/haproxy';
 import { waitForGate } from './support/runs';
 
 // A, the first primary, is the container deployment: installs through docker exec, the switchover stops and starts the container.
-const suite = useLabs<IrisLab>('iris-ns', (secretsDir) => startIrisLab({ secretsDir, containers: ['a'] }));
+// HAProxy in front of the superserver port as in the simplemirror seed (the switchover checks it only when loadBalancer names it).
+const suite = useLabs<IrisLab>('iris-ns', (secretsDir) => startIrisLab({ secretsDir, containers: ['a'], haproxy: true }));
 let seq = 0;
 
 const start = (type: string, input: unknown) =>
@@ -153,7 +156,8 @@ test('with an arbiter configured, a switchover is refused while a failover membe
   const handle = await start('switchIrisMirror', input);
   await waitForGate(handle, 'switchover');
   const gate = (await handle.query(progressQuery)).approvals.find((g) => g.gate === 'switchover');
-  expect(gate?.summary).toMatch(/Arbiter: arbiter\.lab\|2188$/);
+  expect(gate?.summary).toMatch(/Arbiter: arbiter\.lab\|2188\. Check by hand first/);
+  expect(gate?.summary).not.toMatch(/Risk:/);
   arbiter(lab, 'arbiter.lab|2188', false, true);
   await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
   const late = await outcome(handle);
@@ -161,4 +165,52 @@ test('with an arbiter configured, a switchover is refused while a failover membe
   expect(late.progress.steps.find((s) => s.name === 'stopPrimary')).toMatchObject({ state: 'failed' });
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
   expect(lab.b.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
+}, 240_000);
+
+// HAProxy on the superserver port (finding 7): real Debian HAProxy health-checking each member's mirror_status.cxw.
+const lbInput = (lab: IrisLab, extra: Record<string, unknown> = {}) => ({
+  primary: irisNodeInput(lab.a), backup: irisNodeInput(lab.b), mirror: MIRROR, requestedBy: 'alice',
+  applicationUrl: `${lab.lbUrl}/csp/mirror_status.cxw`, loadBalancer: lab.haproxy!.input, ...extra,
+});
+/** The backend's servers as HAProxy's admin socket lists them: name -> routed (ready and UP). */
+const routing = (lab: IrisLab) => Object.fromEntries(parseServersState(lab.haproxy!.servers(), 'iris').map((s) => [s.name, s.admin === 'ready' && s.running]));
+/** A runtime API command on the lab's HAProxy, as an operator at its socket would type it. */
+const admin = (lab: IrisLab, command: string) => lab.haproxy!.command(command);
+
+test('with the HAProxy backend named: the gate says it routes to the primary only and asks for the Web Gateways by hand; after the switch it routes to the new primary only', async () => {
+  const lab = await mirroredLab();
+  expect(routing(lab)).toEqual({ 'healthconnect-0': true, 'healthconnect-1': false });
+  const handle = await start('switchIrisMirror', lbInput(lab));
+  await waitForGate(handle, 'switchover');
+  const gate = (await handle.query(progressQuery)).approvals.find((g) => g.gate === 'switchover');
+  expect(gate?.summary).toMatch(/HAProxy backend iris on haproxy sends clients to healthconnect-0 only\. Check by hand first .*Mirror_Aware=1/);
+  await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
+  const done = await outcome(handle);
+  expect(done.error).toBeUndefined();
+  expect(routing(lab)).toEqual({ 'healthconnect-0': false, 'healthconnect-1': true });
+}, 240_000);
+
+test('refused before the gate when the backend does not send clients to the primary only, or has no server of that name; nothing stopped', async () => {
+  const lab = await mirroredLab();
+  const misnamed = await outcome(await start('switchIrisMirror', lbInput(lab, { loadBalancer: { ...lab.haproxy!.input, backupServer: 'ap1b' } })));
+  expect(causeOf(misnamed.error)).toMatch(/Switchover refused: the load balancer does not send clients to the primary healthconnect-0 only: HAProxy backend iris on haproxy has no server ap1b \(it has: healthconnect-0 .*healthconnect-1 .*\).*Nothing was changed/);
+  admin(lab, 'set server iris/healthconnect-0 state maint');
+  const refused = await outcome(await start('switchIrisMirror', lbInput(lab)));
+  expect(causeOf(refused.error)).toMatch(/Switchover refused: the load balancer does not send clients to the primary healthconnect-0 only: HAProxy backend iris on haproxy does not route to healthconnect-0: it is maint.*Nothing was changed/);
+  expect(refused.progress.approvals).toEqual([]);
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Primary' } });
+}, 240_000);
+
+test('after the take-over the run waits, bounded, for the backend to route to the new primary only, and says what it saw', async () => {
+  const lab = await mirroredLab();
+  const handle = await start('switchIrisMirror', lbInput(lab, { takeOverWithinSeconds: 5 }));
+  await waitForGate(handle, 'switchover');
+  // The new primary's server is held in maintenance: HAProxy will never route to it.
+  admin(lab, 'set server iris/healthconnect-1 state maint');
+  await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
+  const done = await outcome(handle);
+  expect(causeOf(done.error)).toMatch(/Not as it should be after the switch: .*HAProxy backend iris on haproxy does not route to healthconnect-1: it is maint/);
+  // The old primary came back as the backup all the same.
+  expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
+  expect(lab.b.state().mirror?.role).toBe('Primary');
 }, 240_000);
