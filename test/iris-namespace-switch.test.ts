@@ -12,6 +12,7 @@ import { IRIS_OWNER, irisNodeInput, mirrorHssysInputFor, MIRROR, startIrisLab, t
 import { transact } from './sims/iris/instance';
 import { setArbiter } from './sims/iris/admin';
 import { parseServersState } from '../activities/lib/haproxy';
+import { switchIrisMirrorInput } from '../contracts/iris/schema';
 import { waitForGate } from './support/runs';
 
 // A, the first primary, is the container deployment: installs through docker exec, the switchover stops and starts the container.
@@ -214,3 +215,14 @@ test('after the take-over the run waits, bounded, for the backend to route to th
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
   expect(lab.b.state().mirror?.role).toBe('Primary');
 }, 240_000);
+
+test('the input schema refuses a bad loadBalancer naming the field', async () => {
+  const lab = await suite.newLab();
+  const bad = (lb: Record<string, unknown>) => switchIrisMirrorInput.safeParse({ ...lbInput(lab), loadBalancer: { ...lab.haproxy!.input, ...lb } });
+  const issue = (r: ReturnType<typeof bad>) => (r.success ? 'accepted' : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  expect(issue(bad({ primaryServer: 'a b; show info' }))).toMatch(/^loadBalancer\.primaryServer: an HAProxy server name/);
+  expect(issue(bad({ backupServer: lab.haproxy!.input.primaryServer }))).toMatch(/^loadBalancer\.backupServer: primaryServer and backupServer are the same server/);
+  expect(issue(bad({ adminSocket: '/run/haproxy/admin.sock,fork' }))).toMatch(/^loadBalancer\.adminSocket: /);
+  expect(issue(bad({ backend: '' }))).toMatch(/^loadBalancer\.backend: a backend name/);
+  expect(bad({}).success).toBe(true);
+}, 60_000);
