@@ -7,12 +7,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { request } from 'undici';
 import type { ChangeReport } from '../../contracts/messages';
-import { statusUrlOf, type IrisNode } from '../../contracts/iris/schema';
+import { statusUrlOf, type IrisLoadBalancer, type IrisNode } from '../../contracts/iris/schema';
+import { describeServers, showServers, type BackendServer } from '../lib/haproxy';
+import { onSshHost } from '../lib/ssh-pool';
 import { KiB, MiB, readLimited } from '../lib/http';
 import { cmd } from '../lib/shell';
 import { healthy, inspectMember, mirrorDatabaseNames, type MemberState } from './inspect';
 import { checkMirrorPair, type PairRequest } from './preflight';
-import { onInstance, onNode, runScript } from './session';
+import { checkStatus, onInstance, onNode, osString, runScript } from './session';
 import { refuse } from '../../contracts/refuse';
 
 /** The names of the mirror's databases as the member lists them (bare, whichever form the query gives). */
@@ -58,8 +60,70 @@ export async function probe(url: string, timeoutMs = 5_000, maxBytes = statusPag
 
 const describe = (r: Awaited<ReturnType<typeof probe>>) => ('error' in r ? `no answer (${r.error})` : `${r.status} ${r.body.trim()}`);
 
+/**
+ * What a member says of the mirror's failover readiness: its arbiter (Config.Mirrors ArbiterNode,
+ * 'address|port', '' when none is configured) and SYS.Mirror.IsFailoverReady(), which is $lb(1) when
+ * "the backup should take over if the primary fails" (the backup active, its mirrored databases
+ * active, and "if the arbiter is configured the mirror must be in arbiter controlled mode": both
+ * failover members connected to the arbiter), else $lb(0,reason). Class reference, IRIS 2024.1.
+ */
+async function failoverReadiness(node: IrisNode, mirror: string): Promise<{ arbiter: string; ready: boolean; reason: string }> {
+  const r = await runScript(node, '%SYS', [
+    `kill p ${checkStatus(`##class(Config.Mirrors).Get(${osString(mirror)},.p)`, `reading mirror ${mirror}'s configuration`)}`,
+    'do o.%Set("arbiter",$get(p("ArbiterNode")))',
+    'set r=##class(SYS.Mirror).IsFailoverReady() do o.%Set("ready",+$listget(r,1)),o.%Set("reason",$listget(r,2))',
+  ]);
+  return { arbiter: String(r.arbiter ?? '').trim(), ready: r.ready === 1 || r.ready === '1', reason: String(r.reason ?? '').slice(0, 300) };
+}
+
+/**
+ * Would the backup take over, and how protected is the mirror: refused unless both failover members
+ * say the mirror is failover-ready; with an arbiter that means both are connected to it. A graceful
+ * stop of the primary makes the active backup take over with or without an arbiter (HA Guide,
+ * "Automatic Failover in Response to Primary Outage Scenarios", 1), so a pair without one is not
+ * refused, but named as a risk: after the switch, a lost host or network on the new primary cannot
+ * fail over automatically (scenarios 5 and 6).
+ */
+async function checkFailoverReady(r: PairRequest): Promise<{ arbiter?: string; risks: string[] }> {
+  const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
+  const [p, b] = await Promise.all([r.primary, r.backup].map((n) => failoverReadiness(n, r.mirror)));
+  if (p.arbiter !== b.arbiter) {
+    throw refused(`the members name different arbiters for mirror ${r.mirror} (${r.primary.name}: "${p.arbiter}", ${r.backup.name}: "${b.arbiter}"): fix the mirror configuration first`);
+  }
+  const arbiter = p.arbiter || undefined;
+  const notReady = ([[r.primary, p], [r.backup, b]] as const).filter(([, v]) => !v.ready);
+  if (notReady.length) {
+    throw refused(`mirror ${r.mirror} is not ready to fail over (SYS.Mirror.IsFailoverReady): ${notReady.map(([n, v]) => `${n.name} says "${v.reason || 'not ready'}"`).join('; ')}` +
+      (arbiter ? `; with an arbiter configured (${arbiter}) both failover members must be connected to it, which the Mirror Monitor's "Arbiter Connection Status" shows` : ''));
+  }
+  return {
+    arbiter,
+    risks: arbiter ? [] : [`no arbiter is configured for mirror ${r.mirror}: the graceful stop still hands over to the backup, but afterwards a lost host or network on the new primary cannot fail over automatically`],
+  };
+}
+
+/** A server a client is sent to now: not in drain or maintenance, and UP by its health check. */
+const routed = (s: BackendServer) => s.admin === 'ready' && s.running;
+
+/**
+ * What keeps the HAProxy backend in front of the superserver port (1972) from sending clients to
+ * `to` only: `to` not ready or DOWN, `notTo` missing from the backend, any other server ready and
+ * UP. Read through the runtime API (`show servers state`); nothing is changed.
+ */
+async function routingProblems(lb: IrisLoadBalancer, to: string, notTo: string): Promise<string[]> {
+  const servers = await onSshHost(lb.host, (s) => showServers(s, lb));
+  const where = `HAProxy backend ${lb.backend} on ${lb.host.name}`;
+  const problems: string[] = [];
+  for (const name of [to, notTo]) if (!servers.some((x) => x.name === name)) problems.push(`${where} has no server ${name} (it has: ${describeServers(servers)})`);
+  const target = servers.find((x) => x.name === to);
+  if (target && !routed(target)) problems.push(`${where} does not route to ${to}: it is ${target.admin}${target.running ? '' : ', DOWN by its health check'}`);
+  const others = servers.filter((x) => x.name !== to && routed(x));
+  if (others.length) problems.push(`${where} also routes to ${others.map((x) => x.name).join(', ')} (ready and UP)`);
+  return problems;
+}
+
 /** Both members healthy and the backup caught up on every mirrored database; the health checks agree. */
-export async function preflightSwitchover(r: PairRequest): Promise<{ databases: string[] }> {
+export async function preflightSwitchover(r: PairRequest & { loadBalancer?: IrisLoadBalancer }): Promise<{ databases: string[]; arbiter?: string; risks: string[] }> {
   const refused = (message: string) => refuse(`Switchover refused: ${message}.`);
   // The old default (http://<address>:52773/...) is the private web server, which recent IRIS no longer
   // has; the seeds reach mirror_status.cxw through a Web Gateway. Only the operator knows that URL.
@@ -73,10 +137,15 @@ export async function preflightSwitchover(r: PairRequest): Promise<{ databases: 
   const backup = await inspectMember(r.backup, r.mirror, databases);
   const problems = backupProblems(backup, r.mirror);
   if (problems.length) throw refused(`the backup ${r.backup.name} is not ready to take over: ${problems.join(', ')}`);
+  const { arbiter, risks } = await checkFailoverReady(r);
   const [p, b] = await Promise.all([probe(statusUrlOf(r.primary)), probe(statusUrlOf(r.backup))]);
   if ('error' in p || p.status !== 200) throw refused(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
   if ('error' in b || b.status !== 503) throw refused(`${statusUrlOf(r.backup)} answers ${describe(b)}, not 503`);
-  return { databases };
+  if (r.loadBalancer) {
+    const problems = await routingProblems(r.loadBalancer, r.loadBalancer.primaryServer, r.loadBalancer.backupServer);
+    if (problems.length) throw refused(`the load balancer does not send clients to the primary ${r.primary.name} only: ${problems.join('; ')}`);
+  }
+  return { databases, arbiter, risks };
 }
 
 /**
@@ -130,7 +199,7 @@ export async function waitForRole(r: { node: IrisNode; mirror: string; role: 'Pr
 }
 
 /** The health checks and the application through the load balancer, as clients see them. */
-export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string; withinSeconds: number; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
+export async function verifyFromOutside(r: OutsideRequest & { withinSeconds: number; dryRun: boolean }): Promise<{ primary: string; application?: number }> {
   if (r.dryRun) return { primary: r.primary.name };
   // A load balancer notices a new primary at its next health check: ask again until the deadline.
   const started = Date.now();
@@ -143,7 +212,15 @@ export async function verifyFromOutside(r: { primary: IrisNode; others: IrisNode
   }
 }
 
-async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; applicationUrl?: string }): Promise<{ problems: string[]; application?: number }> {
+interface OutsideRequest {
+  primary: IrisNode;
+  others: IrisNode[];
+  applicationUrl?: string;
+  /** The HAProxy backend in front of the superserver port: it must send clients to server `to` only. */
+  haproxy?: { lb: IrisLoadBalancer; to: string; notTo: string };
+}
+
+async function lookFromOutside(r: OutsideRequest): Promise<{ problems: string[]; application?: number }> {
   const problems: string[] = [];
   const p = await probe(statusUrlOf(r.primary));
   if ('error' in p || p.status !== 200 || !/SUCCESS/.test(p.body)) problems.push(`${statusUrlOf(r.primary)} answers ${describe(p)}, not 200 SUCCESS`);
@@ -156,6 +233,11 @@ async function lookFromOutside(r: { primary: IrisNode; others: IrisNode[]; appli
     const a = await probe(r.applicationUrl, 10_000, applicationPageBytes);
     application = 'error' in a ? undefined : a.status;
     if (!application || application < 200 || application > 299) problems.push(`${r.applicationUrl} answers ${describe(a)}`);
+  }
+  if (r.haproxy) {
+    // Its health check notices the new primary within its interval: asked again until the deadline.
+    problems.push(...await routingProblems(r.haproxy.lb, r.haproxy.to, r.haproxy.notTo)
+      .catch((err: Error) => [`HAProxy backend ${r.haproxy!.lb.backend} on ${r.haproxy!.lb.host.name} cannot be read: ${err.message.slice(0, 300)}`]));
   }
   return { problems, application };
 }

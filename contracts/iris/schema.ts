@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { approvalPolicy, defaultApprovalPolicy, runbookInputFields, secretRef } from '../input';
 import { hostAddress, hostLabel, sshEndpoint, sshUser } from '../ssh';
 import { httpUrl } from '../endpoints';
+import { haproxyProxy } from '../firely/schema';
 
 export const irisNode = z.strictObject({
   name: hostLabel.describe('A label for messages, e.g. healthconnect-0'),
@@ -50,10 +51,23 @@ export const createMirroredNamespaceInput = z.strictObject({
 }).refine(distinct, sameMember);
 export type CreateMirroredNamespaceInput = z.infer<typeof createMirroredNamespaceInput>;
 
+const haproxyServer = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'an HAProxy server name: letters, digits, _ . : - (at most 64)');
+
+/** The HAProxy in front of the members' superserver port (1972), read through its runtime API (the seeds' internal LB). */
+export const irisLoadBalancer = haproxyProxy.pick({ host: true, adminSocket: true, socat: true, sudo: true }).extend({
+  backend: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'a backend name: letters, digits, _ . : - (at most 64)')
+    .describe('The backend whose servers are the members\' superserver ports (1972), health-checked so that only the primary is UP'),
+  primaryServer: haproxyServer.describe('The `server` name of the input\'s primary member in that backend'),
+  backupServer: haproxyServer.describe('The `server` name of the input\'s backup member in that backend'),
+}).refine((lb) => lb.primaryServer !== lb.backupServer, { message: 'primaryServer and backupServer are the same server', path: ['backupServer'] });
+export type IrisLoadBalancer = z.infer<typeof irisLoadBalancer>;
+
 export const switchIrisMirrorInput = z.strictObject({
   ...runbookInputFields,
   ...pair,
   applicationUrl: httpUrl.describe('A URL through the load balancer that must answer 2xx after the switch'),
+  loadBalancer: irisLoadBalancer.optional()
+    .describe('HAProxy in front of the superserver port: checked to route to the primary only before the gate, and to the new primary only after the take-over'),
   switchApproval: approvalPolicy.default(defaultApprovalPolicy),
   takeOverWithinSeconds: z.number().int().min(5).max(3600).default(120),
   rejoinWithinSeconds: z.number().int().min(5).max(86_400).default(600),
@@ -64,10 +78,10 @@ export type SwitchIrisMirrorInput = z.infer<typeof switchIrisMirrorInput>;
 export const memberLocks = (...nodes: IrisNode[]) => nodes.map((n) => `iris:${n.address}:${n.container?.name ?? n.instance}`);
 
 /** Every secret a run would send, where, and why: checked against the worker's scopes before anything connects. */
-export function irisSecretUses(nodes: IrisNode[], hsServices?: { secret: string }) {
-  return nodes.flatMap((n) => [
+export function irisSecretUses(nodes: IrisNode[], hsServices?: { secret: string }, loadBalancer?: IrisLoadBalancer) {
+  return [...nodes, ...(loadBalancer ? [loadBalancer.host] : [])].flatMap((n) => [
     { secret: n.ssh.privateKey.secret, host: n.address, purpose: 'ssh-key' as const },
-    ...(hsServices ? [{ secret: hsServices.secret, host: n.address, purpose: 'iris-password' as const }] : []),
+    ...(hsServices && n !== loadBalancer?.host ? [{ secret: hsServices.secret, host: n.address, purpose: 'iris-password' as const }] : []),
   ]);
 }
 

@@ -62,12 +62,20 @@ export interface IrisLab {
   /** The HS_Services interoperability credential in HSLIB has this password. */
   credentialMatches(h: IrisLabHost, password: string): boolean;
   stop(): Promise<void>;
+  /** With `haproxy`: the runbook's loadBalancer input, and the backend's servers as the admin socket lists them. */
+  haproxy?: { input: { [k: string]: unknown }; servers(): string; command(c: string): string };
 }
 
 export interface IrisLabOptions {
   secretsDir: string;
   /** Hosts reached through `docker exec` (the procedure's container deployment). */
   containers?: Array<'a' | 'b'>;
+  /**
+   * Debian's HAProxy on a third host (as the simplemirror seed's internal LB): backend `iris`, the
+   * members' superserver port 1972 as servers healthconnect-0/-1, health-checked with
+   * GET /csp/mirror_status.cxw (200 only on the primary); its admin socket reached over SSH.
+   */
+  haproxy?: boolean;
 }
 
 export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
@@ -120,6 +128,8 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
 
   const a = makeHost('a', 2);
   const b = makeHost('b', 3);
+  const haDir = path.join(dir, 'p', 'haproxy');
+  const proxyHost = opts.haproxy ? (mkdirSync(haDir, { recursive: true }), net.addHost({ name: 'p', octet: 4, user: IRIS_OWNER.name, mounts: [[haDir, IN_HOST_HAPROXY]], env: { PATH: '/usr/sbin:/usr/bin:/bin' } })) : undefined;
   for (const [self, peer, role, member, peerMember] of [[a, b, 'Primary', `${MIRROR}_A`, `${MIRROR}_B`], [b, a, 'Backup', `${MIRROR}_B`, `${MIRROR}_A`]] as const) {
     const r = self.sh(`iris-sim join-mirror --home ${self.home} --mirror ${MIRROR} --role ${role} --member ${member} --address ${self.address} ` +
       `--peer-member ${peerMember} --peer-address ${peer.address} --peer-home ${peer.home}`, { user: 'root', env: { PATH: `${simBin}:/usr/bin:/bin` } });
@@ -133,9 +143,10 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
     await waitForPort(h.address, STATUS_PORT, () => `the mirror_status.cxw server on ${h.name} did not start`);
   }
   const lb = await startLoadBalancer(dir, [a.address, b.address]);
+  const haproxy = proxyHost ? await startHaproxy(haDir, proxyHost, [a, b]) : undefined;
 
   return {
-    dir, a, b, secretsDir, hsServicesPassword, lbUrl: lb.url,
+    dir, a, b, secretsDir, hsServicesPassword, lbUrl: lb.url, haproxy,
     swapRoles: () => swapRoles(a.state().mirror?.role === 'Primary' ? a.home : b.home),
     passwordMatches: (h, password) => passwordMatches(h.home, 'HS_Services', password),
     credentialMatches: (h, password) => credentialMatches(h.home, 'HSLIB', 'HS_Services', 'HS_Services', password),
@@ -144,6 +155,7 @@ export async function startIrisLab(opts: IrisLabOptions): Promise<IrisLab> {
       const gone = new Promise((resolve) => lb.process.once('exit', resolve));
       lb.process.kill('SIGTERM');
       await gone;
+      if (proxyHost) proxyHost.sh(`kill -TERM "$(cat ${IN_HOST_HAPROXY}/haproxy.pid)"`);
       for (const h of [a, b]) h.sh('iris stop IRIS quietly', { env: { PATH: `${simBin}:/usr/bin:/bin`, IRIS_SIM_HOME: h.home } });
       net.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -174,6 +186,51 @@ http {
   const proc = spawn('/usr/sbin/nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: 'ignore' });
   await waitForPort('127.0.0.1', port, () => `nginx (the load balancer) did not start: ${readFileSync(path.join(prefix, 'logs', 'error.log'), 'utf8')}`);
   return { url: `http://127.0.0.1:${port}`, process: proc };
+}
+
+const IN_HOST_HAPROXY = '/etc/haproxy-iris';
+
+async function startHaproxy(haDir: string, proxy: NetnsHost, members: IrisLabHost[]): Promise<NonNullable<IrisLab['haproxy']>> {
+  const socket = `${IN_HOST_HAPROXY}/admin.sock`;
+  writeFileSync(path.join(haDir, 'haproxy.cfg'), `global
+  maxconn 256
+  pidfile ${IN_HOST_HAPROXY}/haproxy.pid
+  stats socket ${socket} mode 600 level admin
+
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  timeout check 1s
+
+frontend superserver
+  bind ${proxy.address}:1972
+  default_backend iris
+
+backend iris
+  option httpchk GET /csp/mirror_status.cxw
+  http-check expect status 200
+${members.map((m) => `  server ${m.node} ${m.address}:1972 check port ${STATUS_PORT} inter 200 fall 1 rise 1`).join('\n')}
+`);
+  execFileSync('chown', ['-R', `${IRIS_OWNER.uid}:${IRIS_OWNER.gid}`, haDir]);
+  const started = proxy.sh(`haproxy -D -f ${IN_HOST_HAPROXY}/haproxy.cfg 2>&1`);
+  if (started.code !== 0) throw new Error(`haproxy on the proxy host did not start: ${started.stdout}${started.stderr}`);
+  await waitForPort(proxy.address, 1972, () => 'haproxy did not listen');
+  const command = (c: string) => {
+    const r = proxy.sh(`socat stdio UNIX-CONNECT:${socket}`, { input: `${c}\n` });
+    if (r.code !== 0) throw new Error(`the lab's admin socket: ${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+  return {
+    input: {
+      host: { name: 'haproxy', address: proxy.address, ssh: { port: 22, user: IRIS_OWNER.name, hostKey: proxy.hostKey, privateKey: { secret: IRIS_SSH_KEY_SECRET } } },
+      adminSocket: socket, backend: 'iris', socat: '/usr/bin/socat',
+      primaryServer: members[0].node, backupServer: members[1].node,
+    },
+    servers: () => command('show servers state iris'),
+    command,
+  };
 }
 
 /** A member as an operator would write it in a runbook's input. */

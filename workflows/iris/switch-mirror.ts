@@ -6,6 +6,7 @@
  * Until the backup has taken over, a failure starts the old primary again (its undo, registered
  * before the stop); after that the run goes forward only.
  */
+import { patched } from '@temporalio/workflow';
 import type { IrisActivities } from '../../activities/iris';
 import { runbookActivities } from '../kit/activities';
 import { defineRunbook } from '../kit/runbook';
@@ -34,17 +35,23 @@ export const switchIrisMirror = defineRunbook({
 }, async (rb, input) => {
   const { primary, backup, mirror, dryRun } = input;
   const found = await rb.step('preflight', async () => {
-    await checkSecretScopes(irisSecretUses([primary, backup]));
-    return check.preflightSwitchover({ primary, backup, mirror });
+    await checkSecretScopes(irisSecretUses([primary, backup], undefined, input.loadBalancer));
+    return check.preflightSwitchover({ primary, backup, mirror, loadBalancer: input.loadBalancer });
   });
+  // Since the arbiter check: what the checks found about the mirror's protection is in the summary.
+  const protection = patched('iris-switch-arbiter')
+    ? `. Arbiter: ${found.arbiter ?? 'none'}${(found.risks ?? []).map((risk) => `. Risk: ${risk}`).join('')}` +
+      (input.loadBalancer ? `. HAProxy backend ${input.loadBalancer.backend} on ${input.loadBalancer.host.name} sends clients to ${input.loadBalancer.primaryServer} only` : '') +
+      '. Check by hand first (the runbook cannot read them): each Web Gateway in front of the application is mirror-aware for this mirror (Mirror_Aware=1 in its CSP.ini server section)'
+    : '';
   await rb.step('approve', () => rb.requireApproval('switchover', {
     summary: `Switch mirror ${mirror} over: stop ${primary.name} (primary) so that ${backup.name} takes over; ` +
-      `clients through the load balancer see a short interruption. Mirrored databases: ${found.databases.join(', ')}`,
+      `clients through the load balancer see a short interruption. Mirrored databases: ${found.databases.join(', ')}${protection}`,
     ...input.switchApproval,
   }));
   await rb.step('stopPrimary', async (step) => {
     // The gate may have been open for hours: look again before taking the primary down.
-    if (!dryRun) await check.preflightSwitchover({ primary, backup, mirror });
+    if (!dryRun) await check.preflightSwitchover({ primary, backup, mirror, loadBalancer: input.loadBalancer });
     step.undo(`Start ${primary.name} again`, () => act.startInstance({ node: primary, dryRun }));
     return act.stopInstance({ node: primary, dryRun });
   });
@@ -53,11 +60,13 @@ export const switchIrisMirror = defineRunbook({
   rb.releaseUndos();
   const within = input.takeOverWithinSeconds;
   // Whatever the clients see, the old primary comes back as the backup: a mirror without one is worse.
-  const seen = await rb.step('verifyNewPrimary', () => long.verifyFromOutside({ primary: backup, others: [], applicationUrl: input.applicationUrl, withinSeconds: within, dryRun }))
+  const lb = input.loadBalancer;
+  const haproxy = lb && { lb, to: lb.backupServer, notTo: lb.primaryServer };
+  const seen = await rb.step('verifyNewPrimary', () => long.verifyFromOutside({ primary: backup, others: [], applicationUrl: input.applicationUrl, haproxy, withinSeconds: within, dryRun }))
     .then(() => undefined, (err: unknown) => err);
   await rb.step('startOldPrimary', () => act.startInstance({ node: primary, dryRun }));
   await rb.step('rejoin', () => long.waitForRole({ node: primary, mirror, role: 'Backup', databases: found.databases, withinSeconds: input.rejoinWithinSeconds, dryRun }));
   if (seen) throw seen;
-  await rb.step('verify', () => long.verifyFromOutside({ primary: backup, others: [primary], applicationUrl: input.applicationUrl, withinSeconds: within, dryRun }));
+  await rb.step('verify', () => long.verifyFromOutside({ primary: backup, others: [primary], applicationUrl: input.applicationUrl, haproxy, withinSeconds: within, dryRun }));
   return { primary: backup.name, backup: primary.name, statusUrl: statusUrlOf(backup) };
 });

@@ -82,6 +82,18 @@ export function swapRoles(home: string): void {
   });
 }
 
+/**
+ * The mirror's arbiter in both members' configuration (ArbiterNode 'address|port', '' for none),
+ * and whether each member is connected to it: `connected` for home, `peerConnected` for its peer.
+ */
+export function setArbiter(home: string, node: string, connected = true, peerConnected = connected): void {
+  transact(home, (t) => {
+    if (!t.s.mirror || !t.peer?.s.mirror) throw new Error(`${home} is not a mirror member with a peer`);
+    t.s.mirror.arbiter = { node, connected: !!node && connected };
+    t.peer.s.mirror.arbiter = { node, connected: !!node && peerConnected };
+  });
+}
+
 export function corruptIfArmed(home: string, file: string): boolean {
   const armed = withLocks([home], () => takeCorruptCopy(home));
   if (armed) corruptFile(file);

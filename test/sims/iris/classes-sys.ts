@@ -37,6 +37,33 @@ function openDatabase(t: Tx, db: DatabaseState): IrisObject {
   return new IrisObject('SYS.Database', new Map(props));
 }
 
+/**
+ * SYS.Mirror.IsFailoverReady as the class reference describes it (IRIS 2024.1, SYS.Mirror): $lb(1)
+ * when the backup should take over if the primary fails: a failover member of a running pair, the
+ * backup active with every mirrored database active on it, and, when an arbiter is configured, the
+ * mirror in arbiter controlled mode (both failover members connected to the arbiter, the HA Guide's
+ * "Arbiter Controlled Mode"); else $lb(0,reason). The reason texts are the simulator's own (a guess:
+ * the reference documents only "reason text"). The latency argument is accepted, not modelled.
+ */
+function failoverReady(t: Tx): IrisList {
+  const no = (reason: string) => new IrisList([0, reason]);
+  if (!t.isMember) return no('This instance is not a failover mirror member');
+  if (!t.peerUp) return no(`The other failover member ${t.s.mirror!.peer.memberName} is not running`);
+  const [primary, backup] = t.isPrimary ? [t.self, t.peer!] : [t.peer!, t.self];
+  if (primary.s.mirror?.role !== 'Primary' || backup.s.mirror?.role !== 'Backup') return no('There is no active backup');
+  const inactive = Object.keys(loadJournal(primary.home)).filter((n) => {
+    const db = Object.values(backup.s.databases).find((d) => d.mirror?.dbName === n);
+    return !db || !db.mounted || db.mirror!.activationRequired;
+  });
+  if (inactive.length) return no(`Mirrored database(s) ${inactive.join(',')} not active on the backup`);
+  const arbiter = t.s.mirror!.arbiter;
+  if (arbiter?.node) {
+    const lost = [t.s, t.peer!.s].filter((s) => !s.mirror!.arbiter?.connected).map((s) => s.mirror!.memberName);
+    if (lost.length) return no(`Mirror is not in arbiter controlled mode: ${lost.join(' and ')} not connected to the arbiter ${arbiter.node}`);
+  }
+  return new IrisList([1]);
+}
+
 const hash = (salt: string, pw: string) => `${salt}$${createHash('sha256').update(salt + pw).digest('hex')}`;
 const USER_PROPS = new Set(['Enabled', 'ChangePassword', 'Password']);
 
@@ -101,6 +128,7 @@ export const SYS_CLASSES: Record<string, ClassDef> = {
           return OK;
         });
       },
+      IsFailoverReady: (s, a) => { arity(a, 1); return s.tx(failoverReady); },
       AddDatabase: (s, a) => { arity(a, 3); return withDb(s, str(a, 0), (t, db) => addToMirror(t, db, str(a, 1))); },
       ActivateMirroredDatabase: (s, a) => { arity(a, 1); return withDb(s, str(a, 0), activate); },
       CatchupDB: (s, a) => {
@@ -147,6 +175,24 @@ export const SYS_CLASSES: Record<string, ClassDef> = {
     where: '%SYS',
     classMethods: {
       DatabaseByName: (s, a) => { arity(a, 1); return s.tx((t) => { const db = findDatabase(t.s, str(a, 0)); return db ? `^^${db.directory}` : ''; }); },
+    },
+  },
+  // Config.Mirrors.Get(Name,.Properties): the [Mirrors] section; ArbiterNode is 'address|port' or ''.
+  'Config.Mirrors': {
+    where: '%SYS',
+    classMethods: {
+      Get: (s, a) => {
+        arity(a, 4);
+        return s.tx((t) => {
+          const m = t.s.mirror;
+          if (!m || m.name.toUpperCase() !== str(a, 0).toUpperCase()) return statusError(5001, `Mirror '${str(a, 0)}' does not exist`);
+          const p = out(a, 1);
+          p.child('ArbiterNode', true).value = m.arbiter?.node ?? '';
+          p.child('QOSTimeout', true).value = 8000;
+          p.child('UseSSL', true).value = 0;
+          return OK;
+        });
+      },
     },
   },
   'Config.Namespaces': {

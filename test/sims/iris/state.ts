@@ -47,6 +47,12 @@ export interface MirrorMembership {
   memberName: string;
   address: string;
   peer: { memberName: string; address: string; home: string };
+  /**
+   * The mirror's arbiter as this member's [Mirrors] section has it (Config.Mirrors ArbiterNode,
+   * 'address|port'; absent or '' when none is configured) and whether this member is connected to
+   * it now. Absent in older state files (no arbiter).
+   */
+  arbiter?: { node: string; connected: boolean };
 }
 
 export interface UserState { enabled: boolean; changePassword: boolean; passwordHash: string }
