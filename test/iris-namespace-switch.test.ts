@@ -210,7 +210,12 @@ test('after the take-over the run waits, bounded, for the backend to route to th
   admin(lab, 'set server iris/healthconnect-1 state maint');
   await handle.signal(approveSignal, { gate: 'switchover', by: 'bob' });
   const done = await outcome(handle);
-  expect(causeOf(done.error)).toMatch(/Not as it should be after the switch: .*HAProxy backend iris on haproxy does not route to healthconnect-1: it is maint/);
+  expect(causeOf(done.error)).toMatch(/Not as it should be \d+ s after the switch: .*HAProxy backend iris on haproxy does not route to healthconnect-1: it is maint/);
+  // The bounded wait was the retry: one attempt, so the old primary is not kept down for more of them.
+  const events = (await handle.fetchHistory()).events ?? [];
+  const verifyId = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'verifyFromOutside')?.eventId;
+  expect(events.find((e) => e.activityTaskStartedEventAttributes && String(e.activityTaskStartedEventAttributes.scheduledEventId) === String(verifyId))
+    ?.activityTaskStartedEventAttributes?.attempt).toBe(1);
   // The old primary came back as the backup all the same.
   expect(lab.a.state()).toMatchObject({ running: true, mirror: { role: 'Backup' } });
   expect(lab.b.state().mirror?.role).toBe('Primary');

@@ -206,7 +206,10 @@ export async function verifyFromOutside(r: OutsideRequest & { withinSeconds: num
   for (let wait = 250; ; wait = Math.min(wait * 2, 5_000)) {
     const { problems, application } = await lookFromOutside(r);
     if (!problems.length) return { primary: r.primary.name, application };
-    if (Date.now() - started > r.withinSeconds * 1000) throw new Error(`Not as it should be after the switch: ${problems.join('; ')}`);
+    // The wait was the retry: trying again would only keep the old primary down (the run starts it once this ends).
+    if (Date.now() - started > r.withinSeconds * 1000) {
+      throw ApplicationFailure.nonRetryable(`Not as it should be ${r.withinSeconds} s after the switch: ${problems.join('; ')}`, 'NotSeenFromOutside');
+    }
     Context.current().heartbeat();
     await Context.current().sleep(wait);
   }
