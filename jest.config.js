@@ -1,11 +1,11 @@
 /** Jest runs TypeScript through ts-jest; one Temporal dev server serves the whole run. */
 module.exports = {
-  testEnvironment: 'node',
+  // Node's, and it kills what a test file left running (test/support/environment.js).
+  testEnvironment: '<rootDir>/test/support/environment.js',
   transform: { '^.+\\.ts$': 'ts-jest' },
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
-  setupFilesAfterEnv: ['<rootDir>/test/support/after-file.ts'],
   testTimeout: 120000,
   maxWorkers: 2,
   verbose: true,

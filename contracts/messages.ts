@@ -104,6 +104,8 @@ export interface GateProgress {
   fourEyes: boolean;
   /** Who asked for what this gate decides, when it is not the run's requestedBy (e.g. the author of a source change): with four-eyes they may not approve. */
   requestedBy?: string;
+  /** Others whose changes the content came to hold while the gate waited (later source changes): with four-eyes they may not approve either. */
+  alsoBy?: string[];
   approvedBy: string[];
   rejectedBy?: string;
   reason?: string;

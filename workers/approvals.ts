@@ -97,10 +97,14 @@ async function linkUse(client: Client, claim: ApprovalClaim): Promise<{ decision
     throw err;
   }
   let latest: { decision: 'approve' | 'reject'; at: string; origin?: string; fingerprint?: string } | undefined;
+  // An update counts as a use once the run answered it: one the run ended under (accepted, never completed) decided nothing.
+  const answered = new Set((history.events ?? []).map((e) => e.workflowExecutionUpdateCompletedEventAttributes)
+    .filter((c) => c?.outcome?.success).map((c) => c!.meta?.updateId));
   for (const e of history.events ?? []) {
-    // A decision came as a signal, or as a decideGate update the run accepted (a refused one left no event).
+    // A decision came as a signal, or as a decideGate update the run accepted and answered (a refused one left no event).
     const signaled = e.workflowExecutionSignaledEventAttributes;
-    const updated = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input;
+    const accepted = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest;
+    const updated = accepted && answered.has(accepted.meta?.updateId) ? accepted.input : undefined;
     let kind: 'approve' | 'reject' | undefined;
     let payload: Payload | undefined;
     if (signaled && (signaled.signalName === approveSignal.name || signaled.signalName === rejectSignal.name)) {
@@ -153,6 +157,8 @@ async function decideNow(client: Client, claim: ApprovalClaim, decision: GateDec
       const reason = err.cause?.message ?? err.message;
       // A run of a build from before decideGate: it takes the decision as a signal.
       if (/No registered handler for update/.test(reason)) return { kind: 'noAnswer', silent: false };
+      // The run ended (or continued as new) before it answered: what the link points at now decides the page.
+      if (/completed before the Update completed/i.test(reason)) return { kind: 'noAnswer', silent: false };
       return { kind: 'refused', reason };
     }
     if (err instanceof WorkflowNotFoundError || (err as { code?: unknown }).code === 5) return { kind: 'noAnswer', silent: false };

@@ -24,16 +24,11 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Processes this test file started that still run: a test that timed out leaves its worker behind otherwise. */
-const live = new Set<ChildProcess>();
-
-/** Kills what this test file started and left running (after its tests: test/support/after-file.ts). */
-export function killLeftovers(): number {
-  const left = [...live].filter((c) => c.exitCode === null && c.signalCode === null);
-  for (const c of left) c.kill('SIGKILL');
-  live.clear();
-  return left.length;
-}
+/**
+ * Processes this test file started that still run, in the file's global: the test environment
+ * (test/support/environment.js) kills them after the file's own hooks, when a test that timed out left one.
+ */
+const live: Set<ChildProcess> = ((globalThis as { __runbooksLiveProcesses?: Set<ChildProcess> }).__runbooksLiveProcesses ??= new Set());
 
 export function startProcess(script: string, args: string[], env: Record<string, string | undefined>, nodeArgs: string[] = []): Proc {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot, script), ...args], {

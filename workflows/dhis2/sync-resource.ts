@@ -8,7 +8,7 @@
  * A change to fields that need approval waits at a gate (./sync/approval-gate.ts); a change the
  * target refuses for good is parked until a person retries or drops it (./sync/parked.ts).
  */
-import { continueAsNew, setHandler, setWorkflowOptions } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, setHandler, setWorkflowOptions } from '@temporalio/workflow';
 import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, type SyncArgs, type SyncProgress,
 } from '../../contracts/dhis2/messages';
@@ -31,7 +31,11 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   sync.resume();
 
   for (;;) {
-    if (sync.historyIsLong()) await continueAsNew<typeof orgUnitSync>(sync.handOver());
+    // An update still running (an approver's decision reading the draft) gets its answer first.
+    if (sync.historyIsLong()) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof orgUnitSync>(sync.handOver());
+    }
     if (sync.parked) {
       await settleParked(sync);
       continue;
@@ -41,6 +45,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     sync.startPass();
     await syncPass(sync, activities, gate);
   }
+  await condition(allHandlersFinished);
   sync.show('completed');
   return sync.progress;
 }

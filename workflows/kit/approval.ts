@@ -90,6 +90,8 @@ export interface GateContent {
   fingerprint: string;
   summary: string;
   details?: string[];
+  /** Who made the change that made this content (a later source change): with four-eyes they may not approve it. */
+  author?: string;
 }
 
 export type ApprovalResult =
@@ -156,21 +158,23 @@ export class ApprovalDesk {
     if (entry.linkId && this.seenLinks.has(`${entry.linkId} ${entry.fingerprint ?? ''}`)) throw new Error('this link was already used for this version');
     const note = this.verdict(entry, text(d.nonce, 100));
     if (note) throw new Error(note);
-    if (d.decision === 'approve' && this.recheckers.has(entry.gate) && this.reviews >= maxReviewsPerRun) {
-      throw new Error(`this run already answered ${maxReviewsPerRun} looks; send the decision as a signal`);
-    }
   }
 
-  /** Reads the content again (a gate bound to content), then counts the decision, and answers with the outcome and the gate. */
+  /**
+   * Reads the content again (a gate bound to content), then counts the decision, and answers with the
+   * outcome and the gate. Past the run's budget of looks the content is not read again: the approval
+   * counts for the version the gate shows, and the apply refuses any other.
+   */
   private async decide(d: GateDecision): Promise<DecisionAnswer> {
-    const recheck = d.decision === 'approve' ? this.recheckers.get(d.gate) : undefined;
-    if (recheck) {
+    const gateName = text(d.gate, 100) ?? '';
+    const recheck = d.decision === 'approve' ? this.recheckers.get(gateName) : undefined;
+    if (recheck && this.reviews < maxReviewsPerRun) {
       this.reviews += 1;
       await recheck();
     }
     const entry = this.receive(d.decision, d);
-    const gate = this.state.progress.approvals.find((g) => g.gate === d.gate);
-    return entry ? { outcome: entry.outcome, note: entry.note, gate } : { outcome: 'ignored', note: 'this link was already used for this version', gate };
+    const gate = this.state.progress.approvals.find((g) => g.gate === gateName);
+    return typeof entry === 'string' ? { outcome: 'ignored', note: entry, gate } : { outcome: entry.outcome, note: entry.note, gate };
   }
 
   /** A look is for an open gate's current opening, within the run's budget; refused looks never enter history. */
@@ -198,6 +202,9 @@ export class ApprovalDesk {
     if (!record || record.fingerprint === content.fingerprint) return undefined;
     const voided = record.approvedBy;
     Object.assign(record, { fingerprint: content.fingerprint, summary: content.summary, details: content.details, approvedBy: [] });
+    if (content.author && !same(content.author, record.requestedBy ?? '') && !(record.alsoBy ?? []).some((a) => same(a, content.author!))) {
+      record.alsoBy = [...(record.alsoBy ?? []), content.author.slice(0, 200)];
+    }
     this.state.publish();
     return voided;
   }
@@ -325,20 +332,20 @@ export class ApprovalDesk {
     };
   }
 
-  /** Records a decision and counts it if it can; returns the record, or undefined when it was only counted as dropped. */
-  private receive(decision: 'approve' | 'reject', raw: Decision): DecisionRecord | undefined {
+  /** Records a decision and counts it if it can; returns the record, or why it was only counted as dropped. */
+  private receive(decision: 'approve' | 'reject', raw: Decision): DecisionRecord | string {
     const d = (typeof raw === 'object' && raw) ? raw : ({} as Decision);
     const entry = this.entry(decision, d);
     if (entry.linkId) {
       const seen = `${entry.linkId} ${entry.fingerprint ?? ''}`;
-      if (this.seenLinks.has(seen)) return this.drop();
+      if (this.seenLinks.has(seen)) return this.drop('this link was already used for this version');
       this.seenLinks.add(seen);
     }
     const known = this.state.progress.approvals.some((g) => g.gate === entry.gate);
     this.judge(entry, text(d.nonce, 100));
     if (entry.outcome === 'ignored') {
       const ignored = this.state.progress.decisions.filter((o) => o.outcome === 'ignored').length;
-      if (ignored >= maxIgnoredPerRun) return this.drop();
+      if (ignored >= maxIgnoredPerRun) return this.drop(`${entry.note} (not recorded: the run keeps ${maxIgnoredPerRun} ignored decisions)`);
       // A made-up gate name is the sender's text: only its outline is kept.
       if (!known) Object.assign(entry, { gate: entry.gate.slice(0, 40), by: entry.by.slice(0, 40), reason: undefined, origin: entry.origin?.slice(0, 100) });
     }
@@ -347,9 +354,9 @@ export class ApprovalDesk {
     return entry;
   }
 
-  private drop(): undefined {
+  private drop(why: string): string {
     this.state.progress.droppedDecisions += 1;
-    return undefined;
+    return why;
   }
 
   /** Counts a decision for its open gate, or says why it does not count. */
@@ -389,6 +396,7 @@ export class ApprovalDesk {
     if (gate.fourEyes && requester && same(requester, d.by)) {
       return gate.requestedBy ? `four-eyes: ${requester} asked for this change and may not approve it` : 'four-eyes: the person who started the run may not approve it';
     }
+    if (gate.fourEyes && gate.alsoBy?.some((a) => same(a, d.by))) return `four-eyes: ${d.by} changed what this gate decides and may not approve it`;
     if (gate.approvedBy.some((a) => same(a, d.by))) return `${d.by} already approved; approvals must come from distinct people`;
     return undefined;
   }

@@ -37,6 +37,8 @@ interface Opening { gate: string; awaiting: AwaitedChange; current: ApprovalNeed
 const boundPatch = 'approval-bound-to-draft';
 /** The patch that applies an approved draft in the worker first (a local activity), the target's queue when it is troubled. */
 const applyInWorkerPatch = 'approval-apply-in-worker';
+/** The patch that keeps every later author of a gated change from approving it under four-eyes. */
+const everyAuthorPatch = 'four-eyes-every-author';
 
 export class ApprovalGate {
   private readonly desk: ApprovalDesk;
@@ -155,7 +157,7 @@ export class ApprovalGate {
         if (seen.action === 'draftMissing') {
           opening.draftGone = true;
           this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
-        } else if (seen.action === 'draft') await this.revised(opening, seen.view);
+        } else if (seen.action === 'draft') await this.revised(opening, seen.view, true);
       } catch {
         // The target does not answer now: the gate shows the draft as last read, and the apply checks the version again.
       } finally {
@@ -179,23 +181,27 @@ export class ApprovalGate {
       if (seen.action === 'draftMissing') {
         opening.draftGone = true;
         this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
-      } else await this.revised(opening, seen.view);
+      } else await this.revised(opening, seen.view, true);
     } catch {
       // Not answered in time: counted on the version the gate shows; the apply refuses any other.
     }
   }
 
   /** The draft is another version now: the gate shows it and counts approvals for it only; approvals of the old version are told they no longer count. */
-  private async revised(opening: Opening, view: DraftView): Promise<void> {
+  private async revised(opening: Opening, view: DraftView, fromUpdate = false, author?: string): Promise<void> {
     const { target } = this.sync.args;
     const { current } = opening;
-    const voided = this.desk.revise(opening.gate, { fingerprint: view.fingerprint, summary: this.summary({ ...current, operation: view.operation }), details: draftViewLines(view, target, current.reviewLink) });
+    const voided = this.desk.revise(opening.gate, {
+      fingerprint: view.fingerprint, summary: this.summary({ ...current, operation: view.operation }), details: draftViewLines(view, target, current.reviewLink), author,
+    });
     if (!voided) return;
     opening.current = { ...current, view };
     if (voided.length) {
       this.sync.record({ action: 'approvals voided', note: `the draft is now version ${shortFingerprint(view.fingerprint)}; approvals by ${voided.join(', ')} were for the previous version` });
-      await this.tell(opening.awaiting.ticket, `The draft changed (now version ${shortFingerprint(view.fingerprint)}): the approval(s) by ${voided.join(', ')} were for the ` +
+      const told = this.tell(opening.awaiting.ticket, `The draft changed (now version ${shortFingerprint(view.fingerprint)}): the approval(s) by ${voided.join(', ')} were for the ` +
         'previous version and no longer count. Open your link again to see the new version and decide on it.');
+      // An update's caller (a person at the gateway) does not wait for the ticket's reply, which may be retried for minutes.
+      if (!fromUpdate) await told;
     }
   }
 
@@ -203,7 +209,8 @@ export class ApprovalGate {
   private async refreshed(opening: Opening, refreshed: SyncOutcome): Promise<void> {
     const { awaiting, gate } = opening;
     if (refreshed.action === 'needsApproval') {
-      if (opening.bound) await this.revised(opening, viewOf(refreshed));
+      // The new version holds this author's change too: with four-eyes they may not approve it (runs from before keep their rule).
+      if (opening.bound) await this.revised(opening, viewOf(refreshed), false, patched(everyAuthorPatch) ? refreshed.author : undefined);
       opening.current = refreshed;
       const record = this.sync.progress.approvals.find((g) => g.gate === gate);
       if (record && record.state === 'open' && !opening.bound) {
