@@ -44,15 +44,40 @@ async function getOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   return { status: 200, body: pick(found, fields) };
 }
 
+/**
+ * One `filter=<property>:<operator>:<value>` on id or code, operator eq or in:[a,b] (dhis2-core
+ * DefaultQueryParser.parse: split on ':', the rest rejoined with ':'; `in` takes a bracketed comma
+ * list, empty -> "Invalid argument ... for in operator."). Any other filter is refused, naming it.
+ */
+function idOrCodeFilter(call: ApiCall): ((o: { id: string; code?: string }) => boolean) | undefined {
+  const filters = call.query.getAll('filter');
+  if (!filters.length) return undefined;
+  if (filters.length > 1) throw badRequest('The simulator takes one filter on a metadata list (id or code, eq or in)');
+  const [property, operator, ...rest] = filters[0].split(':');
+  const arg = rest.join(':');
+  if (property !== 'id' && property !== 'code') throw badRequest(`filter on \`${property}\` is not supported by the simulator (only id and code, eq or in)`);
+  if (operator !== 'eq' && operator !== 'in') throw badRequest(`filter operator \`${operator}\` is not supported by the simulator (only eq and in)`);
+  if (!rest.length) throw badRequest(`Invalid filter => ${filters[0]}`);
+  let values = [arg];
+  if (operator === 'in') {
+    const list = /^\[(.*)\]$/s.exec(arg);
+    values = list ? list[1].split(',').filter((v) => v !== '') : [];
+    if (!values.length) throw badRequest(`Invalid argument \`${arg}\` for in operator.`);
+  }
+  return (o) => values.includes(property === 'id' ? o.id : o.code ?? '');
+}
+
 async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   const res = RESOURCE_BY_PLURAL[match[1]];
-  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order']);
+  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order', 'filter']);
+  const filter = idOrCodeFilter(call);
   const fields = parseFields(call, FIELDS[res.type], res.type, LIST_DEFAULT_FIELDS);
   const orders = res === RESOURCES.organisationUnit ? ['id:asc', 'level:asc'] : ['id:asc'];
   const order = call.query.get('order') ?? 'id:asc';
   if (!orders.includes(order)) throw badRequest(`order=${order} is not supported by the simulator (supported: ${orders.join(', ')})`);
   const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
   let all = await loadObjects(call.state.pool, res.type, null);
+  if (filter) all = all.filter(filter);
   // Array.sort is stable, so level:asc keeps uid order within a level.
   if (order === 'level:asc') all = all.sort((a, b) => a.level - b.level);
   if (!paging) return { status: 200, body: { [res.plural]: all.map((o) => pick(o, fields)) } };
@@ -119,11 +144,31 @@ async function getMe(call: ApiCall): Promise<Reply> {
   return { status: 200, body: pick({ id: call.user.id, username: call.user.username, name: call.user.username }, fields) };
 }
 
+/**
+ * GET /api/deletedObjects?uid=&klass=&code=: what was deleted (web/DeletedObjectController.java; the
+ * query is api/deletedobject/DeletedObjectQuery.java: lists uid, klass, code, and paging). Answers
+ * {pager, deletedObjects: [{klass, uid, code, deletedAt, deletedBy}]}; without paging no pager.
+ */
+async function getDeletedObjects(call: ApiCall): Promise<Reply> {
+  checkParams(call, ['uid', 'klass', 'code', 'fields', 'paging']);
+  const fields = parseFields(call, ['klass', 'uid', 'code', 'deletedAt', 'deletedBy'], 'deletedObjects');
+  const list = (name: string) => call.query.get(name)?.split(',').filter(Boolean);
+  const [uids, klasses, codes] = [list('uid'), list('klass'), list('code')];
+  const { rows } = await call.state.pool.query(
+    `SELECT klass, uid, code, to_char(deleted_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS "deletedAt", deleted_by AS "deletedBy" FROM deletedobject
+     WHERE ($1::text[] IS NULL OR uid = ANY($1)) AND ($2::text[] IS NULL OR klass = ANY($2)) AND ($3::text[] IS NULL OR code = ANY($3))
+     ORDER BY deletedobjectid`, [uids ?? null, klasses ?? null, codes ?? null]);
+  const items = rows.map((r) => pick(Object.fromEntries(Object.entries(r).filter(([, v]) => v !== null)), fields));
+  const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
+  return { status: 200, body: paging ? { pager: { page: 1, pageCount: 1, total: items.length, pageSize: 50 }, deletedObjects: items } : { deletedObjects: items } };
+}
+
 const one = new RegExp(`^/api/(${RESOURCE_PATH})/([^/]+)$`);
 const membershipPattern = /^\/api\/(organisationUnitGroups|organisationUnitGroupSets)\/([^/]+)\/(organisationUnits|organisationUnitGroups)\/([^/]+)$/;
 
 export const objectRoutes: Route[] = [
   { method: 'GET', pattern: /^\/api\/me$/, handle: getMe },
+  { method: 'GET', pattern: /^\/api\/deletedObjects$/, handle: getDeletedObjects },
   { method: 'GET', pattern: new RegExp(`^/api/(${RESOURCE_PATH})$`), handle: getList },
   { method: 'GET', pattern: one, handle: getOne },
   { method: 'DELETE', pattern: one, handle: deleteOne },
