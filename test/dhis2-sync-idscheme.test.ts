@@ -1,0 +1,119 @@
+/**
+ * A target with idScheme CODE (issue 23 finding 8; the reference app's target.[n].idScheme): it holds
+ * the source's org units under its OWN uids with the same codes. Creates, renames, moves and deletes
+ * made on the source reach the target's objects found by code, with parents given by the target's
+ * uids; nothing is created twice and nothing parks with E5003. An org unit without a code cannot go
+ * to such a target and parks, naming why. Real Temporal, PostgreSQL with logical replication, the
+ * listener and worker as processes, DHIS2 simulators.
+ */
+import type { Client } from '@temporalio/client';
+import { syncProgressQuery } from '../contracts/dhis2/messages';
+import { syncWorkflowId } from '../contracts/dhis2/resources';
+import { eventually, newUid, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
+import { startWorker, testClient, uniqueQueue, type Proc } from './support/processes';
+
+let lab: Dhis2Lab;
+let client: Client;
+let worker: Proc;
+const queue = uniqueQueue('dhis2code');
+
+const ou = (id: string, code: string | undefined, name: string, parent?: string) => ({
+  id, ...(code ? { code } : {}), name, shortName: name.slice(0, 50), openingDate: '2020-01-01', ...(parent ? { parent: { id: parent } } : {}),
+});
+// The same four org units on both sides, each side with its own uids.
+const src = { root: newUid('R'), bo: newUid('B'), kenema: newUid('K'), clinic: newUid('C') };
+const tgt = { root: newUid('r'), bo: newUid('b'), kenema: newUid('k'), clinic: newUid('c') };
+/** A second CODE target that has only the top of the tree (under its own uids): the snapshot brings the rest. */
+const tgt2 = { root: newUid('s'), bo: newUid('t') };
+const group = newUid('G');
+const codeless = newUid('Q');
+
+async function targetImport(objects: object[], target = 'codes'): Promise<void> {
+  const res = await fetch(`${lab.targets[target].baseUrl}/api/metadata?importStrategy=CREATE_AND_UPDATE&identifier=UID&atomicMode=ALL`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('admin:district').toString('base64')}` },
+    body: JSON.stringify({ organisationUnits: objects }),
+  });
+  expect(res.status).toBe(200);
+}
+
+/** The target's org unit with this code (the test's own lookup, through the simulator's tables). */
+const byCode = async (code: string, target = 'codes') => (await lab.targets[target].list('organisationUnit')).filter((o: { code?: string }) => o.code === code);
+
+beforeAll(async () => {
+  lab = await startDhis2Lab([]);
+  await lab.addTarget('codes', { config: { idScheme: 'CODE' } });
+  await lab.addTarget('codes2', { config: { idScheme: 'CODE' } });
+  client = await testClient();
+  await sourceImport(lab, 'organisationUnit', [ou(src.root, 'SL', 'Sierra Leone'), ou(src.bo, 'SL_BO', 'Bo', src.root), ou(src.kenema, 'SL_KE', 'Kenema', src.root),
+    ou(src.clinic, 'SL_BO_CL', 'Bo Clinic', src.bo), ou(codeless, undefined, 'Unnamed Post', src.root)]);
+  await sourceImport(lab, 'organisationUnitGroup', [{ id: group, code: 'SL_GRP', name: 'Bo units', shortName: 'Bo units', organisationUnits: [{ id: src.bo }, { id: src.clinic }] }]);
+  await targetImport([ou(tgt2.root, 'SL', 'Sierra Leone'), ou(tgt2.bo, 'SL_BO', 'Bo', tgt2.root)], 'codes2');
+  await targetImport([ou(tgt.root, 'SL', 'Sierra Leone'), ou(tgt.bo, 'SL_BO', 'Bo', tgt.root), ou(tgt.kenema, 'SL_KE', 'Kenema', tgt.root),
+    ou(tgt.clinic, 'SL_BO_CL', 'Bo Clinic', tgt.bo)]);
+  worker = await startWorker(queue, lab.workerEnv);
+  await client.workflow.execute('orgUnitSyncSetup', { taskQueue: queue, workflowId: uniqueQueue('setup'), args: [lab.setupInput()] });
+  await lab.startListener(queue);
+}, 180_000);
+
+afterAll(async () => {
+  await worker?.kill('SIGKILL');
+  await client?.connection.close();
+  await lab?.stop();
+});
+
+test('snapshot to a CODE target: its own objects are updated, the rest created under its uids; a unit without a code is reported, not sent', async () => {
+  const run = client.workflow.execute('orgUnitSnapshot', { taskQueue: queue, workflowId: uniqueQueue('snapshot'), args: [{ target: 'codes2', pageSize: 2 }] });
+  await expect(run).rejects.toMatchObject({ cause: { message: expect.stringContaining(`codes2 refused 1 resource(s); everything else was copied. First: ${codeless} NotSyncable organisationUnit ${codeless} has no code on the source`) } });
+  const units = await lab.targets.codes2.list('organisationUnit');
+  const held = Object.fromEntries(units.map((o: { code: string; id: string; parent?: { id: string } }) => [o.code, { id: o.id, parent: o.parent?.id }]));
+  expect(held).toEqual({
+    SL: { id: tgt2.root, parent: undefined },
+    SL_BO: { id: tgt2.bo, parent: tgt2.root },
+    SL_KE: { id: src.kenema, parent: tgt2.root },
+    SL_BO_CL: { id: src.clinic, parent: tgt2.bo },
+  });
+  const [copied] = await lab.targets.codes2.list('organisationUnitGroup');
+  expect(copied.code).toBe('SL_GRP');
+  expect(copied.organisationUnits.map((m: { id: string }) => m.id).sort()).toEqual([tgt2.bo, src.clinic].sort());
+}, 120_000);
+
+test('a CODE target gets a create, a rename, a move and a delete on its own objects, found by code', async () => {
+  // Create: the new unit's parent is given by the target's uid of "SL_BO".
+  const post = newUid('P');
+  await sourceImport(lab, 'organisationUnit', [ou(post, 'SL_BO_HP', 'Bo Health Post', src.bo)]);
+  const [created] = await eventually('the health post on the target', () => byCode('SL_BO_HP'), (l) => l.length === 1);
+  expect(created.parent?.id).toBe(tgt.bo);
+  expect(created.path).toBe(`/${tgt.root}/${tgt.bo}/${created.id}`);
+
+  // Rename: the target's own clinic (its uid) is renamed; no second clinic appears.
+  await sourceImport(lab, 'organisationUnit', [ou(src.clinic, 'SL_BO_CL', 'Bo Government Clinic', src.bo)]);
+  await eventually('the clinic renamed on the target', () => byCode('SL_BO_CL'), (l) => l.length === 1 && l[0].name === 'Bo Government Clinic');
+  expect((await byCode('SL_BO_CL'))[0].id).toBe(tgt.clinic);
+
+  // Move: the clinic's new parent is the target's Kenema.
+  await sourceImport(lab, 'organisationUnit', [ou(src.clinic, 'SL_BO_CL', 'Bo Government Clinic', src.kenema)]);
+  const [moved] = await eventually('the clinic under Kenema on the target', () => byCode('SL_BO_CL'), (l) => l[0]?.parent?.id === tgt.kenema);
+  expect(moved.id).toBe(tgt.clinic);
+  expect(moved.path).toBe(`/${tgt.root}/${tgt.kenema}/${tgt.clinic}`);
+
+  // Delete: the target's object with the deleted unit's code goes.
+  await sourceDelete(lab, 'organisationUnit', post);
+  await eventually('the health post gone from the target', () => byCode('SL_BO_HP'), (l) => l.length === 0);
+
+  // Nothing parked, and the target holds no object under a source uid of a unit it already had.
+  for (const uid of [post, src.clinic]) {
+    const progress = await client.workflow.getHandle(syncWorkflowId('codes', 'organisationUnit', uid)).query(syncProgressQuery);
+    expect(progress.parked).toBeUndefined();
+  }
+  for (const uid of Object.values(src)) expect(await lab.targets.codes.get('organisationUnit', uid)).toBeUndefined();
+  expect((await lab.targets.codes.list('organisationUnit')).length).toBe(4);
+}, 180_000);
+
+test('an org unit without a code is parked on a CODE target, saying why, and nothing is sent', async () => {
+  const nameless = newUid('N');
+  await sourceImport(lab, 'organisationUnit', [ou(nameless, undefined, 'No Code Post', src.kenema)]);
+  const handle = client.workflow.getHandle(syncWorkflowId('codes', 'organisationUnit', nameless));
+  const parked = await eventually('the sync parked', () => handle.query(syncProgressQuery).catch(() => undefined), (p) => p?.status === 'parked');
+  expect(parked!.parked?.error).toContain(`organisationUnit ${nameless} has no code on the source: target codes matches objects by code (idScheme CODE)`);
+  expect((await lab.targets.codes.list('organisationUnit')).some((o: { name: string }) => o.name === 'No Code Post')).toBe(false);
+}, 120_000);
