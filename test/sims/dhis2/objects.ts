@@ -45,26 +45,29 @@ async function getOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
 }
 
 /**
- * One `filter=<property>:<operator>:<value>` on id or code, operator eq or in:[a,b] (dhis2-core
- * DefaultQueryParser.parse: split on ':', the rest rejoined with ':'; `in` takes a bracketed comma
- * list, empty -> "Invalid argument ... for in operator."). Any other filter is refused, naming it.
+ * One `filter=<property>:<operator>:<value>` on id or code, operator eq or in (dhis2-core
+ * query/DefaultQueryParser.parse: split on ':', the rest rejoined with ':'; `in` takes "[a,b]", cut
+ * at every comma, by query/QueryUtils.parseValue, which answers a value without brackets with
+ * QueryParserException "Collection size must be integer" unless it is a number; CrudControllerAdvice
+ * answers a QueryParserException 409 Conflict). Any other filter is refused, naming it.
  */
 function idOrCodeFilter(call: ApiCall): ((o: { id: string; code?: string }) => boolean) | undefined {
-  const filters = call.query.getAll('filter');
-  if (!filters.length) return undefined;
-  if (filters.length > 1) throw badRequest('The simulator takes one filter on a metadata list (id or code, eq or in)');
-  const [property, operator, ...rest] = filters[0].split(':');
-  const arg = rest.join(':');
+  const filter = call.query.get('filter');
+  if (filter === null) return undefined;
+  const [property, operator, ...rest] = filter.split(':');
+  if (operator === undefined) throw new HttpError(409, `Invalid filter => ${filter}`);
   if (property !== 'id' && property !== 'code') throw badRequest(`filter on \`${property}\` is not supported by the simulator (only id and code, eq or in)`);
-  if (operator !== 'eq' && operator !== 'in') throw badRequest(`filter operator \`${operator}\` is not supported by the simulator (only eq and in)`);
-  if (!rest.length) throw badRequest(`Invalid filter => ${filters[0]}`);
+  if ((operator !== 'eq' && operator !== 'in') || !rest.length) throw badRequest(`filter \`${filter}\` is not supported by the simulator (only id or code, eq:<value> or in:[a,b])`);
+  const arg = rest.join(':');
   let values = [arg];
   if (operator === 'in') {
-    const list = /^\[(.*)\]$/s.exec(arg);
-    values = list ? list[1].split(',').filter((v) => v !== '') : [];
-    if (!values.length) throw badRequest(`Invalid argument \`${arg}\` for in operator.`);
+    if (!arg.startsWith('[') || !arg.endsWith(']')) {
+      if (/^-?\d+$/.test(arg)) throw badRequest('filter in:<collection size> is not supported by the simulator');
+      throw new HttpError(409, `Collection size must be integer \`${arg}\``);
+    }
+    values = arg.slice(1, -1).split(',');
   }
-  return (o) => values.includes(property === 'id' ? o.id : o.code ?? '');
+  return (o) => values.includes(property === 'id' ? o.id : o.code ?? '\u0000');
 }
 
 async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
