@@ -6,7 +6,9 @@
  * to such a target and parks, naming why. Real Temporal, PostgreSQL with logical replication, the
  * listener and worker as processes, DHIS2 simulators.
  */
+import { writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
+import { loadSyncConfig } from '../activities/dhis2/config';
 import { syncProgressQuery } from '../contracts/dhis2/messages';
 import { syncWorkflowId } from '../contracts/dhis2/resources';
 import { eventually, newUid, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
@@ -117,3 +119,14 @@ test('an org unit without a code is parked on a CODE target, saying why, and not
   expect(parked!.parked?.error).toContain(`organisationUnit ${nameless} has no code on the source: target codes matches objects by code (idScheme CODE)`);
   expect((await lab.targets.codes.list('organisationUnit')).some((o: { name: string }) => o.name === 'No Code Post')).toBe(false);
 }, 120_000);
+
+test('idScheme is UID by default and takes only UID or CODE: another value is refused naming the field', () => {
+  const file = `${lab.configFile}.idscheme.json`;
+  const write = (idScheme: unknown) => writeFileSync(file, JSON.stringify({ ...lab.config, targets: lab.config.targets.map((t: object, i: number) => (i === 1 ? { ...t, idScheme } : t)) }));
+  write(undefined);
+  expect(loadSyncConfig(file).targets.map((t) => t.idScheme)).toEqual(['CODE', 'UID']);
+  for (const bad of ['code', 'AUTO', 'NAME', 7]) {
+    write(bad);
+    expect(() => loadSyncConfig(file)).toThrow(/is not valid:\n {2}- targets\.1\.idScheme: UID \(match objects by uid\) or CODE \(match objects by code\)$/);
+  }
+});
