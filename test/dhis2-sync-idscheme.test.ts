@@ -9,6 +9,8 @@
 import { writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import { loadSyncConfig } from '../activities/dhis2/config';
+import { applyDraft, reviewDraft } from '../activities/dhis2/approval';
+import { syncResource } from '../activities/dhis2/sync';
 import { syncProgressQuery } from '../contracts/dhis2/messages';
 import { syncWorkflowId } from '../contracts/dhis2/resources';
 import { eventually, newUid, sourceDelete, sourceImport, startDhis2Lab, type Dhis2Lab } from './lab/dhis2';
@@ -119,6 +121,36 @@ test('an org unit without a code is parked on a CODE target, saying why, and not
   expect(parked!.parked?.error).toContain(`organisationUnit ${nameless} has no code on the source: target codes matches objects by code (idScheme CODE)`);
   expect((await lab.targets.codes.list('organisationUnit')).some((o: { name: string }) => o.name === 'No Code Post')).toBe(false);
 }, 120_000);
+
+test('approval on a CODE target: the draft names the source uids, shows only the real change, and the approved draft renames the target\'s own object', async () => {
+  // A third CODE target, known only to this process (the worker and listener never see it): it holds Bo under its own
+  // uid with an old name, and a rename of a unit needs approval there. The activities run here, as the worker runs them.
+  const gated = await lab.addTarget('gated', { config: { idScheme: 'CODE', fieldsRequireApproval: ['organisationunit.name'], approval: { approvers: ['alice'], timeout: '1h' } } });
+  const entry = lab.config.targets.find((t: { name: string }) => t.name === 'gated');
+  lab.writeConfig((c) => { c.targets = c.targets.filter((t: { name: string }) => t.name !== 'gated'); });
+  const file = `${lab.configFile}.gated.json`;
+  writeFileSync(file, JSON.stringify({ ...lab.config, targets: [...lab.config.targets, entry] }));
+  const gatedBo = newUid('g');
+  await targetImport([ou(newUid('h'), 'SL', 'Sierra Leone')], 'gated');
+  const [gatedRoot] = await byCode('SL', 'gated');
+  await targetImport([ou(gatedBo, 'SL_BO', 'Bo (old name)', gatedRoot.id)], 'gated');
+  Object.assign(process.env, { ...lab.workerEnv, ORGUNIT_SYNC_CONFIG: file });
+
+  const req = { target: 'gated', type: 'organisationUnit' as const, uid: src.bo };
+  const staged = await syncResource(req);
+  if (staged.action !== 'needsApproval') throw new Error(`expected a gate, got ${JSON.stringify(staged)}`);
+  expect(staged).toMatchObject({ operation: 'update', gatedFields: ['name'], draftKey: `organisationUnit-${src.bo}` });
+  expect(staged.changes.map((c) => c.field).sort()).toEqual(['name', 'shortName']);
+  const draft: any = await (await fetch(`${gated.baseUrl}/api/dataStore/org-unit-sync/organisationUnit-${src.bo}`, { headers: { authorization: `Basic ${Buffer.from('admin:district').toString('base64')}` } })).json();
+  expect(draft.organisationUnits[0]).toMatchObject({ id: src.bo, code: 'SL_BO', name: 'Bo', parent: { id: src.root } });
+  const review = await reviewDraft({ ...req, operation: 'update' });
+  expect(review).toMatchObject({ action: 'draft', view: { fingerprint: staged.draftHash, gatedFields: ['name'] } });
+
+  expect(await applyDraft({ ...req, operation: 'update', draftHash: staged.draftHash, approved: staged.draftHash })).toEqual({ action: 'updated', edited: false });
+  expect((await byCode('SL_BO', 'gated')).map((o: { id: string; name: string; parent: { id: string } }) => [o.id, o.name, o.parent.id])).toEqual([[gatedBo, 'Bo', gatedRoot.id]]);
+  // Applied: the same pass now finds nothing to do.
+  expect(await syncResource(req)).toEqual({ action: 'unchanged' });
+}, 60_000);
 
 test('idScheme is UID by default and takes only UID or CODE: another value is refused naming the field', () => {
   const file = `${lab.configFile}.idscheme.json`;
