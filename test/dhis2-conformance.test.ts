@@ -201,6 +201,12 @@ test('a deleted object is listed by /api/deletedObjects with its klass, uid and 
   expect((await api('GET', '/api/deletedObjects?uid=GoneUnit002&fields=uid,klass,code&paging=false')).body)
     .toEqual({ deletedObjects: [{ uid: 'GoneUnit002', klass: 'OrganisationUnit' }] });
   expect((await api('GET', '/api/deletedObjects?uid=GoneUnit001&klass=OrganisationUnitGroup&paging=false')).body).toEqual({ deletedObjects: [] });
+  // uid OR code (HibernateDeletedObjectStore.buildCriteria); with paging, a pager.
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit002&code=GONE_1&fields=uid')).body)
+    .toEqual({ pager: { page: 1, pageCount: 1, total: 2, pageSize: 50 }, deletedObjects: [{ uid: 'GoneUnit001' }, { uid: 'GoneUnit002' }] });
+  // Created again with the same uid: DeletedObjectPostInsertEventListener drops its record.
+  await metadata({ organisationUnits: [unit('GoneUnit001', 'Back', { code: 'GONE_1', parent: { id: 'CountryUnit' } })] });
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit001&klass=OrganisationUnit&paging=false')).body).toEqual({ deletedObjects: [] });
 });
 
 test('what the simulator does not model is refused, naming it', async () => {

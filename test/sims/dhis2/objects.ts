@@ -151,6 +151,8 @@ async function getMe(call: ApiCall): Promise<Reply> {
  * GET /api/deletedObjects?uid=&klass=&code=: what was deleted (web/DeletedObjectController.java; the
  * query is api/deletedobject/DeletedObjectQuery.java: lists uid, klass, code, and paging). Answers
  * {pager, deletedObjects: [{klass, uid, code, deletedAt, deletedBy}]}; without paging no pager.
+ * Matching as HibernateDeletedObjectStore.buildCriteria: klass (when given) AND (uid OR code); with
+ * a klass given it compares code with the uid list (its own slip, modelled as it is).
  */
 async function getDeletedObjects(call: ApiCall): Promise<Reply> {
   checkParams(call, ['uid', 'klass', 'code', 'fields', 'paging']);
@@ -159,7 +161,8 @@ async function getDeletedObjects(call: ApiCall): Promise<Reply> {
   const [uids, klasses, codes] = [list('uid'), list('klass'), list('code')];
   const { rows } = await call.state.pool.query(
     `SELECT klass, uid, code, to_char(deleted_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS "deletedAt", deleted_by AS "deletedBy" FROM deletedobject
-     WHERE ($1::text[] IS NULL OR uid = ANY($1)) AND ($2::text[] IS NULL OR klass = ANY($2)) AND ($3::text[] IS NULL OR code = ANY($3))
+     WHERE ($2::text[] IS NULL OR klass = ANY($2))
+       AND (($1::text[] IS NULL AND $3::text[] IS NULL) OR uid = ANY($1) OR code = ANY(CASE WHEN $2::text[] IS NULL THEN $3 ELSE $1 END))
      ORDER BY deletedobjectid`, [uids ?? null, klasses ?? null, codes ?? null]);
   const items = rows.map((r) => pick(Object.fromEntries(Object.entries(r).filter(([, v]) => v !== null)), fields));
   const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
