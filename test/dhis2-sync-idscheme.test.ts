@@ -122,6 +122,26 @@ test('an org unit without a code is parked on a CODE target, saying why, and not
   expect((await lab.targets.codes.list('organisationUnit')).some((o: { name: string }) => o.name === 'No Code Post')).toBe(false);
 }, 120_000);
 
+test('a CODE target that uses a new unit\'s uid for another object, and a delete DHIS2 kept no record of: both park saying why, nothing is overwritten', async () => {
+  const clash = newUid('X');
+  await targetImport([ou(clash, 'LOCAL_ONLY', 'Local unit', tgt.root)]);
+  await sourceImport(lab, 'organisationUnit', [ou(clash, 'SL_NEW', 'New on the source', src.root)]);
+  const parked = await eventually('the clash parked', () => client.workflow.getHandle(syncWorkflowId('codes', 'organisationUnit', clash)).query(syncProgressQuery).catch(() => undefined),
+    (p) => p?.status === 'parked');
+  expect(parked!.parked?.error).toContain(`organisationUnit ${clash} (code "SL_NEW") is not on target codes by its code, and the target uses its uid for another organisationUnit (code "LOCAL_ONLY")`);
+  expect(await lab.targets.codes.get('organisationUnit', clash)).toMatchObject({ code: 'LOCAL_ONLY', name: 'Local unit' });
+
+  // Deleted by SQL behind DHIS2's back: no deletedObjects record, so the code (and the target's copy) is unknown.
+  const sqlGone = newUid('Y');
+  await sourceImport(lab, 'organisationUnit', [ou(sqlGone, 'SL_SQL', 'Deleted by SQL', src.root)]);
+  await eventually('the unit on the target', () => byCode('SL_SQL'), (l) => l.length === 1);
+  await lab.pg.sql('DELETE FROM organisationunit WHERE uid = $1', [sqlGone], 'dhis2_source');
+  const stuck = await eventually('the delete parked', () => client.workflow.getHandle(syncWorkflowId('codes', 'organisationUnit', sqlGone)).query(syncProgressQuery),
+    (p) => p.status === 'parked');
+  expect(stuck.parked?.error).toContain(`organisationUnit ${sqlGone} is not on the source, and the source has no record of deleting it (GET /api/deletedObjects)`);
+  expect(await byCode('SL_SQL')).toHaveLength(1);
+}, 120_000);
+
 test('approval on a CODE target: the draft names the source uids, shows only the real change, and the approved draft renames the target\'s own object', async () => {
   // A third CODE target, known only to this process (the worker and listener never see it): it holds Bo under its own
   // uid with an old name, and a rename of a unit needs approval there. The activities run here, as the worker runs them.
