@@ -31,6 +31,8 @@ const tgt = { root: newUid('r'), bo: newUid('b'), kenema: newUid('k'), clinic: n
 const tgt2 = { root: newUid('s'), bo: newUid('t') };
 const group = newUid('G');
 const codeless = newUid('Q');
+/** On the source before capture, on no CODE target: a child created under it makes the target wait for it. */
+const port = newUid('W');
 
 async function targetImport(objects: object[], target = 'codes'): Promise<void> {
   const res = await fetch(`${lab.targets[target].baseUrl}/api/metadata?importStrategy=CREATE_AND_UPDATE&identifier=UID&atomicMode=ALL`, {
@@ -49,7 +51,7 @@ beforeAll(async () => {
   await lab.addTarget('codes2', { config: { idScheme: 'CODE' } });
   client = await testClient();
   await sourceImport(lab, 'organisationUnit', [ou(src.root, 'SL', 'Sierra Leone'), ou(src.bo, 'SL_BO', 'Bo', src.root), ou(src.kenema, 'SL_KE', 'Kenema', src.root),
-    ou(src.clinic, 'SL_BO_CL', 'Bo Clinic', src.bo), ou(codeless, undefined, 'Unnamed Post', src.root)]);
+    ou(src.clinic, 'SL_BO_CL', 'Bo Clinic', src.bo), ou(codeless, undefined, 'Unnamed Post', src.root), ou(port, 'SL_PORT', 'Port Loko', src.root)]);
   await sourceImport(lab, 'organisationUnitGroup', [{ id: group, code: 'SL_GRP', name: 'Bo units', shortName: 'Bo units', organisationUnits: [{ id: src.bo }, { id: src.clinic }] }]);
   await targetImport([ou(tgt2.root, 'SL', 'Sierra Leone'), ou(tgt2.bo, 'SL_BO', 'Bo', tgt2.root)], 'codes2');
   await targetImport([ou(tgt.root, 'SL', 'Sierra Leone'), ou(tgt.bo, 'SL_BO', 'Bo', tgt.root), ou(tgt.kenema, 'SL_KE', 'Kenema', tgt.root),
@@ -75,6 +77,7 @@ test('snapshot to a CODE target: its own objects are updated, the rest created u
     SL_BO: { id: tgt2.bo, parent: tgt2.root },
     SL_KE: { id: src.kenema, parent: tgt2.root },
     SL_BO_CL: { id: src.clinic, parent: tgt2.bo },
+    SL_PORT: { id: port, parent: tgt2.root },
   });
   const [copied] = await lab.targets.codes2.list('organisationUnitGroup');
   expect(copied.code).toBe('SL_GRP');
@@ -140,6 +143,16 @@ test('a CODE target that uses a new unit\'s uid for another object, and a delete
     (p) => p.status === 'parked');
   expect(stuck.parked?.error).toContain(`organisationUnit ${sqlGone} is not on the source, and the source has no record of deleting it (GET /api/deletedObjects)`);
   expect(await byCode('SL_SQL')).toHaveLength(1);
+}, 120_000);
+
+test('a child whose parent the CODE target lacks waits for it: the parent is synced by its code, then the child goes under it', async () => {
+  const child = newUid('V');
+  await sourceImport(lab, 'organisationUnit', [ou(child, 'SL_PORT_1', 'Port Loko Clinic', port)]);
+  const [held] = await eventually('the child on the target', () => byCode('SL_PORT_1'), (l) => l.length === 1);
+  expect(held.parent?.id).toBe(port);
+  expect(await byCode('SL_PORT')).toMatchObject([{ id: port, parent: { id: tgt.root } }]);
+  const progress = await client.workflow.getHandle(syncWorkflowId('codes', 'organisationUnit', child)).query(syncProgressQuery);
+  expect(progress.recent.map((r) => r.note ?? '')).toContainEqual(`the target lacks organisationUnit ${port} (parent)`);
 }, 120_000);
 
 test('approval on a CODE target: the draft names the source uids, shows only the real change, and the approved draft renames the target\'s own object', async () => {
