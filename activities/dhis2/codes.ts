@@ -6,12 +6,14 @@
  * import names the target's object and its references by the target's uids, and goes in with
  * `identifier=UID`.
  *
- * Why not `identifier=CODE`: dhis2-core's update of a matched object merges every property of the
- * payload into the stored one (DefaultObjectBundleService.handleUpdates -> DefaultMetadataMergeService.merge,
- * MergeMode.REPLACE, the `id` property included), so a payload carrying the source's uid would
- * rewrite the target's uid; and CODE preheats references by code only (DefaultPreheatService.preheat,
- * connectReferences -> Preheat.get(CODE, ref)), so a parent given by uid would be dropped. Translating
- * keeps the target's uids and leaves nothing to how CODE treats each property.
+ * Why not `identifier=CODE` (our reading of dhis2-core, not run against a real server): the update
+ * of a matched object first gives the payload a uid if it has none (IdentifiableObjectBundleHook.preUpdate
+ * -> BaseIdentifiableObject.setAutoFields), then merges every property of the payload into the stored
+ * one (DefaultObjectBundleService.handleUpdates -> DefaultMetadataMergeService.merge, MergeMode.REPLACE,
+ * `id` included), so the target's object would take the source's uid, or a new random one; and CODE
+ * preheats references by code only (DefaultPreheatService.preheat, connectReferences ->
+ * Preheat.get(CODE, ref)), so a parent given by uid would not be found. Translating keeps the
+ * target's uids and leaves nothing to how CODE treats each property.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { endpointOf, uidPattern, type ResourceType } from '../../contracts/dhis2/resources';
