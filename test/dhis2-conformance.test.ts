@@ -174,7 +174,44 @@ test('dataStore answers 201, 409, 200 and 404 as DHIS2 does', async () => {
   expect((await api('GET', '/api/dataStore/conformance/k')).status).toBe(404);
 });
 
+// query/DefaultQueryParser.parse (property:operator:value, the value rejoined with ':'), QueryUtils.parseValue
+// ("[a,b]" cut at commas; a bare value "Collection size must be integer"), CrudControllerAdvice.queryExceptionHandler (409).
+test('a metadata list filtered by code:eq, code:in:[...] and id:in:[...] answers only those objects', async () => {
+  await metadata({ organisationUnits: [unit('CodeUnit001', 'Bo', { code: 'SL:BO', parent: { id: 'CountryUnit' } }), unit('CodeUnit002', 'Kenema', { code: 'SL_KE', parent: { id: 'CountryUnit' } })] });
+  const ids = async (filter: string) => ((await api('GET', `/api/organisationUnits?filter=${encodeURIComponent(filter)}&fields=id,code&paging=false`)).body.organisationUnits as Array<{ id: string }>).map((o) => o.id);
+  expect(await ids('code:eq:SL:BO')).toEqual(['CodeUnit001']);
+  expect(await ids('code:in:[SL_KE,SL:BO,NOPE]')).toEqual(['CodeUnit001', 'CodeUnit002']);
+  expect(await ids('id:in:[CodeUnit002,CountryUnit]')).toEqual(['CodeUnit002', 'CountryUnit']);
+  expect(await ids('code:eq:sl_ke')).toEqual([]);
+  expect(await api('GET', '/api/organisationUnits?filter=code:in:SL_KE&fields=id')).toEqual({
+    status: 409, body: { httpStatus: 'Conflict', httpStatusCode: 409, status: 'ERROR', message: 'Collection size must be integer `SL_KE`' },
+  });
+  const paged = await api('GET', '/api/organisationUnits?filter=code:eq:SL_KE&fields=id,name');
+  expect(paged.body).toEqual({ pager: { page: 1, pageCount: 1, total: 1, pageSize: 50 }, organisationUnits: [{ id: 'CodeUnit002', name: 'Kenema' }] });
+});
+
+// DeletedObjectController.getDeletedObjects (query DeletedObjectQuery: uid, klass, code lists); DeletedObject(IdentifiableObject):
+// klass = the class's short name, code kept when not empty; DeletedObjectPostDeleteEventListener records every delete.
+test('a deleted object is listed by /api/deletedObjects with its klass, uid and code', async () => {
+  await metadata({ organisationUnits: [unit('GoneUnit001', 'Gone', { code: 'GONE_1', parent: { id: 'CountryUnit' } }), unit('GoneUnit002', 'Gone too', { parent: { id: 'CountryUnit' } })] });
+  expect((await api('DELETE', '/api/organisationUnits/GoneUnit001')).status).toBe(200);
+  expect((await api('DELETE', '/api/organisationUnits/GoneUnit002')).status).toBe(200);
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit001&klass=OrganisationUnit&fields=uid,klass,code&paging=false')).body)
+    .toEqual({ deletedObjects: [{ uid: 'GoneUnit001', klass: 'OrganisationUnit', code: 'GONE_1' }] });
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit002&fields=uid,klass,code&paging=false')).body)
+    .toEqual({ deletedObjects: [{ uid: 'GoneUnit002', klass: 'OrganisationUnit' }] });
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit001&klass=OrganisationUnitGroup&paging=false')).body).toEqual({ deletedObjects: [] });
+  // uid OR code (HibernateDeletedObjectStore.buildCriteria); with paging, a pager.
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit002&code=GONE_1&fields=uid')).body)
+    .toEqual({ pager: { page: 1, pageCount: 1, total: 2, pageSize: 50 }, deletedObjects: [{ uid: 'GoneUnit001' }, { uid: 'GoneUnit002' }] });
+  // Created again with the same uid: DeletedObjectPostInsertEventListener drops its record.
+  await metadata({ organisationUnits: [unit('GoneUnit001', 'Back', { code: 'GONE_1', parent: { id: 'CountryUnit' } })] });
+  expect((await api('GET', '/api/deletedObjects?uid=GoneUnit001&klass=OrganisationUnit&paging=false')).body).toEqual({ deletedObjects: [] });
+});
+
 test('what the simulator does not model is refused, naming it', async () => {
+  expect((await api('GET', '/api/organisationUnits?filter=name:eq:Bo')).body.message).toMatch(/filter on `name` is not supported by the simulator/);
+  expect((await api('GET', '/api/organisationUnits?filter=code:like:SL')).body.message).toMatch(/filter `code:like:SL` is not supported by the simulator/);
   expect((await api('GET', '/api/messageConversations')).body.message).toMatch(/without `fields` is not modelled by the simulator/);
   expect((await metadata({}, undefined, 'identifier=CODE')).body.message).toMatch(/identifier=CODE is not supported by the simulator/);
   expect((await api('GET', '/api/organisationUnits?fields=id,children[id]')).body.message).toMatch(/fields syntax not supported by the simulator/);

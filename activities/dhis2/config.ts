@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { httpBaseUrl } from '../../contracts/endpoints';
 import { describeIssues, duration, linkTtl, secretRef } from '../../contracts/input';
 import { parseFieldName, resourceTypes, uidPattern } from '../../contracts/dhis2/resources';
+import { idScheme } from '../../contracts/dhis2/schema';
 
 export const syncConfigEnv = 'ORGUNIT_SYNC_CONFIG';
 
@@ -52,6 +53,8 @@ const target = z.strictObject({
   operations: z.array(z.enum(['create', 'update', 'delete'])).min(1).default(['create', 'update', 'delete'])
     .describe('Which changes this target takes'),
   resources: z.array(z.enum(resourceTypes)).min(1).default([...resourceTypes]).describe('Which resource types this target takes'),
+  idScheme: idScheme.default('UID')
+    .describe('How this target\'s objects are matched with the source\'s: UID (same uids) or CODE (same codes, the target\'s own uids)'),
   fieldsRequireApproval: z.array(approvalField).default([])
     .describe('Changes to these fields wait for a human approval; a create or delete counts as changing every field'),
   approval: approvalSettings.optional().describe('Who approves changes to fieldsRequireApproval (required when it lists fields)'),

@@ -7,6 +7,7 @@ import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
 import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { mapForTarget, type Resource } from './mapping';
 import { openTarget } from './target';
+import { toTarget } from './codes';
 
 /**
  * The most resources of one type a snapshot copies, and the most pages it reads: a source that
@@ -61,6 +62,18 @@ export async function copyPage(req: { target: string; type: ResourceType; page: 
     if (m) mapped.push(m);
   }
   const result: PageResult = { read: items.length, sent: mapped.length, created: 0, updated: 0, ignored: 0, errors: [] };
+  if (target.idScheme === 'CODE') {
+    // A CODE target: each resource and its references by the target's uids of the same codes (./codes.ts); what cannot go is reported, not sent.
+    const translated = await toTarget(source, server, target.name, req.type, mapped);
+    const sendable: Resource[] = [];
+    translated.forEach((t, i) => {
+      if (t.resource) sendable.push(t.resource);
+      else if (result.errors.length < 50) result.errors.push(...(t.problem ? [{ code: 'NotSyncable', message: t.problem, uid: mapped[i].id }] : t.missing!.map(({ code, message, uid }) => ({ code, message, uid }))));
+    });
+    mapped.splice(0, mapped.length, ...sendable);
+    result.sent = mapped.length;
+    result.ignored = translated.length - sendable.length;
+  }
   if (!mapped.length) return result;
   const imported = await call<{ status?: string; response?: { stats?: Record<string, number> } }>(server, 'POST', 'metadata', {
     query: { importStrategy: target.operations.includes('update') ? 'CREATE_AND_UPDATE' : 'CREATE', identifier: 'UID', atomicMode: 'NONE', skipSharing: 'true', userOverrideMode: 'CURRENT', importMode: req.dryRun ? 'VALIDATE' : 'COMMIT' },
@@ -69,8 +82,8 @@ export async function copyPage(req: { target: string; type: ResourceType; page: 
   if (imported.status !== 200 && imported.status !== 409) throw refused(server, `answered the import of page ${req.page} with HTTP ${imported.status}: ${snippet(imported.text)}`);
   const stats = imported.body?.response?.stats;
   if (!stats) throw ApplicationFailure.nonRetryable(`${target.name} answered the import of page ${req.page} without an import report: ${snippet(imported.text)}`, 'Dhis2Refused');
-  Object.assign(result, { created: stats.created ?? 0, updated: stats.updated ?? 0, ignored: stats.ignored ?? 0 });
-  result.errors = importErrors(imported.body).slice(0, 50).map(({ code, message, uid }) => ({ code, message, uid }));
+  Object.assign(result, { created: stats.created ?? 0, updated: stats.updated ?? 0, ignored: result.ignored + (stats.ignored ?? 0) });
+  result.errors = [...result.errors, ...importErrors(imported.body).map(({ code, message, uid }) => ({ code, message, uid }))].slice(0, 50);
   return result;
 }
 

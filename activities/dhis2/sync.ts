@@ -8,6 +8,7 @@ import { resourceTypes, uidPattern, type ResourceType } from '../../contracts/dh
 import { snippet, type ImportError } from './api';
 import { diffFields, mapForTarget, stripComputed, type FieldChange, type Resource } from './mapping';
 import { authorOf, clip, draftHash, draftOf, draftView, needsApproval, restrictDraft, type ApprovalNeeded, type RefreshOutcome } from './approval';
+import { NotSyncable } from './codes';
 import { draftKey, missingReferences, openTarget, type Dhis2Target, type GatedOperation, type MissingReference, type SyncRequest } from './target';
 
 export type SyncOutcome =
@@ -45,7 +46,15 @@ export async function syncResource(req: SyncRequest): Promise<SyncOutcome> {
 export async function syncResourceOn(target: Dhis2Target, req: SyncRequest): Promise<SyncOutcome> {
   const { settings } = target;
   if (!settings.resources.includes(req.type)) return release(target, req, `target ${target.name} does not take ${req.type}`, { action: 'skipped', reason: `target ${target.name} does not take ${req.type}` });
-  const [source, current] = await target.bothSides(req.type, req.uid);
+  let source: Resource | undefined;
+  let current: Resource | undefined;
+  try {
+    [source, current] = await target.bothSides(req.type, req.uid);
+  } catch (err) {
+    // A CODE target cannot find its copy (no code on the source): parked with the reason, nothing sent.
+    if (err instanceof NotSyncable) return { action: 'failed', error: err.message, errors: [] };
+    throw err;
+  }
   let wanted: Resource | null | undefined;
   try {
     wanted = source && await mapForTarget(target.config, settings, req.type, source);

@@ -8,6 +8,7 @@ import { endpointOf, uidPattern, type ResourceType } from '../../contracts/dhis2
 import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { currentSyncConfig, targetNamed, type SyncConfig, type SyncTarget } from './config';
 import type { Resource } from './mapping';
+import { asFailure, codeProblem, deletedCode, findByCode, NotSyncable, notSyncable, toSource, toTarget } from './codes';
 
 /** What the sync activities are asked about: one resource on one target. */
 export interface SyncRequest {
@@ -102,17 +103,58 @@ export class Dhis2Target {
     return `${this.settings.baseUrl}/dhis-web-datastore/index.html#/edit/${draftNamespace}/${key}`;
   }
 
-  /** The resource as the source holds it and as this target holds it now (undefined where absent). */
+  /** The target matches objects by code (idScheme CODE): see ./codes.ts. */
+  get byCode(): boolean { return this.settings.idScheme === 'CODE'; }
+
+  /**
+   * The resource as the source holds it and as this target holds it now (undefined where absent),
+   * both named by the source's uids. On a CODE target this throws NotSyncable when the target's copy
+   * cannot be found (the source object has no code, or its deletion left no record).
+   */
   async bothSides(type: ResourceType, uid: string): Promise<[Resource | undefined, Resource | undefined]> {
-    return Promise.all([fetchResource(this.source, type, uid), fetchResource(this.server, type, uid)]);
+    if (!this.byCode) return Promise.all([fetchResource(this.source, type, uid), fetchResource(this.server, type, uid)]);
+    const source = await fetchResource(this.source, type, uid);
+    const held = await this.heldByCode(type, uid, source);
+    return [source, held && await toSource(this.source, this.server, type, held, uid)];
   }
 
-  read(type: ResourceType, uid: string): Promise<Resource | undefined> {
-    return fetchResource(this.server, type, uid);
+  /** This target's copy of the source's resource `uid`, named by source uids (on a CODE target: the object with its code). */
+  async read(type: ResourceType, uid: string): Promise<Resource | undefined> {
+    if (!this.byCode) return fetchResource(this.server, type, uid);
+    try {
+      return (await this.bothSides(type, uid))[1];
+    } catch (err) {
+      throw err instanceof NotSyncable ? asFailure(err) : err;
+    }
+  }
+
+  /** On a CODE target: the target's object (its own uids) with the code the source's resource has, or had when it was deleted. */
+  private async heldByCode(type: ResourceType, uid: string, source: Resource | undefined): Promise<Resource | undefined> {
+    let code: string | null | undefined;
+    if (source) {
+      const problem = codeProblem(source.code);
+      if (problem) throw notSyncable(type, uid, this.name, problem);
+      code = source.code as string;
+    } else {
+      code = await deletedCode(this.source, type, uid);
+      if (code === undefined) {
+        throw new NotSyncable(`${type} ${uid} is not on the source, and the source has no record of deleting it (GET /api/deletedObjects): target ${this.name} matches objects by code (idScheme CODE), so its copy there cannot be found. Delete it on the target by hand if it is there, then drop this change.`);
+      }
+      // Deleted without a code (or one no filter can ask for): it was never synced to a CODE target.
+      if (code === null || codeProblem(code)) return undefined;
+    }
+    return findByCode(this.server, type, code);
   }
 
   /** POST /api/metadata with one resource; the report is checked (a 200 can still say ERROR). */
-  async importResource(type: ResourceType, resource: Resource): Promise<Written> {
+  async importResource(type: ResourceType, given: Resource): Promise<Written> {
+    let resource = given;
+    if (this.byCode) {
+      const [translated] = await toTarget(this.source, this.server, this.name, type, [given]);
+      if (translated.problem) return { ok: false, errors: [{ code: 'NotSyncable', message: translated.problem, uid: given.id }], message: translated.problem };
+      if (translated.missing) return { ok: false, errors: translated.missing, message: translated.missing.map((e) => `${e.code} ${e.message}`).join('; ') };
+      resource = translated.resource!;
+    }
     const res = await call<{ status?: string; message?: string }>(this.server, 'POST', 'metadata', { query: metadataQuery, json: { [endpointOf[type]]: [resource] }, timeoutMs: 120_000, maxBytes: answerLimits.report });
     const status = typeof res.body === 'object' && res.body ? res.body.status : undefined;
     if (res.status === 200 && (status === 'OK' || status === 'SUCCESS')) return { ok: true };
@@ -123,7 +165,19 @@ export class Dhis2Target {
     throw refused(this.server, `answered POST /api/metadata with HTTP ${res.status}: ${snippet(res.text)}`);
   }
 
-  async deleteResource(type: ResourceType, uid: string): Promise<Written> {
+  async deleteResource(type: ResourceType, sourceUid: string): Promise<Written> {
+    let uid = sourceUid;
+    if (this.byCode) {
+      let held: Resource | undefined;
+      try {
+        held = await this.heldByCode(type, sourceUid, await fetchResource(this.source, type, sourceUid));
+      } catch (err) {
+        if (err instanceof NotSyncable) return { ok: false, errors: [{ code: 'NotSyncable', message: err.message, uid: sourceUid }], message: err.message };
+        throw err;
+      }
+      if (!held) return { ok: true };
+      uid = held.id;
+    }
     const res = await call(this.server, 'DELETE', `${endpointOf[type]}/${uid}`, { maxBytes: answerLimits.report });
     if (res.status === 200 || res.status === 204 || res.status === 404) return { ok: true };
     if (res.status === 409) {

@@ -34,4 +34,13 @@ export const snapshotInput = z.strictObject({
 });
 export type SnapshotInput = z.infer<typeof snapshotInput>;
 
+/**
+ * How a target's objects are matched with the source's (the reference app's `target.[n].idScheme`):
+ * UID, the same uid on both sides; CODE, the same code (a target that holds the same objects under
+ * its own uids). A closed set: anything else is refused naming the field.
+ */
+export const idSchemes = ['UID', 'CODE'] as const;
+export const idScheme = z.enum(idSchemes, { error: 'UID (match objects by uid) or CODE (match objects by code)' });
+export type IdScheme = z.infer<typeof idScheme>;
+
 export const databaseLock = (db: SourceDatabase): string => `postgres:${db.host}:${db.port}/${db.database}`;

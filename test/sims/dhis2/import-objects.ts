@@ -204,7 +204,11 @@ export async function deleteObject(tx: WriteTx, res: ResourceSpec, existing: Row
   } else {
     await tx.db.query('DELETE FROM orgunitgroupsetmembers WHERE orgunitgroupsetid = $1', [id]);
   }
-  await tx.db.query(`DELETE FROM ${res.table} WHERE ${res.idColumn} = $1`, [id]);
+  const { rows: [gone] } = await tx.db.query(`DELETE FROM ${res.table} WHERE ${res.idColumn} = $1 RETURNING code`, [id]);
+  // DHIS2's DeletedObjectPostDeleteEventListener keeps klass, uid and code of every deleted object (GET /api/deletedObjects).
+  await tx.db.query(
+    `INSERT INTO deletedobject (klass, uid, code) VALUES ($1, $2, $3)
+     ON CONFLICT (klass, uid) DO UPDATE SET code = EXCLUDED.code, deleted_at = now()`, [res.simpleName, uid, gone?.code || null]);
   tx.record(res.type, uid, 'delete');
   return undefined;
 }

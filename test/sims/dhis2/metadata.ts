@@ -16,7 +16,7 @@ function readParams(call: ApiCall) {
   }
   checkParams(call, PARAMS);
   const identifier = enumParam(call, 'identifier', ['UID', 'CODE', 'AUTO'] as const, 'UID');
-  if (identifier !== 'UID') throw badRequest(`identifier=${identifier} is not supported by the simulator (only UID)`);
+  if (identifier !== 'UID') throw badRequest(`identifier=${identifier} is not supported by the simulator (only UID: the sync matches a CODE target by translating uids itself)`);
   enumParam(call, 'async', ['false'] as const, 'false');
   return {
     strategy: enumParam(call, 'importStrategy', ['CREATE_AND_UPDATE', 'CREATE', 'UPDATE', 'DELETE'] as const, 'CREATE_AND_UPDATE'),

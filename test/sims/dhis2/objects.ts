@@ -44,15 +44,43 @@ async function getOne(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   return { status: 200, body: pick(found, fields) };
 }
 
+/**
+ * One `filter=<property>:<operator>:<value>` on id or code, operator eq or in (dhis2-core
+ * query/DefaultQueryParser.parse: split on ':', the rest rejoined with ':'; `in` takes "[a,b]", cut
+ * at every comma, by query/QueryUtils.parseValue, which answers a value without brackets with
+ * QueryParserException "Collection size must be integer" unless it is a number; CrudControllerAdvice
+ * answers a QueryParserException 409 Conflict). Any other filter is refused, naming it.
+ */
+function idOrCodeFilter(call: ApiCall): ((o: { id: string; code?: string }) => boolean) | undefined {
+  const filter = call.query.get('filter');
+  if (filter === null) return undefined;
+  const [property, operator, ...rest] = filter.split(':');
+  if (operator === undefined) throw new HttpError(409, `Invalid filter => ${filter}`);
+  if (property !== 'id' && property !== 'code') throw badRequest(`filter on \`${property}\` is not supported by the simulator (only id and code, eq or in)`);
+  if ((operator !== 'eq' && operator !== 'in') || !rest.length) throw badRequest(`filter \`${filter}\` is not supported by the simulator (only id or code, eq:<value> or in:[a,b])`);
+  const arg = rest.join(':');
+  let values = [arg];
+  if (operator === 'in') {
+    if (!arg.startsWith('[') || !arg.endsWith(']')) {
+      if (/^-?\d+$/.test(arg)) throw badRequest('filter in:<collection size> is not supported by the simulator');
+      throw new HttpError(409, `Collection size must be integer \`${arg}\``);
+    }
+    values = arg.slice(1, -1).split(',');
+  }
+  return (o) => values.includes(property === 'id' ? o.id : o.code ?? '\u0000');
+}
+
 async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   const res = RESOURCE_BY_PLURAL[match[1]];
-  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order']);
+  checkParams(call, ['fields', 'paging', 'page', 'pageSize', 'order', 'filter']);
+  const filter = idOrCodeFilter(call);
   const fields = parseFields(call, FIELDS[res.type], res.type, LIST_DEFAULT_FIELDS);
   const orders = res === RESOURCES.organisationUnit ? ['id:asc', 'level:asc'] : ['id:asc'];
   const order = call.query.get('order') ?? 'id:asc';
   if (!orders.includes(order)) throw badRequest(`order=${order} is not supported by the simulator (supported: ${orders.join(', ')})`);
   const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
   let all = await loadObjects(call.state.pool, res.type, null);
+  if (filter) all = all.filter(filter);
   // Array.sort is stable, so level:asc keeps uid order within a level.
   if (order === 'level:asc') all = all.sort((a, b) => a.level - b.level);
   if (!paging) return { status: 200, body: { [res.plural]: all.map((o) => pick(o, fields)) } };
@@ -119,11 +147,34 @@ async function getMe(call: ApiCall): Promise<Reply> {
   return { status: 200, body: pick({ id: call.user.id, username: call.user.username, name: call.user.username }, fields) };
 }
 
+/**
+ * GET /api/deletedObjects?uid=&klass=&code=: what was deleted (web/DeletedObjectController.java; the
+ * query is api/deletedobject/DeletedObjectQuery.java: lists uid, klass, code, and paging). Answers
+ * {pager, deletedObjects: [{klass, uid, code, deletedAt, deletedBy}]}; without paging no pager.
+ * Matching as HibernateDeletedObjectStore.buildCriteria: klass (when given) AND (uid OR code); with
+ * a klass given it compares code with the uid list (its own slip, modelled as it is).
+ */
+async function getDeletedObjects(call: ApiCall): Promise<Reply> {
+  checkParams(call, ['uid', 'klass', 'code', 'fields', 'paging']);
+  const fields = parseFields(call, ['klass', 'uid', 'code', 'deletedAt', 'deletedBy'], 'deletedObjects');
+  const list = (name: string) => call.query.get(name)?.split(',').filter(Boolean);
+  const [uids, klasses, codes] = [list('uid'), list('klass'), list('code')];
+  const { rows } = await call.state.pool.query(
+    `SELECT klass, uid, code, to_char(deleted_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS "deletedAt", deleted_by AS "deletedBy" FROM deletedobject
+     WHERE ($2::text[] IS NULL OR klass = ANY($2))
+       AND (($1::text[] IS NULL AND $3::text[] IS NULL) OR uid = ANY($1) OR code = ANY(CASE WHEN $2::text[] IS NULL THEN $3 ELSE $1 END))
+     ORDER BY deletedobjectid`, [uids ?? null, klasses ?? null, codes ?? null]);
+  const items = rows.map((r) => pick(Object.fromEntries(Object.entries(r).filter(([, v]) => v !== null)), fields));
+  const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
+  return { status: 200, body: paging ? { pager: { page: 1, pageCount: 1, total: items.length, pageSize: 50 }, deletedObjects: items } : { deletedObjects: items } };
+}
+
 const one = new RegExp(`^/api/(${RESOURCE_PATH})/([^/]+)$`);
 const membershipPattern = /^\/api\/(organisationUnitGroups|organisationUnitGroupSets)\/([^/]+)\/(organisationUnits|organisationUnitGroups)\/([^/]+)$/;
 
 export const objectRoutes: Route[] = [
   { method: 'GET', pattern: /^\/api\/me$/, handle: getMe },
+  { method: 'GET', pattern: /^\/api\/deletedObjects$/, handle: getDeletedObjects },
   { method: 'GET', pattern: new RegExp(`^/api/(${RESOURCE_PATH})$`), handle: getList },
   { method: 'GET', pattern: one, handle: getOne },
   { method: 'DELETE', pattern: one, handle: deleteOne },

@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS orgunitgroupsetmembers (
   sort_order integer,
   PRIMARY KEY (orgunitgroupsetid, orgunitgroupid)
 );
+-- DHIS2's record of deleted metadata (api/deletedobject/DeletedObject.java: klass is the class's simple name).
+CREATE TABLE IF NOT EXISTS deletedobject (
+  deletedobjectid bigserial PRIMARY KEY,
+  klass varchar(255) NOT NULL,
+  uid varchar(255) NOT NULL,
+  code varchar(255),
+  deleted_at timestamp NOT NULL DEFAULT now(),
+  deleted_by varchar(255),
+  UNIQUE (klass, uid)
+);
 CREATE TABLE IF NOT EXISTS keyjsonvalue (
   keyjsonvalueid bigserial PRIMARY KEY,
   namespace varchar(255) NOT NULL,

@@ -5,6 +5,8 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Dhis2Write, ObjectType } from './types';
 
+const KLASS: Record<ObjectType, string> = { organisationUnit: 'OrganisationUnit', organisationUnitGroup: 'OrganisationUnitGroup', organisationUnitGroupSet: 'OrganisationUnitGroupSet' };
+
 /** A pool or a client inside a transaction. */
 export interface Db {
   query(text: string, params?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
@@ -168,6 +170,12 @@ export async function writeTransaction<T>(pool: Pool, work: (tx: WriteTx) => Pro
     if (tx.rollbackOnly || tx.changes.length === 0) {
       await db.query('ROLLBACK');
       return { result, writes: [] };
+    }
+    // DeletedObjectPostInsertEventListener: a created object drops the deletedObjects records that
+    // DeletedObjectQuery(object) finds: its klass, and its uid (as uid, or as code: the store compares
+    // code with the uid list when a klass is given, HibernateDeletedObjectStore.buildCriteria).
+    for (const c of tx.changes.filter((x) => x.op === 'create')) {
+      await db.query('DELETE FROM deletedobject WHERE klass = $1 AND (uid = $2 OR code = $2)', [KLASS[c.type], c.uid]);
     }
     // Bodies are read inside the transaction, so they are exactly what this commit stored.
     const bodies = await loadBodies(db, tx.changes);
