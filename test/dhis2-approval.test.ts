@@ -333,6 +333,28 @@ test('four-eyes and quorum: the source author cannot approve their own change; t
   }
 }, 120_000);
 
+test('four-eyes covers every author: an approver who changes the unit on the source while it waits may not approve the new version', async () => {
+  setT1Approval({ approvers: ['admin', 'alice', 'bob'], quorum: 1, fourEyes: true, timeout: '1h' });
+  try {
+    const unit = newUid('E');
+    await sourceImport(lab, 'organisationUnit', [ou(unit, 'Gbinti', { code: 'OU_GBI' })]);
+    const ticket = await ticketFor(lab.targets.t1, unit);
+    const first = (await waitingGate('t1', unit)).fingerprint;
+    // alice, an approver, changes the gated code on the source: the draft follows, and it holds her change now.
+    await sourceImport(lab, 'organisationUnit', [ou(unit, 'Gbinti', { code: 'OU_GBI_ALICE' })], 'alice');
+    const gate = await eventually('the gate shows the new version', () => waitingGate('t1', unit), (g) => g.fingerprint !== first);
+    expect(gate.alsoBy).toEqual(['alice']);
+    const own = await decide(linkIn(await ticketFor(lab.targets.t1, unit), 'alice'), 'approve');
+    expect(own.status).toBe(409);
+    expect(own.text).toContain('four-eyes: alice changed what this gate decides and may not approve it');
+    expect(await lab.targets.t1.get('organisationUnit', unit)).toBeUndefined();
+    expect((await decide(linkIn(ticket, 'bob'), 'approve')).status).toBe(200);
+    await eventually('t1 has it', () => lab.targets.t1.get('organisationUnit', unit), (r) => r?.code === 'OU_GBI_ALICE');
+  } finally {
+    setT1Approval(t1Approval);
+  }
+}, 120_000);
+
 test('the target down when the approval arrives: the apply retries until it is back', async () => {
   const unit = newUid('W');
   await sourceImport(lab, 'organisationUnit', [ou(unit, 'Bunumbu', { code: 'OU_BUN' })]);

@@ -52,7 +52,8 @@ export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
   const sourceToken = `d2pat_${Math.random().toString(36).slice(2).padEnd(12, 'x')}source`;
   secret('source-token', sourceToken);
   const db = (database: string) => ({ host: pg.host, port: pg.port, user: 'postgres', password: pg.password, database });
-  const source = await Dhis2Sim.start({ name: 'source', db: db('dhis2_source'), tokens: [sourceToken] });
+  // The source's people: admin (whom the token acts as) and the approvers, who may also edit on the source.
+  const source = await Dhis2Sim.start({ name: 'source', db: db('dhis2_source'), tokens: [sourceToken], users: [{ username: 'admin', password: 'district', id: 'M5zQapPyTZI' }, ...targetPeople] });
 
   const targets: Record<string, Dhis2Sim> = {};
   const config: Record<string, any> = {
@@ -117,9 +118,9 @@ export async function startDhis2Lab(targetNames: string[]): Promise<Dhis2Lab> {
 }
 
 /** Writes to the source as its users do, through its API. */
-export async function sourceApi(lab: Dhis2Lab, method: 'POST' | 'PUT' | 'DELETE', apiPath: string, body?: unknown): Promise<{ status: number; body: any }> {
+export async function sourceApi(lab: Dhis2Lab, method: 'POST' | 'PUT' | 'DELETE', apiPath: string, body?: unknown, as = 'admin'): Promise<{ status: number; body: any }> {
   const res = await fetch(`${lab.source.baseUrl}/api/${apiPath}`, {
-    method, headers: { authorization: `Basic ${Buffer.from('admin:district').toString('base64')}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    method, headers: { authorization: `Basic ${Buffer.from(`${as}:district`).toString('base64')}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -129,8 +130,8 @@ export async function sourceApi(lab: Dhis2Lab, method: 'POST' | 'PUT' | 'DELETE'
 }
 
 /** Creates or updates resources on the source in one import (fails the test on an import error). */
-export async function sourceImport(lab: Dhis2Lab, kind: ResourceKind, objects: object[]): Promise<void> {
-  const res = await sourceApi(lab, 'POST', 'metadata?importStrategy=CREATE_AND_UPDATE&identifier=UID&atomicMode=ALL', { [endpoints[kind]]: objects });
+export async function sourceImport(lab: Dhis2Lab, kind: ResourceKind, objects: object[], as = 'admin'): Promise<void> {
+  const res = await sourceApi(lab, 'POST', 'metadata?importStrategy=CREATE_AND_UPDATE&identifier=UID&atomicMode=ALL', { [endpoints[kind]]: objects }, as);
   if (res.status !== 200 || res.body?.status !== 'OK') throw new Error(`source import failed: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
