@@ -93,7 +93,7 @@ export function sameMongoDatabase(a: string, b: string): string | undefined {
   if (pa.value.database.toLowerCase() !== pb.value.database.toLowerCase()) return undefined;
   const hosts = new Set(pa.value.hosts.map((h) => `${h.host}:${h.port}`));
   const common = pb.value.hosts.find((h) => hosts.has(`${h.host}:${h.port}`));
-  return common ? `database ${pb.value.database} on ${common.host}:${common.port}` : undefined;
+  return common ? `database ${pa.value.database} on ${common.host}:${common.port}` : undefined;
 }
 
 export const migrateFirelyServerInput = z.strictObject({
