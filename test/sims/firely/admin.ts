@@ -50,12 +50,12 @@ export interface AdminContext {
 export async function loadSpecification(col: Collection<Document>, version: string): Promise<boolean> {
   if (await col.findOne({ _id: SYSTEM_ID as never })) return false;
   const lu = new Date();
+  // Two servers starting at once on one administration database both load: the first insert wins, the other's is a duplicate key.
+  const once = (p: Promise<unknown>) => p.then(() => true, (e: { code?: number }) => { if (e.code === 11000) return false; throw e; });
   for (const res of SPECIFICATION) {
-    await col.updateOne({ _id: `${res.resourceType}/${res.id}` as never },
-      { $setOnInsert: { type: res.resourceType, res_id: res.id, ver: 1, lu, deleted: false, res: withMeta(res, 1, lu) } }, { upsert: true });
+    await once(col.insertOne({ _id: `${res.resourceType}/${res.id}` as never, type: res.resourceType, res_id: res.id, ver: 1, lu, deleted: false, res: withMeta(res, 1, lu) }));
   }
-  await col.insertOne({ _id: SYSTEM_ID as never, importedBy: `Firely Server ${version}`, specification: 'R4 4.0.1', at: lu });
-  return true;
+  return once(col.insertOne({ _id: SYSTEM_ID as never, importedBy: `Firely Server ${version}`, specification: 'R4 4.0.1', at: lu }));
 }
 
 function withMeta(res: Resource, ver: number, lu: Date): Resource {
