@@ -130,13 +130,16 @@ describe('syncConformance against two servers (activity)', () => {
     expect(((await sync(old.baseUrl, shared.baseUrl)) as Error).message).toMatch(/refuses \/administration\/StructureDefinition with 403: .*Administration.AllowedNetworks/);
   }, 120_000);
 
-  test('a fresh vonkadmin: what is missing is created once; a second pass creates nothing', async () => {
+  test('a fresh vonkadmin: what is missing is created once; a second pass creates nothing; a Subscription the new server has under another id is not doubled', async () => {
     const old = await server('b-old', '5.11.0', 'vonkadmin-b-old');
     const fresh = await server('b-new', '6.1.0', 'vonkadmin-b-new');
     await put(old.baseUrl, mrn);
+    await put(old.baseUrl, subscription);
+    await put(fresh.baseUrl, { ...subscription, id: 'made-by-hand' });
     const first = await sync(old.baseUrl, fresh.baseUrl);
-    expect(first).toMatchObject({ changed: true, custom: 1, imported: ['SearchParameter/Patient-mrn (http://hospital.example/fhir/SearchParameter/Patient-mrn)'] });
+    expect(await idsOf(fresh.baseUrl, 'Subscription')).toEqual(['made-by-hand']);
+    expect(first).toMatchObject({ changed: true, custom: 2, imported: ['SearchParameter/Patient-mrn (http://hospital.example/fhir/SearchParameter/Patient-mrn)'] });
     const again = await sync(old.baseUrl, fresh.baseUrl);
-    expect(again).toMatchObject({ changed: false, imported: [], actions: [expect.stringMatching(/1 custom resources on the old server .*1 on the new one already; nothing to import/), expect.any(String)] });
+    expect(again).toMatchObject({ changed: false, imported: [], actions: [expect.stringMatching(/2 custom resources on the old server .*2 on the new one already; nothing to import/), expect.any(String)] });
   }, 120_000);
 });

@@ -42,17 +42,26 @@ async function waitForAdministration(base: string, type: string, withinMs: numbe
 
 interface Listed { type: string; id: string; key: string; url?: string; version?: string; versionId: string; lastUpdated: string }
 
-/** A conformance resource is the same one on both servers when its canonical url and version are (ids may differ); one without a url (a Subscription) by its id. */
+/**
+ * A conformance resource is the same one on both servers when its canonical url and version are (ids
+ * may differ). A Subscription has no url: the same criteria to the same channel endpoint is the same
+ * one (a second would notify twice). Anything else without a url: by its id.
+ */
 function listed(type: string, e: Entry): Listed {
-  const url = typeof e.resource.url === 'string' ? e.resource.url : undefined;
-  const version = typeof e.resource.version === 'string' ? e.resource.version : undefined;
-  return { type, id: e.id, url, version, versionId: e.versionId, lastUpdated: e.lastUpdated, key: url ? `${type} ${url}|${version ?? ''}` : `${type}/${e.id}` };
+  const str = (v: unknown) => typeof v === 'string' ? v : undefined;
+  const url = str(e.resource.url);
+  const version = str(e.resource.version);
+  const channel = (e.resource.channel ?? {}) as Record<string, unknown>;
+  const key = url ? `${type} ${url}|${version ?? ''}`
+    : type === 'Subscription' && str(e.resource.criteria) ? `Subscription ${str(e.resource.criteria)} -> ${str(channel.type) ?? ''} ${str(channel.endpoint) ?? ''}`
+      : `${type}/${e.id}`;
+  return { type, id: e.id, url, version, versionId: e.versionId, lastUpdated: e.lastUpdated, key };
 }
 
 async function list(base: string, types: string[]): Promise<Listed[]> {
   const all: Listed[] = [];
   for (const type of types) {
-    const found = await search(`${base}${ADMIN}`, type, '_count=100&_elements=url,version', MAX_PER_TYPE).catch((err: Error) => {
+    const found = await search(`${base}${ADMIN}`, type, '_count=100&_elements=url,version,criteria,channel', MAX_PER_TYPE).catch((err: Error) => {
       throw new Error(`Listing ${type} on ${base}${ADMIN}: ${err.message}`);
     });
     if (found.length >= MAX_PER_TYPE) throw ApplicationFailure.nonRetryable(`${base}${ADMIN} lists ${MAX_PER_TYPE} or more ${type} resources, more than the runbook compares.`, 'TooManyConformanceResources');

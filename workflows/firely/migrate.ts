@@ -93,7 +93,7 @@ export const migrateFirelyServer = defineRunbook({
   let conformance = '';
   if (patched('firely-admin-conformance')) {
     const admin = await rb.step('conformance', () => verify.syncConformance({
-      oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.admin.types, importMissing: input.admin.importMissing, withinSeconds: 1800, dryRun,
+      oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.admin.types, importMissing: input.admin.importMissing, withinSeconds: 1500, dryRun,
     }));
     conformance = ` Administration API: ${admin.custom} custom resources on the old server, ${admin.imported.length} created on the new one` +
       `${admin.searchParameters.length ? `; custom SearchParameters (${admin.searchParameters.length}) need a $reindex on the new server` : ''}.`;
