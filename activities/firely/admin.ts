@@ -58,9 +58,12 @@ function listed(type: string, e: Entry): Listed {
   return { type, id: e.id, url, version, versionId: e.versionId, lastUpdated: e.lastUpdated, key };
 }
 
-async function list(base: string, types: string[]): Promise<Listed[]> {
+/** The resources of `types` on a server's Administration API; a type it answers 404 for (a plugin not loaded) is added to `notServed`. */
+async function list(base: string, types: string[], notServed: string[] = []): Promise<Listed[]> {
   const all: Listed[] = [];
   for (const type of types) {
+    const probe = await fhir(base, `${ADMIN}/${type}?_count=1&_elements=url`);
+    if (probe.status === 404) { notServed.push(type); continue; }
     const found = await search(`${base}${ADMIN}`, type, '_count=100&_elements=url,version,criteria,channel', MAX_PER_TYPE).catch((err: Error) => {
       throw new Error(`Listing ${type} on ${base}${ADMIN}: ${err.message}`);
     });
@@ -94,7 +97,8 @@ export interface ConformanceReport extends ChangeReport {
  */
 export async function syncConformance(r: { oldUrl: string; newUrl: string; types: string[]; importMissing: boolean; withinSeconds: number; dryRun: boolean }): Promise<ConformanceReport> {
   await waitForAdministration(r.newUrl, r.types[0], r.withinSeconds * 1000);
-  const old = await list(r.oldUrl, r.types);
+  const oldNotServed: string[] = [];
+  const old = await list(r.oldUrl, r.types, oldNotServed);
   let fresh = await list(r.newUrl, r.types);
   const stamp = (x: Listed) => `${x.type}/${x.id}/${x.versionId}/${x.lastUpdated}`;
   const newStamps = new Set(fresh.map(stamp));
@@ -115,6 +119,7 @@ export async function syncConformance(r: { oldUrl: string; newUrl: string; types
     if (searchParameters.length) {
       report.actions.push(`custom SearchParameters ${searchParameters.join(', ')}: the ingest tool indexes only the FHIR specification's search parameters, so the copied data is not indexed for these until a $reindex on the new server (or fsi --extraParameters)`);
     }
+    if (oldNotServed.length) report.actions.push(`the old server's Administration API does not serve ${oldNotServed.join(', ')} (404): none of those to compare`);
     if (olderDefaults.length) report.actions.push(`specification resources of the old server not on the new one (left to the new server's own specification): ${olderDefaults.slice(0, 20).join(', ')}${olderDefaults.length > 20 ? ', ...' : ''}`);
     return report;
   };

@@ -44,6 +44,7 @@ export interface AdminContext {
   /** 423 while true: the conformance resources are loading (at first start, or the `adminLoading` knob). */
   loading(): boolean;
   forbidden(): boolean;
+  notServed(type: string): boolean;
 }
 
 /** At first start on an empty administration database: the specification's resources, once (the import history says they were loaded). */
@@ -137,7 +138,7 @@ export async function handleAdmin(call: AdminCall, ctx: AdminContext): Promise<R
   const base = `${call.base}/administration`;
   const [type, id, ...rest] = call.segments;
   if (type === undefined || type.startsWith('$') || id?.startsWith('$')) throw notImplemented(`${call.method} /administration/${call.segments.join('/')} (the administration operations)`);
-  if (!ADMIN_TYPES.includes(type)) throw new FhirError(404, 'not-supported', `Request for not-supported ResourceType(s) ${type} on the Administration API`);
+  if (!ADMIN_TYPES.includes(type) || ctx.notServed(type)) throw new FhirError(404, 'not-supported', `Request for not-supported ResourceType(s) ${type} on the Administration API`);
   if (rest.length) throw notImplemented(`${call.method} /administration/${call.segments.join('/')}`);
   if (id !== undefined && !ID_PATTERN.test(id)) throw invalid(`'${id}' is not a valid resource id`);
   const { col } = ctx;

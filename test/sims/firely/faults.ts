@@ -8,6 +8,7 @@
  *   licenseInvalid: true                           every request answers 402, as with an expired license
  *   adminLoading: { requests }                      /administration answers 423 Locked that many times (conformance resources loading)
  *   adminForbidden: true                            /administration answers 403 (the caller is not in Administration.AllowedNetworks)
+ *   adminNotServed: ["Library", ...]                /administration/<type> answers 404 for those types (as without the plugin that serves them)
  *
  * The ingest tool's, in the file $FSI_SIM_FAULTS names (no file, no faults):
  *   crashAfterItems: N    after writing its Nth item of this run, the tool SIGKILLs itself, mid-batch,
@@ -26,6 +27,7 @@ export interface ServerFaults {
   licenseInvalid?: boolean;
   adminLoading?: { requests: number };
   adminForbidden?: boolean;
+  adminNotServed?: string[];
 }
 
 export interface IngestFaults { crashAfterItems?: number; minimumLevel?: 'VRB' | 'DBG' | 'INF' | 'WRN' | 'ERR' | 'FTL' }
@@ -75,6 +77,10 @@ export class ServerKnobs {
       return true;
     }
     return false;
+  }
+
+  adminNotServed(type: string): boolean {
+    return this.load().adminNotServed?.includes(type) === true;
   }
 
   adminForbidden(): boolean {

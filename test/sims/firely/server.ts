@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   }
 
   const knobs = new ServerKnobs(cfg.stateDir);
-  const admin: AdminContext = { col: adminCol, loading: () => knobs.takeAdminLoading(), forbidden: () => knobs.adminForbidden() };
+  const admin: AdminContext = { col: adminCol, loading: () => knobs.takeAdminLoading(), forbidden: () => knobs.adminForbidden(), notServed: (t) => knobs.adminNotServed(t) };
   const ctx: RestContext = {
     col, writes: new WriteQueue(), clock: new SeqClock(), defaultTotal: Number(cfg.version.split('.')[0]) >= 6 ? 'none' : 'accurate', differ: (r) => knobs.differ(r),
   };
