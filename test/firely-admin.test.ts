@@ -81,8 +81,11 @@ test('the old server\'s custom conformance resources are created on the new serv
   expect(atGate.status).not.toBe('failed');
   const said = stepActions(atGate, 'conformance');
   expect(said).toMatch(/created on the new server through \/administration: StructureDefinition\/MyPatient .*, SearchParameter\/Patient-mrn .*, Subscription\/lab-results/);
-  expect(said).toMatch(/custom SearchParameters SearchParameter\/Patient-mrn .*not indexed for these until a \$reindex/);
-  expect(atGate.approvals.find((g) => g.gate === 'cutover')!.summary).toMatch(/Administration API: 4 custom resources on the old server, 3 created on the new one; custom SearchParameters \(1\) need a \$reindex/);
+  // The ingest tool was started with the old server's custom SearchParameter, so the data it copies is indexed for it (no $reindex to ask for).
+  expect(said).toMatch(/custom SearchParameters SearchParameter\/Patient-mrn .*: given to the ingest tool at its start \(--extraParameters\)/);
+  expect(atGate.approvals.find((g) => g.gate === 'cutover')!.summary).toMatch(/Administration API: 4 custom resources on the old server, 3 created on the new one\.$/);
+  expect(stepActions(atGate, 'startIngest')).toMatch(/--extraParameters \/var\/lib\/firely-migration\/journal.extra-search-parameters.ndjson.*custom SearchParameters indexed at load time .*: http:\/\/hospital.example\/fhir\/SearchParameter\/Patient-mrn$/);
+  expect(lab.migration.sh('grep -h "extra search parameters" ~/.runbooks-jobs/*/log').stdout).toMatch(/Indexing 1 extra search parameters at load time: http:\/\/hospital.example\/fhir\/SearchParameter\/Patient-mrn/);
   // On the new server, as on the old (its own meta), with the same ids; the ValueSet once; the specification's its own.
   for (const r of [myPatient, mrn, subscription]) {
     const got = await adminCall(lab.new.baseUrl, 'GET', `/${r.resourceType}/${r.id}`);

@@ -83,7 +83,7 @@ export interface ConformanceReport extends ChangeReport {
   imported: string[];
   /** The old server's specification resources the new server does not have: its own version of the specification is what it uses. */
   olderDefaults: string[];
-  /** Custom SearchParameters: the data the ingest tool copies is not indexed for them until a reindex. */
+  /** Custom SearchParameters the ingest tool was not given at its start: the data it copies is not indexed for them until a reindex. */
   searchParameters: string[];
 }
 
@@ -95,7 +95,11 @@ export interface ConformanceReport extends ChangeReport {
  * its conformance resources itself at first start, so that means one administration database shared
  * (or copied).
  */
-export async function syncConformance(r: { oldUrl: string; newUrl: string; types: string[]; importMissing: boolean; withinSeconds: number; dryRun: boolean }): Promise<ConformanceReport> {
+export async function syncConformance(r: {
+  oldUrl: string; newUrl: string; types: string[]; importMissing: boolean; withinSeconds: number; dryRun: boolean;
+  /** The canonical urls of the SearchParameters the ingest tool was started with (--extraParameters). */
+  indexedAtLoad?: string[];
+}): Promise<ConformanceReport> {
   await waitForAdministration(r.newUrl, r.types[0], r.withinSeconds * 1000);
   const oldNotServed: string[] = [];
   const old = await list(r.oldUrl, r.types, oldNotServed);
@@ -112,10 +116,13 @@ export async function syncConformance(r: { oldUrl: string; newUrl: string; types
   const missing = old.filter((x) => !onNew(x));
   const olderDefaults = missing.filter((x) => x.url?.startsWith(CORE_CANONICAL_BASE)).map(name);
   const toImport = missing.filter((x) => !x.url?.startsWith(CORE_CANONICAL_BASE));
-  const searchParameters = custom.filter((x) => x.type === 'SearchParameter').map(name);
+  const customParameters = custom.filter((x) => x.type === 'SearchParameter');
+  const indexed = customParameters.filter((x) => r.indexedAtLoad?.includes(x.url!)).map(name);
+  const searchParameters = customParameters.filter((x) => !r.indexedAtLoad?.includes(x.url!)).map(name);
   const report: ConformanceReport = { changed: false, custom: custom.length, imported: [], olderDefaults, searchParameters, actions: [] };
   const summary = `${custom.length} custom resources on the old server (${r.types.length} types compared), ${custom.length - toImport.length} on the new one already`;
   const notes = () => {
+    if (indexed.length) report.actions.push(`custom SearchParameters ${indexed.join(', ')}: given to the ingest tool at its start (--extraParameters), which indexes the data it copies for them`);
     if (searchParameters.length) {
       report.actions.push(`custom SearchParameters ${searchParameters.join(', ')}: the ingest tool indexes only the FHIR specification's search parameters, so the copied data is not indexed for these until a $reindex on the new server (or fsi --extraParameters)`);
     }

@@ -54,7 +54,8 @@ export const migrateFirelyServer = defineRunbook({
   // Runs started before keep the job they have (named by the workflow id only).
   const { workflowId, firstExecutionRunId } = workflowInfo();
   const jobId = patched('firely-ingest-job-per-run') ? ingestJobId(workflowId, firstExecutionRunId) : ingestJobId(workflowId);
-  const ingest = { host: input.migrationHost, ingest: input.ingest, source: oldServer.database, target: newServer.database, jobId };
+  // oldUrl: the ingest tool's start gives it the old server's custom SearchParameters (--extraParameters).
+  const ingest = { host: input.migrationHost, ingest: input.ingest, source: oldServer.database, target: newServer.database, jobId, oldUrl: oldServer.baseUrl };
   const servers = { oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.resourceTypes };
   const caughtUp = { caughtUp: { ...servers, tolerance: input.countTolerance } };
   const catchUpSeconds = durationSeconds(input.ingest.catchUpWithin);
@@ -73,7 +74,7 @@ export const migrateFirelyServer = defineRunbook({
     rb.skip('shard', input.sharding.enabled ? 'this run is resuming: the target is provisioned' : 'sharding not asked');
   }
 
-  await rb.step('startIngest', async (step) => {
+  const started = await rb.step('startIngest', async (step) => {
     step.undo('Stop the ingest tool', () => undo.stopIngest({ host: input.migrationHost, jobId, dryRun }));
     return act.startIngest({ ...ingest, dryRun });
   });
@@ -94,6 +95,7 @@ export const migrateFirelyServer = defineRunbook({
   if (patched('firely-admin-conformance')) {
     const admin = await rb.step('conformance', () => verify.syncConformance({
       oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.admin.types, importMissing: input.admin.importMissing, withinSeconds: 1500, dryRun,
+      indexedAtLoad: started.extraParameters ?? [],
     }));
     conformance = ` Administration API: ${admin.custom} custom resources on the old server, ${admin.imported.length} created on the new one` +
       `${admin.searchParameters.length ? `; custom SearchParameters (${admin.searchParameters.length}) need a $reindex on the new server` : ''}.`;
