@@ -71,7 +71,7 @@ test('the old server\'s custom conformance resources are created on the new serv
 
   // Refused, listing what the new server lacks (not the specification's resources, not the ValueSet it has under another id).
   const refused = await outcome(await start(lab.migrationInput({ dryRun: true, admin: { ...admin, importMissing: false } })));
-  expect(causeOf(refused.error)).toMatch(/The new Firely Server lacks 3 custom resources of the old server's Administration API: StructureDefinition\/MyPatient \(http:\/\/hospital.example\/fhir\/StructureDefinition\/MyPatient\|2\), SearchParameter\/Patient-mrn \(.*\), Subscription\/lab-results\. .*Nothing was changed/);
+  expect(causeOf(refused.error)).toMatch(/The new Firely Server lacks 3 custom resources of the old server's Administration API: StructureDefinition\/MyPatient \(http:\/\/hospital.example\/fhir\/StructureDefinition\/MyPatient\|2\), SearchParameter\/Patient-mrn \(.*\), Subscription\/lab-results\. .*The proxy was not switched/);
   expect(await idsOf(lab.new.baseUrl, 'StructureDefinition')).toEqual(['Observation-Fhir4.0', 'Patient-Fhir4.0']);
 
   // The real run; the new server is still loading its conformance resources for its first answers (423).
@@ -128,7 +128,7 @@ describe('syncConformance against two servers (activity)', () => {
     const shared = await server('a-new', '6.1.0', 'vonkadmin-a');
     const r = await sync(old.baseUrl, shared.baseUrl);
     expect(r).toBeInstanceOf(Error);
-    expect((r as Error).message).toMatch(/administration database looks like the old server's vonkadmin: all 7 resources .* have the id, version and lastUpdated .*Nothing was changed/);
+    expect((r as Error).message).toMatch(/administration database looks like the old server's vonkadmin: all 7 resources .* have the id, version and lastUpdated .*The proxy was not switched/);
     shared.setFaults({ adminForbidden: true });
     expect(((await sync(old.baseUrl, shared.baseUrl)) as Error).message).toMatch(/refuses \/administration\/StructureDefinition with 403: .*Administration.AllowedNetworks/);
   }, 120_000);

@@ -10,7 +10,6 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../contracts/messages';
 import { CORE_CANONICAL_BASE } from '../../contracts/firely/schema';
-import { refuse } from '../../contracts/refuse';
 import { fhir, outcomeText, search, type Entry } from './fhir-client';
 
 const sleep = (ms: number) => Context.current().sleep(ms);
@@ -107,8 +106,8 @@ export async function syncConformance(r: {
   const stamp = (x: Listed) => `${x.type}/${x.id}/${x.versionId}/${x.lastUpdated}`;
   const newStamps = new Set(fresh.map(stamp));
   if (old.length > 0 && old.length === fresh.length && old.every((x) => newStamps.has(stamp(x)))) {
-    throw refuse(`The new Firely Server's administration database looks like the old server's vonkadmin: all ${old.length} resources of ${r.types.join(', ')} on ${r.newUrl}${ADMIN} have the id, version and lastUpdated they have on ${r.oldUrl}${ADMIN}. ` +
-      'A new server initialises its own vonkadmin from scratch (Firely: "specifying a different connection string for the admin database than your previous installation"): point Administration:MongoDbOptions:ConnectionString (or its SQLite file) elsewhere and restart it.');
+    throw ApplicationFailure.nonRetryable(`The new Firely Server's administration database looks like the old server's vonkadmin: all ${old.length} resources of ${r.types.join(', ')} on ${r.newUrl}${ADMIN} have the id, version and lastUpdated they have on ${r.oldUrl}${ADMIN}. ` +
+      'A new server initialises its own vonkadmin from scratch (Firely: "specifying a different connection string for the admin database than your previous installation"): point Administration:MongoDbOptions:ConnectionString (or its SQLite file) elsewhere and restart it. The proxy was not switched.', 'SharedAdministrationDatabase');
   }
   const custom = old.filter((x) => !x.url?.startsWith(CORE_CANONICAL_BASE));
   const on = (xs: Listed[]) => { const keys = new Set(xs.map((x) => x.key)); return (x: Listed) => keys.has(x.key); };
@@ -136,8 +135,8 @@ export async function syncConformance(r: {
     return notes();
   }
   if (!r.importMissing) {
-    throw refuse(`The new Firely Server lacks ${toImport.length} custom resources of the old server's Administration API: ${toImport.slice(0, 50).map(name).join(', ')}${toImport.length > 50 ? ', ...' : ''}. ` +
-      `Create them on ${r.newUrl}${ADMIN} (or in its ImportDirectory), or let the runbook do it (admin.importMissing).`);
+    throw ApplicationFailure.nonRetryable(`The new Firely Server lacks ${toImport.length} custom resources of the old server's Administration API: ${toImport.slice(0, 50).map(name).join(', ')}${toImport.length > 50 ? ', ...' : ''}. ` +
+      `Create them on ${r.newUrl}${ADMIN} (or in its ImportDirectory), or let the runbook do it (admin.importMissing). The proxy was not switched.`, 'ConformanceResourcesMissing');
   }
   if (r.dryRun) {
     report.actions.push(`${summary}; would create on the new server: ${toImport.map(name).join(', ')}`);
