@@ -271,3 +271,21 @@ test('in Continuous mode a write made after the tool went idle reaches the new s
   expect((await fhir(neu.baseUrl, 'GET', `/Patient/${late.id}`)).body).toEqual(late);
   expect(await fsi.stop()).toEqual({ code: 0, signal: null });
 });
+
+// firely-docs connecting_data_sources/firely-server-ingest.rst, "Custom Search Parameters": --extraParameters names an .ndjson
+// file of SearchParameters to index at load time; those derived from core search parameters are ignored.
+test('--extraParameters: an .ndjson of SearchParameters is read (derived ones ignored); a line that is not one is refused, exit 1, nothing written', async () => {
+  const file = path.join(work, 'extra.ndjson');
+  const sp = { resourceType: 'SearchParameter', url: 'http://hospital.example/fhir/SearchParameter/Patient-mrn', name: 'mrn', status: 'active', code: 'mrn', base: ['Patient'], type: 'token', expression: 'Patient.identifier' };
+  writeFileSync(file, `${JSON.stringify(sp)}\n${JSON.stringify({ ...sp, url: 'http://hospital.example/fhir/SearchParameter/derived', code: 'x', derivedFrom: 'http://hl7.org/fhir/SearchParameter/Patient-identifier' })}\n`);
+  const provision = (extra: string, db: string) => runFsi(['--fhir-version', 'R4', '--license', fullLicense(), '--sourceType', 'None', '--dbType', 'MongoDb',
+    '--provisionTargetDatabase', 'true', '--mongoConnectionstring', ferret.uri(db), '--extraParameters', extra]);
+  const ok = await provision(file, 'extra_new');
+  expect(ok.code).toBe(0);
+  expect(ok.output).toMatch(/WRN\] Ignoring extra search parameter http:\/\/hospital.example\/fhir\/SearchParameter\/derived: derived from a core search parameter/);
+  expect(ok.output).toMatch(/INF\] Indexing 1 extra search parameters at load time: http:\/\/hospital.example\/fhir\/SearchParameter\/Patient-mrn\n/);
+  writeFileSync(file, '{"resourceType":"Patient","id":"x"}\n');
+  const bad = await provision(file, 'extra_bad');
+  expect([bad.code, bad.output]).toEqual([1, expect.stringMatching(/FTL\] .*extra.ndjson line 1 is not a SearchParameter with url, code, base and expression/)]);
+  expect(await mongo.db('extra_bad').listCollections().toArray()).toEqual([]);
+});

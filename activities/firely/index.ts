@@ -1,4 +1,5 @@
 /** The Firely Server migration activities: one factory, as every system's. */
+import { syncConformance } from './admin';
 import { checkDatabases, shardTarget } from './databases';
 import { preflightMigrationHost, provisionTarget, startIngest, stopIngest, waitForIngest } from './ingest';
 import { switchProxyUpstream } from './proxy';
@@ -9,6 +10,7 @@ export function createFirelyActivities() {
     checkOldServer, checkDatabases, preflightMigrationHost, provisionTarget, shardTarget,
     startIngest, waitForIngest, stopIngest,
     verifyNewServer, countBoth, switchProxyUpstream, waitUntilOldServerIdle, checkLateWritesArrived, writesOnNewServerSince, stopOldServer,
+    syncConformance,
   };
 }
 export type FirelyActivities = ReturnType<typeof createFirelyActivities>;

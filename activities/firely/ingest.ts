@@ -10,13 +10,14 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ChangeReport } from '../../contracts/messages';
-import type { MigrateFirelyServerInput } from '../../contracts/firely/schema';
+import { CORE_CANONICAL_BASE, type MigrateFirelyServerInput } from '../../contracts/firely/schema';
 import type { SshHost } from '../../contracts/ssh';
 import { forgetJob, jobRestarts, jobState, killJob, readJobLog, restartJob, startJob } from '../lib/remote-job';
 import { cmd, shq } from '../lib/shell';
 import { onSshHost, sshTargetOf, withSsh } from '../lib/ssh-pool';
 import { countBoth, countsLine, newestWrites, writesNotArrived, type TypeCount, type Write } from './servers';
 import { mongoEndpointOf } from './databases';
+import { fhir, search } from './fhir-client';
 import { refuse } from '../../contracts/refuse';
 
 export const FSI_TOKENS = {
@@ -37,6 +38,8 @@ export interface IngestRequest {
   target: MigrateFirelyServerInput['newServer']['database'];
   /** The run's job on the migration host (one per run: a second start adopts it). */
   jobId: string;
+  /** The old server: its custom SearchParameters are given to the tool (--extraParameters). Runs started before this was passed have none. */
+  oldUrl?: string;
 }
 
 /** The tool's command line: the migration, continuous, with the journal and OnlyIfNewer (late writes never overwrite newer ones). */
@@ -119,16 +122,48 @@ export async function provisionTarget(r: IngestRequest & { dryRun: boolean }): P
   return { changed: true, actions: [`provisioned the target schema (${r.target.collection})`] };
 }
 
+/** Where the custom SearchParameters are written for the tool: beside the journal directory (which must hold only the tool's files). */
+export const extraParametersFile = (journalDir: string) => `${journalDir.replace(/\/+$/, '')}.extra-search-parameters.ndjson`;
+
+/**
+ * The old server's custom SearchParameters (its Administration API, outside the specification's
+ * canonical base), as the .ndjson the tool's --extraParameters reads: the tool indexes only the
+ * specification's search parameters otherwise (firely-docs connecting_data_sources/firely-server-ingest.rst,
+ * "Custom Search Parameters"). None when the old server's Administration API has no SearchParameter type.
+ */
+async function customSearchParameters(oldUrl: string): Promise<Array<Record<string, unknown>>> {
+  const probe = await fhir(oldUrl, '/administration/SearchParameter?_count=1&_elements=url');
+  if (probe.status === 404) return [];
+  const found = await search(`${oldUrl}/administration`, 'SearchParameter', '_count=100', 10_000);
+  return found.map((e) => e.resource).filter((sp) => typeof sp.url === 'string' && !sp.url.startsWith(CORE_CANONICAL_BASE))
+    .map(({ meta: _meta, ...sp }) => sp);
+}
+
 /** Starts the tool detached, or adopts the one this run started before (a retry or a new worker never starts a second one). */
-export async function startIngest(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport & { adopted: boolean }> {
-  const line = ingestCommand(r);
-  if (r.dryRun) return { changed: false, adopted: false, actions: [`would start on ${r.host.name}: ${line}`] };
+export async function startIngest(r: IngestRequest & { dryRun: boolean }): Promise<ChangeReport & { adopted: boolean; extraParameters?: string[] }> {
+  const extra = r.oldUrl ? await customSearchParameters(r.oldUrl).catch((err: Error) => {
+    throw new Error(`Listing the old server's custom SearchParameters for the ingest tool (--extraParameters): ${err.message}`);
+  }) : [];
+  const file = extraParametersFile(r.ingest.journalDir);
+  const line = extra.length ? `${ingestCommand(r)} ${cmd('--extraParameters', file)}` : ingestCommand(r);
+  const extraParameters = extra.map((sp) => String(sp.url));
+  const given = extra.length ? `; custom SearchParameters indexed at load time (--extraParameters ${file}): ${extraParameters.join(', ')}` : '';
+  if (r.dryRun) return { changed: false, adopted: false, extraParameters, actions: [`would start on ${r.host.name}: ${line}${given}`] };
   return onSshHost(r.host, async (s) => {
     await s.run(`umask 077; mkdir -p -- ${shq(r.ingest.journalDir)}`, { what: 'creating the journal directory' });
+    const before = await jobState(s, r.jobId);
+    // Written only for a tool about to start: an adopted one read its own already.
+    if (before.state === 'none' && extra.length) {
+      await s.run(`umask 077; cat > ${shq(`${file}.tmp`)} && mv -f -- ${shq(`${file}.tmp`)} ${shq(file)}`, { stdin: extra.map((sp) => JSON.stringify(sp)).join('\n') + '\n', what: 'writing the extra search parameters' });
+    }
     const { attached, state } = await startJob(s, r.jobId, line);
-    // Adopted: running (or ended: waitForIngest restarts it with its journal).
-    if (attached || state.state !== 'running') return { changed: false, adopted: true, actions: [] };
-    return { changed: true, adopted: false, actions: [`started the ingest tool on ${r.host.name} (job ${r.jobId}): ${line}`] };
+    // Adopted: running (or ended: waitForIngest restarts it with its journal); what it was given is in its own command line and file.
+    if (attached || state.state !== 'running') {
+      const had = await s.exec(`grep -q -e --extraParameters "$HOME"/.runbooks-jobs/${shq(r.jobId)}/command && cat -- ${shq(file)}`);
+      const urls = had.code === 0 ? had.stdout.split('\n').flatMap((l) => { try { return [String((JSON.parse(l) as { url?: unknown }).url)]; } catch { return []; } }) : [];
+      return { changed: false, adopted: true, extraParameters: urls, actions: [] };
+    }
+    return { changed: true, adopted: false, extraParameters, actions: [`started the ingest tool on ${r.host.name} (job ${r.jobId}): ${line}${given}`] };
   });
 }
 

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { absolutePath, approvalPolicy, defaultApprovalPolicy, duration, runbookInputFields } from '../input';
 import { sshHost } from '../ssh';
-import { allowedMongoOptions, httpBaseUrl, httpUrl, mongoConnectionString } from '../endpoints';
+import { allowedMongoOptions, httpBaseUrl, httpUrl, mongoConnectionString, parseMongoConnectionString } from '../endpoints';
 
 export const hostPort = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port, e.g. 10.0.0.5:4080');
 
@@ -55,6 +55,47 @@ const firelyServer = {
   database: z.strictObject({ connectionString: mongoUrl, collection }).describe('Its MongoDB database (Firely\'s MongoDbOptions)'),
 };
 
+/**
+ * The resource types Firely Server's Administration API serves (firely-docs maintenance/administration_api.rst:
+ * conformance and terminology resources, Subscription; security/permissions.rst: AccessPolicyDefinition).
+ */
+export const CONFORMANCE_TYPES = ['StructureDefinition', 'SearchParameter', 'CompartmentDefinition', 'ValueSet', 'CodeSystem', 'StructureMap',
+  'ConceptMap', 'Library', 'Measure', 'Questionnaire', 'Subscription', 'AccessPolicyDefinition'] as const;
+
+/** Resources under this canonical base are the FHIR specification's (specification.zip and errata), which every server loads itself. */
+export const CORE_CANONICAL_BASE = 'http://hl7.org/fhir/';
+
+/**
+ * The administration database (vonkadmin) and its conformance resources. Firely's zero-downtime
+ * migration covers the data database only: the new server initialises a new vonkadmin from scratch
+ * and custom conformance resources are created again through its /administration endpoint
+ * (firely-docs releasenotes/zero_downtime_migration.rst, "Migration of Admin Database").
+ */
+export const adminInput = z.strictObject({
+  oldDatabase: mongoUrl.optional()
+    .describe('The old server\'s Administration:MongoDbOptions:ConnectionString, when its admin repository is MongoDB'),
+  newDatabase: mongoUrl.optional()
+    .describe('The new server\'s Administration:MongoDbOptions:ConnectionString, when MongoDB: must name another database than the old server\'s (and than either data database)'),
+  types: z.array(z.enum(CONFORMANCE_TYPES)).min(1).max(CONFORMANCE_TYPES.length).default([...CONFORMANCE_TYPES])
+    .describe('The Administration API resource types compared between the servers'),
+  importMissing: z.boolean().default(true)
+    .describe('Create the old server\'s custom resources that the new server lacks through its /administration endpoint (PUT, same id); false: refuse, listing them'),
+}).describe('The administration database (vonkadmin): a new one, and the old server\'s custom conformance resources on the new server before the cutover');
+export type AdminInput = z.infer<typeof adminInput>;
+export const defaultAdminInput: AdminInput = { types: [...CONFORMANCE_TYPES], importMissing: true };
+
+/** The problem when two MongoDB connection strings name one database (same name, a host in common), else undefined. */
+export function sameMongoDatabase(a: string, b: string): string | undefined {
+  const pa = parseMongoConnectionString(a);
+  const pb = parseMongoConnectionString(b);
+  if (!pa.ok || !pb.ok) return undefined; // each is checked on its own field
+  // Database names compared without case: MongoDB refuses two names that differ only in case on one server.
+  if (pa.value.database.toLowerCase() !== pb.value.database.toLowerCase()) return undefined;
+  const hosts = new Set(pa.value.hosts.map((h) => `${h.host}:${h.port}`));
+  const common = pb.value.hosts.find((h) => hosts.has(`${h.host}:${h.port}`));
+  return common ? `database ${pa.value.database} on ${common.host}:${common.port}` : undefined;
+}
+
 export const migrateFirelyServerInput = z.strictObject({
   ...runbookInputFields,
   oldServer: z.strictObject({
@@ -94,9 +135,23 @@ export const migrateFirelyServerInput = z.strictObject({
     .describe('After the switch: the old server counts as drained when it saw no write for this long'),
   cutoverApproval: approvalPolicy.default(defaultApprovalPolicy),
   decommissionApproval: approvalPolicy.default(defaultApprovalPolicy),
+  admin: adminInput.default(defaultAdminInput),
 }).refine((i) => i.oldServer.upstream !== i.newServer.upstream, { message: 'the old and the new server are the same upstream', path: ['newServer', 'upstream'] })
   .refine((i) => i.oldServer.database.connectionString !== i.newServer.database.connectionString || i.oldServer.database.collection !== i.newServer.database.collection,
-    { message: 'the old and the new server use the same database', path: ['newServer', 'database'] });
+    { message: 'the old and the new server use the same database', path: ['newServer', 'database'] })
+  .superRefine((i, ctx) => {
+    const fresh = i.admin.newDatabase;
+    if (!fresh) return;
+    const others: Array<[string | undefined, string]> = [
+      [i.admin.oldDatabase, 'the old server\'s administration database (admin.oldDatabase): the new server must initialise a new vonkadmin from scratch, not share or reuse the old one (Firely\'s zero-downtime migration, "Migration of Admin Database"); give it another connection string'],
+      [i.oldServer.database.connectionString, 'the old server\'s data database: the administration database is a database of its own'],
+      [i.newServer.database.connectionString, 'the new server\'s data database: the administration database is a database of its own'],
+    ];
+    for (const [other, what] of others) {
+      const same = other && sameMongoDatabase(fresh, other);
+      if (same) ctx.addIssue({ code: 'custom', message: `names the same database (${same}) as ${what}`, path: ['admin', 'newDatabase'] });
+    }
+  });
 export type MigrateFirelyServerInput = z.infer<typeof migrateFirelyServerInput>;
 
 /** One run at a time per proxy and per target database. */

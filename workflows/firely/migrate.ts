@@ -40,6 +40,7 @@ export const migrateFirelyServer = defineRunbook({
     startIngest: 'Start the ingest tool (continuous, recovery journal, OnlyIfNewer)',
     catchUp: 'Wait until the ingest has caught up',
     verifyNewServer: 'Check the new server: ready, version, smoke test, counts, sample',
+    conformance: 'The new server\'s own administration database, with the old server\'s custom conformance resources',
     approveCutover: 'Approval to cut clients over',
     cutover: 'Switch the proxy to the new server',
     drain: 'Drain: the old server idle, one more ingest cycle, late writes on the new server',
@@ -53,7 +54,8 @@ export const migrateFirelyServer = defineRunbook({
   // Runs started before keep the job they have (named by the workflow id only).
   const { workflowId, firstExecutionRunId } = workflowInfo();
   const jobId = patched('firely-ingest-job-per-run') ? ingestJobId(workflowId, firstExecutionRunId) : ingestJobId(workflowId);
-  const ingest = { host: input.migrationHost, ingest: input.ingest, source: oldServer.database, target: newServer.database, jobId };
+  // oldUrl: the ingest tool's start gives it the old server's custom SearchParameters (--extraParameters).
+  const ingest = { host: input.migrationHost, ingest: input.ingest, source: oldServer.database, target: newServer.database, jobId, oldUrl: oldServer.baseUrl };
   const servers = { oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.resourceTypes };
   const caughtUp = { caughtUp: { ...servers, tolerance: input.countTolerance } };
   const catchUpSeconds = durationSeconds(input.ingest.catchUpWithin);
@@ -72,7 +74,7 @@ export const migrateFirelyServer = defineRunbook({
     rb.skip('shard', input.sharding.enabled ? 'this run is resuming: the target is provisioned' : 'sharding not asked');
   }
 
-  await rb.step('startIngest', async (step) => {
+  const started = await rb.step('startIngest', async (step) => {
     step.undo('Stop the ingest tool', () => undo.stopIngest({ host: input.migrationHost, jobId, dryRun }));
     return act.startIngest({ ...ingest, dryRun });
   });
@@ -87,11 +89,25 @@ export const migrateFirelyServer = defineRunbook({
     ...servers, expectedVersion: newServer.expectedVersion, tolerance: input.countTolerance, sampleSize: input.sampleSize, readyWithinSeconds: 1800, dryRun,
   }));
 
+  // The administration database (vonkadmin) is not migrated by the ingest tool: the new server has its own,
+  // and the old server's custom conformance resources are created on it through /administration.
+  let conformance = '';
+  if (patched('firely-admin-conformance')) {
+    const admin = await rb.step('conformance', () => verify.syncConformance({
+      oldUrl: oldServer.baseUrl, newUrl: newServer.baseUrl, types: input.admin.types, importMissing: input.admin.importMissing, withinSeconds: 1500, dryRun,
+      indexedAtLoad: started.extraParameters ?? [],
+    }));
+    conformance = ` Administration API: ${admin.custom} custom resources on the old server, ${admin.imported.length} created on the new one` +
+      `${admin.searchParameters.length ? `; custom SearchParameters (${admin.searchParameters.length}) need a $reindex on the new server` : ''}.`;
+  } else {
+    rb.skip('conformance', 'this run started before the step existed');
+  }
+
   const decision = await rb.step('approveCutover', () => rb.approval('cutover', {
     summary: `Cut clients over from Firely Server ${found.oldVersion} (${oldServer.upstream}) to ${report.version} (${newServer.upstream}) ` +
       `on ${input.proxy.host.name}. Counts old -> new: ${report.counts.map((c) => `${c.type} ${c.old} -> ${c.new}`).join(', ')}; ` +
       `sample: ${report.sample.compared} compared, ${report.sample.differing.length} differing, ${report.sample.inFlight} in flight; smoke test ${report.smokeTest}. ` +
-      'The ingest tool keeps copying until the decommission; a rollback is possible until then.',
+      'The ingest tool keeps copying until the decommission; a rollback is possible until then.' + conformance,
     ...input.cutoverApproval,
   }));
   if (decision.outcome !== 'approved') return rollBack(rb, `the cutover was ${describe(decision)}`);

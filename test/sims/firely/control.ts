@@ -75,6 +75,8 @@ export interface FirelySimOptions {
   mongoUrl: string;
   /** Where faults.json lives. */
   stateDir: string;
+  /** The administration database (vonkadmin); default: vonkadmin on the data database's server. */
+  adminMongoUrl?: string;
   port?: number;
   listen?: string;
   /** Run it as this user (a lab host's user may then stop it). */
@@ -84,7 +86,7 @@ export interface FirelySimOptions {
 export async function startFirelyServer(o: FirelySimOptions): Promise<FirelySim> {
   mkdirSync(o.stateDir, { recursive: true });
   const proc = launch(SERVER_BIN, ['--name', o.name, '--version', o.version, '--mongo-url', o.mongoUrl, '--state-dir', o.stateDir,
-    '--port', String(o.port ?? 0), '--listen', o.listen ?? '127.0.0.1'], {}, o.as);
+    '--port', String(o.port ?? 0), '--listen', o.listen ?? '127.0.0.1', ...(o.adminMongoUrl ? ['--admin-mongo-url', o.adminMongoUrl] : [])], {}, o.as);
   const m = await proc.waitFor(/Now listening on: (http:\/\/\S+)/);
   return {
     name: o.name, version: o.version, baseUrl: m[1], stateDir: o.stateDir, proc,

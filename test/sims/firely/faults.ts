@@ -6,6 +6,9 @@
  *   readinessLocked: { untilMs } | { requests }   $readiness answers 423 until then / for that many calls
  *   differ: [{ type, id, patch }]                  reads of that resource return it with `patch` merged in
  *   licenseInvalid: true                           every request answers 402, as with an expired license
+ *   adminLoading: { requests }                      /administration answers 423 Locked that many times (conformance resources loading)
+ *   adminForbidden: true                            /administration answers 403 (the caller is not in Administration.AllowedNetworks)
+ *   adminNotServed: ["Library", ...]                /administration/<type> answers 404 for those types (as without the plugin that serves them)
  *
  * The ingest tool's, in the file $FSI_SIM_FAULTS names (no file, no faults):
  *   crashAfterItems: N    after writing its Nth item of this run, the tool SIGKILLs itself, mid-batch,
@@ -22,6 +25,9 @@ export interface ServerFaults {
   readinessLocked?: { untilMs?: number; requests?: number };
   differ?: Array<{ type: string; id: string; patch: Record<string, unknown> }>;
   licenseInvalid?: boolean;
+  adminLoading?: { requests: number };
+  adminForbidden?: boolean;
+  adminNotServed?: string[];
 }
 
 export interface IngestFaults { crashAfterItems?: number; minimumLevel?: 'VRB' | 'DBG' | 'INF' | 'WRN' | 'ERR' | 'FTL' }
@@ -71,6 +77,23 @@ export class ServerKnobs {
       return true;
     }
     return false;
+  }
+
+  adminNotServed(type: string): boolean {
+    return this.load().adminNotServed?.includes(type) === true;
+  }
+
+  adminForbidden(): boolean {
+    return this.load().adminForbidden === true;
+  }
+
+  /** True while the administration endpoint is loading; used up one request at a time. */
+  takeAdminLoading(): boolean {
+    const f = this.load();
+    if (!f.adminLoading || f.adminLoading.requests <= 0) return false;
+    f.adminLoading = { requests: f.adminLoading.requests - 1 };
+    writeJsonAtomic(serverFaultsFile(this.stateDir!), f);
+    return true;
   }
 
   /** Applies a `differ` knob to a resource read from this server. */

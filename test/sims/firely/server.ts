@@ -3,6 +3,7 @@
  *
  *   tsx test/sims/firely/server.ts --name old --version 5.11.0 --mongo-url mongodb://127.0.0.1:27017/vonkdata \
  *       [--database vonkdata] [--collection vonkentries] [--port 4080] [--listen 127.0.0.1] [--state-dir DIR]
+ *       [--admin-mongo-url mongodb://127.0.0.1:27017/vonkadmin]
  *
  * Each option can also come from the environment: FIRELY_SIM_NAME, FIRELY_SIM_VERSION, FIRELY_SIM_MONGO_URL, ...
  * --port 0 takes a free port; the log line `Now listening on: http://HOST:PORT` tells which.
@@ -12,13 +13,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { MongoClient } from 'mongodb';
 import { parseOptions, UsageError } from './args';
 import { DEFAULT_COLLECTION, entries, provision, readSystemDoc, schemaVersionOf, SeqClock, WriteQueue } from './entries';
+import { ADMIN_TYPES, handleAdmin, loadSpecification, type AdminContext } from './admin';
 import { ServerKnobs } from './faults';
-import { capabilityStatement, FHIR_JSON, FhirError, notImplemented, operationOutcome, type Reply } from './fhir';
+import { capabilityStatement, FHIR_JSON, FhirError, notImplemented, operationOutcome, RESOURCE_TYPES, type Reply } from './fhir';
 import { log, maskPassword } from './log';
 import { handleRest, type RestContext } from './rest';
 import { checkFormat } from './search';
 
-const OPTIONS = ['--name', '--version', '--mongo-url', '--database', '--collection', '--port', '--listen', '--state-dir'];
+const OPTIONS = ['--name', '--version', '--mongo-url', '--database', '--collection', '--port', '--listen', '--state-dir', '--admin-mongo-url'];
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 function config(argv: string[]) {
@@ -34,7 +36,13 @@ function config(argv: string[]) {
   if (!database) throw new UsageError(`Name the database in --mongo-url (mongodb://host:port/vonkdata) or with --database.`);
   const port = Number(get('--port') ?? '4080');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: '${get('--port')}' is not a port number.`);
+  // The administration database (Administration:MongoDbOptions:ConnectionString); by default vonkadmin beside the data database.
+  const adminMongoUrl = get('--admin-mongo-url') || (() => { const u = new URL(mongoUrl); u.pathname = '/vonkadmin'; return u.toString(); })();
+  const adminDatabase = new URL(adminMongoUrl).pathname.replace(/^\//, '');
+  if (!adminDatabase) throw new UsageError(`Name the database in --admin-mongo-url (mongodb://host:port/vonkadmin).`);
+  if (adminMongoUrl === mongoUrl || (!get('--admin-mongo-url') && adminDatabase === database)) throw new UsageError('The administration database must be another database than the data database.');
   return {
+    adminMongoUrl, adminDatabase,
     name: need('--name'), version: need('--version'), mongoUrl, database, port,
     collection: get('--collection') || DEFAULT_COLLECTION, listen: get('--listen') || '127.0.0.1', stateDir: get('--state-dir'),
   };
@@ -100,7 +108,19 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  const adminClient = new MongoClient(cfg.adminMongoUrl, { serverSelectionTimeoutMS: 10_000 });
+  const adminCol = adminClient.db(cfg.adminDatabase).collection('vonkentries');
+  try {
+    if (await loadSpecification(adminCol, cfg.version)) log('INF', `Administration database ${cfg.adminDatabase} initialised: the specification's conformance resources loaded`);
+    log('INF', 'Conformance resource loading finished successfully. Server is ready to receive requests.');
+  } catch (e) {
+    log('FTL', `Cannot use the administration database ${cfg.adminDatabase} at ${maskPassword(cfg.adminMongoUrl)}: ${(e as Error).message}`);
+    await Promise.all([client.close(), adminClient.close()]).catch(() => undefined);
+    process.exit(1);
+  }
+
   const knobs = new ServerKnobs(cfg.stateDir);
+  const admin: AdminContext = { col: adminCol, loading: () => knobs.takeAdminLoading(), forbidden: () => knobs.adminForbidden(), notServed: (t) => knobs.adminNotServed(t) };
   const ctx: RestContext = {
     col, writes: new WriteQueue(), clock: new SeqClock(), defaultTotal: Number(cfg.version.split('.')[0]) >= 6 ? 'none' : 'accurate', differ: (r) => knobs.differ(r),
   };
@@ -122,6 +142,12 @@ async function main(): Promise<void> {
       return { status: 200, body: operationOutcome('information', 'informational', 'Firely Server is up and running') };
     }
     if (!segments.length) throw notImplemented(`${method} on the base (batch, transaction, whole-system search)`);
+    if (first === 'administration') {
+      return handleAdmin({ method, segments: segments.slice(1), query: url.searchParams, base, body: () => parseJson(req) }, admin);
+    }
+    if (ADMIN_TYPES.includes(first) && !RESOURCE_TYPES.includes(first)) {
+      throw new FhirError(404, 'not-supported', `Request for not-supported ResourceType(s) ${first}: conformance resources are managed on /administration/${first} (the simulator does not store them on the data endpoint)`);
+    }
     return handleRest({ method, segments, query: url.searchParams, headers: req.headers, base, body: () => parseJson(req) }, ctx);
   }
 
@@ -140,7 +166,7 @@ async function main(): Promise<void> {
 
   const shutdown = () => {
     log('INF', 'Application is shutting down...');
-    server.close(() => { client.close().finally(() => process.exit(0)); });
+    server.close(() => { Promise.all([client.close(), adminClient.close()]).finally(() => process.exit(0)); });
     server.closeIdleConnections();
   };
   process.once('SIGTERM', shutdown);

@@ -7,7 +7,7 @@
  * up, provisioning only, stopped by SIGTERM/SIGINT after the current batch, the Essentials cap
  * reached); 1 for any refusal or failure, with one FTL line saying why. The crash knob ends it by SIGKILL.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { MongoClient, type Collection, type Document } from 'mongodb';
 import { UsageError } from '../args';
 import { entries, provision, readSystemDoc, SeqClock, type Entry } from '../entries';
@@ -111,6 +111,29 @@ async function migrate(source: Collection<Document>, target: Collection<Document
   return total;
 }
 
+/**
+ * --extraParameters (firely-server-ingest.rst, "Custom Search Parameters"): an .ndjson file, one
+ * SearchParameter a line. Those derived from the specification's (derivedFrom http://hl7.org/fhir...)
+ * are ignored, as the documentation says. The simulator indexes nothing (its search has no custom
+ * parameters): it checks the file and says what it would index.
+ */
+function readExtraParameters(file: string): void {
+  let text: string;
+  try { text = readFileSync(file, 'utf8'); } catch (e) { throw new Fatal(`Cannot read the extra search parameters file '${file}': ${(e as Error).message}`); }
+  const used: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let sp: Record<string, unknown>;
+    try { sp = JSON.parse(line) as Record<string, unknown>; } catch { throw new Fatal(`${file} line ${i + 1} is not JSON`); }
+    if (sp.resourceType !== 'SearchParameter' || typeof sp.url !== 'string' || typeof sp.code !== 'string' || !Array.isArray(sp.base) || typeof sp.expression !== 'string') {
+      throw new Fatal(`${file} line ${i + 1} is not a SearchParameter with url, code, base and expression`);
+    }
+    if (typeof sp.derivedFrom === 'string' && sp.derivedFrom.startsWith('http://hl7.org/fhir')) log('WRN', `Ignoring extra search parameter ${sp.url}: derived from a core search parameter`);
+    else used.push(sp.url);
+  });
+  log('INF', `Indexing ${used.length} extra search parameters at load time: ${used.join(', ') || 'none'}`);
+}
+
 async function run(opts: IngestOptions): Promise<void> {
   setMinimumLevel(loadIngestFaults(process.env.FSI_SIM_FAULTS).minimumLevel ?? 'VRB');
   log('INF', `Firely Server Ingest ${VERSION} (simulator)`);
@@ -123,6 +146,7 @@ async function run(opts: IngestOptions): Promise<void> {
     if (e instanceof LicenseError) throw new Fatal(e.message);
     throw e;
   }
+  if (opts.extraParameters) readExtraParameters(opts.extraParameters);
   const targetClient = await connect(opts.target.url, 'target');
   const clients = [targetClient];
   try {

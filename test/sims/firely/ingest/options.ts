@@ -22,6 +22,8 @@ export interface IngestOptions {
   source?: { url: string; collection: string; continuous: boolean };
   provisionTarget: boolean;
   target: { url: string; collection: string; batch: number };
+  /** --extraParameters: an .ndjson file of custom SearchParameters to index at load time (firely-server-ingest.rst, "Custom Search Parameters"). */
+  extraParameters?: string;
 }
 
 /** Accepted because the real tool has them; they tune parallelism and buffers, which the simulator does not model. */
@@ -30,7 +32,7 @@ const TUNING = ['--mongoPar', '--mongoExistQryPar', '--readBuffer', '--metaPar',
 const REFUSED = ['--settings', '--connectionstring', '--sqlPar', '--sqlBatch', '--sqlTimeout', '--sqlExistQryPar', '--urlConvBases', '--urlConvElems'];
 const KNOWN = ['--license', '--limit', '--fhir-version', '--update-existing-resources', '--haltOnError', '--useRecoveryJournal', '--sourceType',
   '--source', '--srcMongoConnectionString', '--srcMongoCollection', '--srcMongoRunningMode', '--dbType', '--provisionTargetDatabase',
-  '--mongoConnectionstring', '--mongoCollection', '--mongoBatch', '--OpenTelemetryOptions/EnableMetrics', '--OpenTelemetryOptions/Endpoint',
+  '--mongoConnectionstring', '--mongoCollection', '--mongoBatch', '--extraParameters', '--OpenTelemetryOptions/EnableMetrics', '--OpenTelemetryOptions/Endpoint',
   ...TUNING, ...REFUSED];
 const ALIASES = { '-l': '--limit', '-f': '--fhir-version', '-s': '--source', '-c': '--connectionstring' };
 
@@ -77,6 +79,7 @@ export function parseIngestOptions(argv: string[]): IngestOptions {
       : undefined,
     provisionTarget,
     target: { url: mongoUrl(need('--mongoConnectionstring'), '--mongoConnectionstring'), collection: o.get('--mongoCollection') ?? 'vonkentries', batch: intOption(o, '--mongoBatch', 500, 1) },
+    extraParameters: o.get('--extraParameters'),
   };
 }
 
