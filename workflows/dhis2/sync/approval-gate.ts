@@ -4,7 +4,7 @@
  * is applied; every outcome is told in the ticket. Only this resource on this target waits.
  */
 import { condition, patched, workflowInfo } from '@temporalio/workflow';
-import type { ApplyOutcome, ApprovalNeeded } from '../../../activities/dhis2/approval';
+import type { ApplyOutcome, ApprovalNeeded, ReviewOutcome } from '../../../activities/dhis2/approval';
 import type { SyncOutcome } from '../../../activities/dhis2/sync';
 import type { TicketStatus } from '../../../activities/dhis2/target';
 import type { AwaitedChange, DraftView, ParkedChange } from '../../../contracts/dhis2/messages';
@@ -153,11 +153,7 @@ export class ApprovalGate {
     opening.looking ??= (async () => {
       const { target, type, uid } = this.sync.args;
       try {
-        const seen = await this.activities.look.reviewDraft({ target, type, uid, operation: opening.current.operation });
-        if (seen.action === 'draftMissing') {
-          opening.draftGone = true;
-          this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
-        } else if (seen.action === 'draft') await this.revised(opening, seen.view, true);
+        await this.seen(opening, await this.activities.look.reviewDraft({ target, type, uid, operation: opening.current.operation }));
       } catch {
         // The target does not answer now: the gate shows the draft as last read, and the apply checks the version again.
       } finally {
@@ -176,15 +172,18 @@ export class ApprovalGate {
     const { target, type, uid } = this.sync.args;
     const known = this.sync.progress.approvals.find((g) => g.gate === opening.gate)?.fingerprint;
     try {
-      const seen = await this.activities.glance.reviewDraft({ target, type, uid, operation: opening.current.operation, known });
-      if (seen.action === 'same') return;
-      if (seen.action === 'draftMissing') {
-        opening.draftGone = true;
-        this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
-      } else await this.revised(opening, seen.view, true);
+      await this.seen(opening, await this.activities.glance.reviewDraft({ target, type, uid, operation: opening.current.operation, known }));
     } catch {
       // Not answered in time: counted on the version the gate shows; the apply refuses any other.
     }
+  }
+
+  /** What a look at the draft found, while an update waits: the same version, another one (the gate shows it), or none (the gate is withdrawn). */
+  private async seen(opening: Opening, outcome: ReviewOutcome): Promise<void> {
+    if (outcome.action === 'draftMissing') {
+      opening.draftGone = true;
+      this.desk.withdraw(opening.gate, 'the draft was deleted in the target');
+    } else if (outcome.action === 'draft') await this.revised(opening, outcome.view, true);
   }
 
   /** The draft is another version now: the gate shows it and counts approvals for it only; approvals of the old version are told they no longer count. */
