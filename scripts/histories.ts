@@ -23,7 +23,7 @@ import { connectClient } from '../workers/connection';
 /** Every workflow type the worker runs (workflows/index.ts): the compiler fails here when one is added or renamed. */
 export const workflowTypes = Object.keys({
   setupPostgresStandby: true, promotePostgresStandby: true, orgUnitSyncSetup: true, orgUnitSnapshot: true, mirrorHssys: true,
-  createMirroredNamespace: true, switchIrisMirror: true, migrateFirelyServer: true, orgUnitSync: true, runbookLock: true,
+  createMirroredNamespace: true, switchIrisMirror: true, migrateFirelyServer: true, orgUnitSync: true, orgUnitBatch: true, runbookLock: true,
 } satisfies Record<keyof typeof workflows, true>);
 
 export const historiesDir = path.resolve(__dirname, '../test/histories');

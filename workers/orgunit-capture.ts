@@ -11,7 +11,8 @@ import type { Client } from '@temporalio/client';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Pool } from 'pg';
 import type { SyncConfig } from '../activities/dhis2/config';
-import { handOver, syncSettings } from '../activities/dhis2/handoff';
+import { handOver, handOverToBatch, syncSettings } from '../activities/dhis2/handoff';
+import { runLimited } from '../activities/lib/limited';
 import { resolveSecret } from '../activities/lib/secrets';
 import { membershipTables, resourceTables, type ResourceType } from '../contracts/dhis2/resources';
 
@@ -236,6 +237,7 @@ export class ChangeCapture {
       for (const owner of await this.resolveOwners(txn.owners)) txn.resources.set(`${owner.type}:${owner.uid}`, owner);
       for (const [key, r] of txn.resources) resources.set(key, { ...r, committedAt: txn.committedAt, lsn: txn.endLsn });
     }
+    if (this.config.batches) return this.handOverToBatches([...resources.values()]);
     const jobs = [...resources.values()].flatMap((r) => this.config.targets
       .filter((t) => t.resources.includes(r.type))
       .map((t) => () => handOver(this.client, this.taskQueue, {
@@ -244,6 +246,18 @@ export class ChangeCapture {
       }).then(() => this.events.handedOver(t.name, r.type))));
     await runLimited(jobs, handoverConcurrency);
     this.status.handedOver += jobs.length;
+  }
+
+  /** With `batches`: every change of a flush in one signal per target (its orgUnitBatch), not one per resource and target. */
+  private async handOverToBatches(resources: Array<{ type: ResourceType; uid: string; committedAt: Date; lsn: bigint }>): Promise<void> {
+    await Promise.all(this.config.targets.map(async (t) => {
+      const mine = resources.filter((r) => t.resources.includes(r.type));
+      if (!mine.length) return;
+      await handOverToBatch(this.client, this.taskQueue, t.name, syncSettings(this.config, t),
+        mine.map((r) => ({ type: r.type, uid: r.uid, lsn: bigToLsn(r.lsn), committedAt: r.committedAt.toISOString() })));
+      for (const r of mine) this.events.handedOver(t.name, r.type);
+      this.status.handedOver += mine.length;
+    }));
   }
 
   /** Numeric group / group-set ids to uids: from rows seen in the stream, else from the source database. */
@@ -284,12 +298,4 @@ const maxBig = (a: bigint, b: bigint) => (a > b ? a : b);
 /** pgoutput commit time, as the library gives it: microseconds since the Unix epoch. */
 function pgTime(micros: bigint): Date {
   return new Date(Number(BigInt(micros) / 1000n));
-}
-
-async function runLimited(jobs: Array<() => Promise<void>>, limit: number): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, jobs.length) }, async () => {
-    while (next < jobs.length) await jobs[next++]();
-  });
-  await Promise.all(workers);
 }

@@ -12,5 +12,6 @@ export { switchIrisMirror } from './iris/switch-mirror';
 export { migrateFirelyServer } from './firely/migrate';
 /** Keeps one DHIS2 resource in step on one target (started by the org-unit change listener). */
 export { orgUnitSync } from './dhis2/sync-resource';
+export { orgUnitBatch } from './dhis2/batch';
 /** The kit's lock: one run at a time per target (started by the runbooks themselves, not by people). */
 export { runbookLock } from './kit/lock';

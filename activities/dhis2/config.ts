@@ -95,6 +95,7 @@ export const syncConfigSchema = z.strictObject({
     lagLogEvery: duration.default('30s'),
   }).default({ statusPort: 7240, lagLogEvery: '30s' }),
   idleAfter: duration.default('10m').describe('A resource\'s sync workflow ends after this long without changes'),
+  batches: z.boolean().default(false).describe('Apply captured changes in batches, one workflow per target (orgUnitBatch): one bulk read and one metadata import for many changes; only a resource that needs more (approval, a refusal, a missing reference, a delete) gets a sync workflow of its own'),
 });
 export type SyncConfig = z.infer<typeof syncConfigSchema> & { file: string };
 

@@ -19,7 +19,7 @@ export type Deferred = { action: 'deferred'; reason: string };
 export type FastOutcome = SyncOutcome | Deferred;
 
 /** Runs `work` in this worker when the target answers well, else defers at once (the slow path takes it). */
-async function onHealthyTarget<T>(req: SyncRequest, work: (target: ReturnType<typeof openTarget>) => Promise<T>): Promise<T | Deferred> {
+export async function onHealthyTarget<T>(req: SyncRequest, work: (target: ReturnType<typeof openTarget>) => Promise<T>, slowMs = slowCallMs): Promise<T | Deferred> {
   const target = openTarget(req.target);
   const health = targets.get(target.name) ?? { inFlight: 0, troubledUntil: 0 };
   targets.set(target.name, health);
@@ -35,7 +35,7 @@ async function onHealthyTarget<T>(req: SyncRequest, work: (target: ReturnType<ty
     return { action: 'deferred', reason: (err as Error).message };
   } finally {
     health.inFlight -= 1;
-    if (Date.now() - started > slowCallMs) health.troubledUntil = Date.now() + coolOffMs;
+    if (Date.now() - started > slowMs) health.troubledUntil = Date.now() + coolOffMs;
   }
 }
 

@@ -4,8 +4,11 @@
  * Used by the change listener, by syncs that wait for a reference, and by the snapshot.
  */
 import type { Client } from '@temporalio/client';
-import { sourceChangedSignal, syncWorkflowType, type SourceChange, type SyncArgs, type SyncSettings } from '../../contracts/dhis2/messages';
-import { syncWorkflowId, type ResourceType } from '../../contracts/dhis2/resources';
+import {
+  batchWorkflowType, changesCapturedSignal, maxCapturedPerSignal, sourceChangedSignal, syncWorkflowType,
+  type BatchArgs, type CapturedChange, type SourceChange, type SyncArgs, type SyncSettings,
+} from '../../contracts/dhis2/messages';
+import { batchWorkflowId, syncWorkflowId, type ResourceType } from '../../contracts/dhis2/resources';
 import type { SyncConfig, SyncTarget } from './config';
 
 export const syncSettings = (config: SyncConfig, target: SyncTarget): SyncSettings => ({
@@ -26,4 +29,19 @@ export async function handOver(client: Client, taskQueue: string, h: Handoff): P
     // The UI's Summary panel: which resource goes to which target (set when this hand-over starts the run).
     staticSummary: `Org-unit sync: ${h.type} ${h.uid} to ${h.target}`,
   });
+}
+
+/** Hands many changes of one target to its orgUnitBatch (signal-with-start), in signals of at most maxCapturedPerSignal changes. */
+export async function handOverToBatch(client: Client, taskQueue: string, target: string, settings: SyncSettings, changes: CapturedChange[]): Promise<void> {
+  const args: BatchArgs = { target, settings };
+  for (let i = 0; i < changes.length; i += maxCapturedPerSignal) {
+    await client.workflow.signalWithStart(batchWorkflowType, {
+      workflowId: batchWorkflowId(target),
+      taskQueue,
+      args: [args],
+      signal: changesCapturedSignal,
+      signalArgs: [{ changes: changes.slice(i, i + maxCapturedPerSignal) }],
+      staticSummary: `Org-unit batches to ${target}`,
+    });
+  }
 }

@@ -4,9 +4,12 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { SyncSettings } from '../../contracts/dhis2/messages';
+import type { BatchCarried, SyncSettings } from '../../contracts/dhis2/messages';
 import type { ResourceType } from '../../contracts/dhis2/resources';
-import { handOver } from './handoff';
+import { runLimited } from '../lib/limited';
+import { applyBatch } from './batch';
+import { currentSyncConfig } from './config';
+import { handOver, handOverToBatch } from './handoff';
 import { applyDraftFast, syncResourceFast } from './fast-path';
 import * as setup from './setup';
 import { checkSnapshotTarget, copyPage } from './snapshot';
@@ -41,7 +44,22 @@ export function createDhis2Activities() {
     async requestSync(req: { target: string; refs: Array<{ type: ResourceType; uid: string }>; waiter: string; taskQueue: string; settings: SyncSettings }): Promise<void> {
       for (const ref of req.refs) checkRequest({ target: req.target, ...ref });
       const client = Context.current().client;
+      // With batches, the target's orgUnitBatch hands the resource to its own sync, and knows it did.
+      if (currentSyncConfig().batches) return handOverToBatch(client, req.taskQueue, req.target, req.settings, req.refs.map((ref) => ({ ...ref, waiter: req.waiter })));
       await Promise.all(req.refs.map((ref) => handOver(client, req.taskQueue, { target: req.target, ...ref, settings: req.settings, change: { waiter: req.waiter } })));
+    },
+
+    /** The batch apply: a local activity of orgUnitBatch. */
+    applyBatch,
+
+    /** orgUnitBatch hands these resources to their own syncs (each change numbered, so the sync can say when it is done with it). */
+    async handToSyncs(req: { target: string; taskQueue: string; settings: SyncSettings; changes: Array<BatchCarried['pending'][number] & { seq: number }> }): Promise<void> {
+      for (const c of req.changes) checkRequest({ target: req.target, type: c.type, uid: c.uid });
+      const client = Context.current().client;
+      const jobs = req.changes.flatMap((c) => (c.waiters.length ? c.waiters : [undefined]).map((waiter) => () => handOver(client, req.taskQueue, {
+        target: req.target, type: c.type, uid: c.uid, settings: req.settings, change: { lsn: c.lsn, committedAt: c.committedAt, waiter, seq: c.seq },
+      })));
+      await whileHeartbeating(() => runLimited(jobs, 32));
     },
 
     /** Tells the target's recipients that a change could not be applied, and why. */

@@ -42,6 +42,38 @@ export async function syncResource(req: SyncRequest): Promise<SyncOutcome> {
   return syncResourceOn(openTarget(req.target), req);
 }
 
+/**
+ * What a change comes to, once both sides are read: nothing to do (with why), a change that needs
+ * approval, or a create / update / delete to send. The pass below and the batch apply (./batch.ts)
+ * decide alike.
+ */
+export type Plan =
+  | { kind: 'settled'; outcome: SyncOutcome; reason: string }
+  | { kind: 'gated'; op: GatedOperation; changes: FieldChange[]; gatedFields: string[]; wanted?: Resource; held?: Resource }
+  | { kind: 'send'; op: GatedOperation; changes: FieldChange[]; wanted?: Resource; held?: Resource };
+
+export async function planChange(target: Dhis2Target, type: ResourceType, source: Resource | undefined, current: Resource | undefined): Promise<Plan> {
+  const { settings } = target;
+  let wanted: Resource | null | undefined;
+  try {
+    wanted = source && await mapForTarget(target.config, settings, type, source);
+  } catch (err) {
+    return { kind: 'settled', outcome: { action: 'failed', error: (err as Error).message, errors: [] }, reason: '' };
+  }
+  const held = current && stripComputed(type, current);
+  if (!wanted && !current) return { kind: 'settled', outcome: { action: 'unchanged' }, reason: 'the resource is on neither side any more' };
+  const changes = diffFields(held, wanted ?? undefined);
+  if (!changes.length) return { kind: 'settled', outcome: { action: 'unchanged' }, reason: 'the target already holds what the source holds' };
+  const op: GatedOperation = !wanted ? 'delete' : current ? 'update' : 'create';
+  if (!settings.operations.includes(op)) {
+    const reason = `target ${target.name} does not take ${op}s`;
+    return { kind: 'settled', outcome: { action: 'skipped', reason }, reason };
+  }
+  const gatedFields = needsApproval(settings, type, op, changes);
+  if (gatedFields) return { kind: 'gated', op, changes, gatedFields, wanted: wanted ?? undefined, held };
+  return { kind: 'send', op, changes, wanted: wanted ?? undefined, held };
+}
+
 /** The pass on a target the caller opened (the fast path opens it to see how the target is doing). */
 export async function syncResourceOn(target: Dhis2Target, req: SyncRequest): Promise<SyncOutcome> {
   const { settings } = target;
@@ -55,21 +87,10 @@ export async function syncResourceOn(target: Dhis2Target, req: SyncRequest): Pro
     if (err instanceof NotSyncable) return { action: 'failed', error: err.message, errors: [] };
     throw err;
   }
-  let wanted: Resource | null | undefined;
-  try {
-    wanted = source && await mapForTarget(target.config, settings, req.type, source);
-  } catch (err) {
-    return { action: 'failed', error: (err as Error).message, errors: [] };
-  }
-  const held = current && stripComputed(req.type, current);
-  if (!wanted && !current) return release(target, req, 'the resource is on neither side any more', { action: 'unchanged' });
-  const changes = diffFields(held, wanted ?? undefined);
-  if (!changes.length) return release(target, req, 'the target already holds what the source holds', { action: 'unchanged' });
-  const op: GatedOperation = !wanted ? 'delete' : current ? 'update' : 'create';
-  if (!settings.operations.includes(op)) return release(target, req, `target ${target.name} does not take ${op}s`, { action: 'skipped', reason: `target ${target.name} does not take ${op}s` });
-
-  const gated = needsApproval(settings, req.type, op, changes);
-  if (gated) return stage(target, req, op, changes, gated, wanted ?? held!, source ?? current!, current);
+  const plan = await planChange(target, req.type, source, current);
+  if (plan.kind === 'settled') return plan.outcome.action === 'failed' ? plan.outcome : release(target, req, plan.reason, plan.outcome);
+  const { op, changes, wanted, held } = plan;
+  if (plan.kind === 'gated') return stage(target, req, op, changes, plan.gatedFields, wanted ?? held!, source ?? current!, current);
   if (req.held) return release(target, req, 'the change no longer touches fields that need approval', { action: 'unchanged' });
 
   if (!wanted) {
@@ -116,7 +137,7 @@ async function release(target: Dhis2Target, req: SyncRequest, reason: string, ou
   return { action: 'released', reason };
 }
 
-async function finish(target: Dhis2Target, req: SyncRequest, action: 'created' | 'updated' | 'deleted', resource: Resource, changes: FieldChange[]): Promise<SyncOutcome> {
+export async function finish(target: Dhis2Target, req: Pick<SyncRequest, 'type' | 'uid'>, action: 'created' | 'updated' | 'deleted', resource: Resource, changes: FieldChange[]): Promise<SyncOutcome> {
   const recorded = changes.map((c) => ({ field: c.field, old: clip(c.old), new: clip(c.new) }));
   const { notify } = target.settings;
   if (!notify.on.includes('success')) return { action, changes: recorded, notified: false };

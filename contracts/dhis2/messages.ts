@@ -32,6 +32,8 @@ export interface SourceChange {
   committedAt?: string;
   /** A workflow waiting for this resource to exist on the target: signalled once it does. */
   waiter?: string;
+  /** Handed over by the target's orgUnitBatch: the sync tells it this number when it ends (syncReleased). */
+  seq?: number;
 }
 export const sourceChangedSignal = defineSignal<[SourceChange]>('sourceChanged');
 
@@ -126,4 +128,60 @@ export interface CarriedState {
   pending: boolean;
   waiters: string[];
   progress: SyncProgress;
+  /** The last number the target's orgUnitBatch handed this resource over with. */
+  batchSeq?: number;
 }
+
+/** The workflow type that applies one target's captured changes in batches (one per target: batchWorkflowId). */
+export const batchWorkflowType = 'orgUnitBatch';
+
+/** One captured change of one resource, for the target's orgUnitBatch. */
+export interface CapturedChange {
+  type: ResourceType;
+  uid: string;
+  lsn?: string;
+  committedAt?: string;
+  /** A sync waiting for this resource to exist on the target (the resource then goes to its own sync, which wakes it). */
+  waiter?: string;
+}
+/** Changes the listener captured (or a sync asks for): at most maxCapturedPerSignal in one signal. */
+export const changesCapturedSignal = defineSignal<[{ changes: CapturedChange[] }]>('changesCaptured');
+export const maxCapturedPerSignal = 500;
+
+/** A resource's sync ended: its resource may go back to batches, unless it was handed over again since `seq`. */
+export interface SyncReleased { type: ResourceType; uid: string; seq: number }
+export const syncReleasedSignal = defineSignal<[SyncReleased]>('syncReleased');
+
+export interface BatchArgs {
+  target: string;
+  settings: SyncSettings;
+  carried?: BatchCarried;
+}
+export interface BatchCarried {
+  /** Changes not yet applied, each with every sync waiting for its resource. */
+  pending: Array<Omit<CapturedChange, 'waiter'> & { waiters: string[] }>;
+  /** Resources with a sync of their own, and the number each was last handed over with. */
+  withSync: Array<[string, number]>;
+  seq: number;
+  progress: BatchProgress;
+}
+
+export interface BatchProgress extends ApprovalLedger {
+  runbook: typeof batchWorkflowType;
+  title: string;
+  target: string;
+  status: 'applying' | 'idle' | 'completed';
+  batches: number;
+  /** Resources applied in batches, found already in step, or not taken by the target. */
+  applied: number;
+  unchanged: number;
+  /** Hand-overs to a resource's own sync: it needed more (approval, a refusal, a reference), or its sync was running. */
+  handedToSyncs: number;
+  /** Resources with a running sync of their own now (their changes go there, in order). */
+  withSync: number;
+  pending: number;
+  lastCommittedAt?: string;
+  /** The last batches, newest last. */
+  recent: Array<{ at: string; applied: number; unchanged: number; handedBack: number; forwarded: number; reasons?: string[] }>;
+}
+export const batchProgressQuery = progressQueryOf<BatchProgress>();

@@ -25,6 +25,9 @@ export const captureTables = [...Object.keys(resourceTables), ...Object.keys(mem
 /** The deterministic id of the workflow that syncs one resource to one target. */
 export const syncWorkflowId = (target: string, type: ResourceType, uid: string): string => `orgunit-sync:${target}:${type}:${uid}`;
 
+/** The one workflow that applies a target's captured changes in batches. */
+export const batchWorkflowId = (target: string): string => `orgunit-batch:${target}`;
+
 /** A DHIS2 uid: a letter, then 10 letters or digits. */
 export const uidPattern = /^[A-Za-z][A-Za-z0-9]{10}$/;
 

@@ -8,10 +8,11 @@
  * A change to fields that need approval waits at a gate (./sync/approval-gate.ts); a change the
  * target refuses for good is parked until a person retries or drops it (./sync/parked.ts).
  */
-import { allHandlersFinished, condition, continueAsNew, setHandler, setWorkflowOptions } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, getExternalWorkflowHandle, patched, setHandler, setWorkflowOptions } from '@temporalio/workflow';
 import {
-  dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, type SyncArgs, type SyncProgress,
+  dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncReleasedSignal, type SyncArgs, type SyncProgress,
 } from '../../contracts/dhis2/messages';
+import { batchWorkflowId } from '../../contracts/dhis2/resources';
 import { syncActivities } from './sync/activities';
 import { ApprovalGate } from './sync/approval-gate';
 import { judgeVerdict, settleParked } from './sync/parked';
@@ -46,6 +47,11 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
     await syncPass(sync, activities, gate);
   }
   await condition(allHandlersFinished);
+  // Handed over by the target's batches: they may apply this resource again (unless they handed it over since).
+  if (sync.batchSeq !== undefined && patched('batch-release')) {
+    const { target, type, uid } = args;
+    await getExternalWorkflowHandle(batchWorkflowId(target)).signal(syncReleasedSignal, { type, uid, seq: sync.batchSeq }).catch(() => undefined);
+  }
   sync.show('completed');
   return sync.progress;
 }

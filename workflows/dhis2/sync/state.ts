@@ -38,6 +38,8 @@ export class SyncState implements ApprovalHost {
   verdict?: ParkedVerdict;
   /** Passes in a row that found a reference missing: the wait before trying again grows with it. */
   referenceWaits = 0;
+  /** The last number the target's orgUnitBatch handed this resource over with (undefined: not handed over by it). */
+  batchSeq?: number;
   readonly idle: IdleWatch;
   /** The RunbookStatus last upserted (each upsert is a history event). */
   private published = '';
@@ -51,6 +53,7 @@ export class SyncState implements ApprovalHost {
     };
     this.pending = carried?.pending ?? false;
     this.waiters = new Set(carried?.waiters ?? []);
+    this.batchSeq = carried?.batchSeq;
     this.idle = idleWatch(args.settings.idleAfter as Duration);
   }
 
@@ -62,6 +65,7 @@ export class SyncState implements ApprovalHost {
     if (this.progress.parked) this.progress.parked.queued += 1;
     if (typeof change?.committedAt === 'string') this.progress.lastCommittedAt = change.committedAt;
     if (typeof change?.waiter === 'string' && change.waiter !== workflowInfo().workflowId) this.waiters.add(change.waiter);
+    if (typeof change?.seq === 'number' && Number.isSafeInteger(change.seq)) this.batchSeq = Math.max(this.batchSeq ?? 0, change.seq);
   }
 
   /** The search attributes that say which sync this is (its status follows with the first `show`). */
@@ -135,6 +139,6 @@ export class SyncState implements ApprovalHost {
   /** What the next run of this workflow starts from (SyncArgs and CarriedState: running syncs depend on this shape). */
   handOver(): SyncArgs {
     const { target, type, uid, settings } = this.args;
-    return { target, type, uid, settings, carried: { pending: this.pending, waiters: [...this.waiters], progress: this.progress } };
+    return { target, type, uid, settings, carried: { pending: this.pending, waiters: [...this.waiters], progress: this.progress, batchSeq: this.batchSeq } };
   }
 }
