@@ -4,19 +4,21 @@
  * The same workload through a bare loop (on each source write: GET from the source, import into
  * each target; no change capture, no Temporal) is the floor.
  *
- * Options: --updates N (2000) --units N (500) --rate N per second (100).
+ * Options: --updates N (2000) --units N (500) --rate N per second (100); --bulk N: also N new org
+ * units in ONE source import, the time until the last is on every target (runbooks, then the bare
+ * loop); --per-resource: the sync without `batches` (one workflow per resource and target).
  */
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { floorPokeSignal } from '../test/workflows/floor';
-import { pct, withFloorWorker } from './lib/bench';
+import { loadLine, pct, withFloorWorker } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
 import { startDhis2Lab, sourceImport, type Dhis2Lab } from '../test/lab/dhis2';
 import { startProcess } from '../test/support/processes';
 import type { Dhis2Write } from '../test/sims/dhis2';
 
-interface Workload { updates: number; units: number; rate: number }
+interface Workload { updates: number; units: number; rate: number; bulk?: number; perResource?: boolean }
 interface Figures { p50: number; p95: number; max: number; throughput: number; seconds: number }
 
 const unitId = (i: number) => `B${String(i).padStart(10, '0')}`;
@@ -93,6 +95,31 @@ async function measure(lab: Dhis2Lab, load: Workload, round: number): Promise<Fi
   return { p50: pct(latencies, 50), p95: pct(latencies, 95), max: Math.max(...latencies), throughput: load.updates / seconds, seconds };
 }
 
+/** N new org units in one source import: seconds from its commit until the last is on every target. */
+async function measureBulk(lab: Dhis2Lab, n: number, round: number, parent: string): Promise<number> {
+  const uids = Array.from({ length: n }, (_, i) => `K${round}${String(i).padStart(9, '0')}`);
+  const wanted = new Set(uids);
+  const landed = new Map<string, number>();
+  const offs = Object.entries(lab.targets).map(([name, sim]) => sim.onWrite((w) => {
+    if (w.op === 'create' && wanted.has(w.uid)) landed.set(`${name}:${w.uid}`, w.at);
+  }));
+  let committed = 0;
+  const offSource = lab.source.onWrite((w) => { if (wanted.has(w.uid)) committed = Math.max(committed, w.at); });
+  try {
+    await sourceImport(lab, 'organisationUnit', uids.map((id, i) => ({ id, name: `Bulk ${round}-${i}`, shortName: `Bulk ${round}-${i}`, openingDate: '2020-01-01', parent: { id: parent } })));
+    const expected = uids.length * Object.keys(lab.targets).length;
+    const deadline = Date.now() + 300_000;
+    while (landed.size < expected) {
+      if (Date.now() > deadline) throw new Error(`bulk: ${landed.size} of ${expected} creates on the targets within 5 minutes`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return (Math.max(...landed.values()) - committed) / 1000;
+  } finally {
+    offs.forEach((off) => off());
+    offSource();
+  }
+}
+
 /** The floor: on each source write, fetch it and import it into every target, nothing else. */
 function bareLoop(lab: Dhis2Lab, sourceToken: string): () => void {
   const auth = { authorization: `ApiToken ${sourceToken}` };
@@ -137,6 +164,8 @@ const row = (label: string, f: Figures) => `  ${label.padEnd(26)} p50 ${f.p50.to
 export async function orgunitSyncBench(load: Workload, repoRoot: string): Promise<void> {
   const server = await startDevServer({ cliPath: findTemporalCli(repoRoot), port: await freePort() });
   const lab = await startDhis2Lab(['b1', 'b2']);
+  const design = load.perResource ? 'one workflow per resource and target (batches: false)' : 'batches per target (batches: true)';
+  if (!load.perResource) lab.writeConfig((c) => { c.batches = true; });
   if (process.env.BENCH_NO_NOTIFY) lab.writeConfig((c) => { for (const t of c.targets) t.notify = { ...t.notify, on: ['failure'] }; });
   const queue = `bench-orgunit-${process.pid}`;
   const env = { ...lab.workerEnv, RUNBOOKS_SET_CURRENT: 'true', TEMPORAL_ADDRESS: server.address, RUNBOOKS_TASK_QUEUE: queue };
@@ -155,12 +184,15 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     await measure(lab, { updates: load.units, units: load.units, rate: load.rate }, 0);
 
     const flatOut = { ...load, rate: 100_000 };
-    console.log(`org-unit sync benchmark: ${load.updates} updates over ${load.units} org units, two targets (notifications on)`);
+    console.log(`org-unit sync benchmark: ${load.updates} updates over ${load.units} org units, two targets (notifications on), ${design}`);
+    console.log(`at start: ${loadLine()}`);
     console.log(`latency at a steady ${load.rate} updates/s; throughput with the updates sent as fast as the source takes them`);
     const runbooks = await measure(lab, load, 1);
     console.log(row(`runbooks at ${load.rate}/s`, runbooks));
     const runbooksMax = await measure(lab, flatOut, 2);
     console.log(row('runbooks flat out', runbooksMax));
+    const bulk = load.bulk ? await measureBulk(lab, load.bulk, 1, parent) : undefined;
+    if (bulk !== undefined) console.log(`  runbooks, ${load.bulk} new org units in one import: the last on both targets ${bulk.toFixed(1)} s after the commit`);
 
     await lab.listener!.kill('SIGTERM');
     const token = readFileSync(`${lab.secretsDir}/source-token`, 'utf8');
@@ -169,6 +201,8 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     console.log(row(`bare loop at ${load.rate}/s`, bare));
     const bareMax = await measure(lab, flatOut, 4);
     console.log(row('bare loop flat out', bareMax));
+    const bareBulk = load.bulk ? await measureBulk(lab, load.bulk, 2, parent) : undefined;
+    if (bareBulk !== undefined) console.log(`  bare loop, ${load.bulk} new org units in one import: the last on both targets ${bareBulk.toFixed(1)} s after the commit`);
     stop();
     await lab.listener?.kill('SIGTERM');
     await worker.kill('SIGTERM');
@@ -178,6 +212,8 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     console.log('\ntargets');
     console.log(`  p95 commit -> visible under 1 s at ${load.rate}/s:  ${runbooks.p95 < 1000 ? 'met' : 'MISSED'} (${runbooks.p95.toFixed(0)} ms)`);
     console.log(`  at least 100 changes/s:                ${runbooksMax.throughput >= 100 ? 'met' : 'MISSED'} (${runbooksMax.throughput.toFixed(0)}/s)`);
+    if (bulk !== undefined) console.log(`  ${load.bulk} new org units on both targets within 10 s: ${bulk <= 10 ? 'met' : 'MISSED'} (${bulk.toFixed(1)} s)`);
+    console.log(`at end: ${loadLine()}`);
   } finally {
     await lab.listener?.kill('SIGTERM');
     await worker.kill('SIGTERM');

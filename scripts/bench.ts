@@ -167,13 +167,13 @@ async function promotion(runs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' }, deadline: { type: 'string' }, metrics: { type: 'boolean' }, rounds: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { runs: { type: 'string' }, updates: { type: 'string' }, units: { type: 'string' }, rate: { type: 'string' }, waiting: { type: 'string' }, deadline: { type: 'string' }, metrics: { type: 'boolean' }, rounds: { type: 'string' }, bulk: { type: 'string' }, 'per-resource': { type: 'boolean' } } });
   const runs = Number(values.runs ?? 3);
   const n = (name: keyof typeof values, otherwise: number) => Number(values[name] ?? otherwise);
   // Generous bounds: a benchmark that takes this long is stuck, not slow.
   const defaultSeconds: Record<string, number> = {
     promotion: 120 + 240 * runs,
-    'orgunit-sync': 300 + (4 * n('updates', 2000)) / n('rate', 100),
+    'orgunit-sync': 300 + (4 * n('updates', 2000)) / n('rate', 100) + (values.bulk ? 600 : 0),
     'orgunit-approval': 300 + 20 * n('runs', 30),
     hssys: 300 + 180 * n('runs', 5),
     cutover: 300 + 300 * n('runs', 3),
@@ -187,14 +187,14 @@ async function main(): Promise<void> {
   }
   switch (name) {
     case 'promotion': return promotion(runs);
-    case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100) }, repoRoot);
+    case 'orgunit-sync': return orgunitSyncBench({ updates: Number(values.updates ?? 2000), units: Number(values.units ?? 500), rate: Number(values.rate ?? 100), bulk: values.bulk === undefined ? undefined : Number(values.bulk), perResource: values['per-resource'] }, repoRoot);
     case 'orgunit-approval': return orgunitApprovalBench(Number(values.runs ?? 30), repoRoot);
     case 'hssys': return hssysBench(Number(values.runs ?? 5), repoRoot);
     case 'cutover': return cutoverBench(Number(values.runs ?? 3), repoRoot);
     case 'temporal': if (values.metrics) return metricsOnOffBench({ runs: Number(values.runs ?? 200), rounds: Number(values.rounds ?? 2) }, repoRoot);
       return temporalBench({ runs: Number(values.runs ?? 50), waiting: Number(values.waiting ?? 1000) }, repoRoot);
     default:
-      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | temporal --metrics [--runs 200] [--rounds 2] | hssys [--runs 5] | cutover [--runs 3]  (any: --deadline SECONDS)');
+      console.error('Usage: npm run bench -- promotion [--runs N] | orgunit-sync [--updates 2000] [--units 500] [--rate 100] [--bulk 1000] [--per-resource] | orgunit-approval [--runs 30] | temporal [--runs 50] [--waiting 1000] | temporal --metrics [--runs 200] [--rounds 2] | hssys [--runs 5] | cutover [--runs 3]  (any: --deadline SECONDS)');
       process.exit(2);
   }
 }

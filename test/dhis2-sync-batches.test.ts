@@ -41,7 +41,7 @@ afterAll(async () => {
 
 const runningSyncs = async (target: string) => {
   const ids: string[] = [];
-  for await (const wf of client.workflow.list({ query: `WorkflowType = 'orgUnitSync' AND RunbookTarget = '${target}' AND ExecutionStatus = 'Running'` })) ids.push(wf.workflowId);
+  for await (const wf of client.workflow.list({ query: `WorkflowType = 'orgUnitSync' AND RunbookTarget = '${target}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'` })) ids.push(wf.workflowId);
   return ids;
 };
 
@@ -109,7 +109,7 @@ test('1,000 new org units, the worker and the listener SIGKILLed mid-burst: ever
 
     // Batches, not a workflow per change: a handful of resources have a sync of their own.
     for (const t of targets) {
-      const progress = await client.workflow.getHandle(batchWorkflowId(t)).query(batchProgressQuery);
+      const progress = await client.workflow.getHandle(batchWorkflowId(queue, t)).query(batchProgressQuery);
       // A batch the killed worker had applied is found in step when it runs again, and the restarted listener hands over again what it had not confirmed.
       expect({ t, batches: progress.batches < 200, seen: progress.applied + progress.unchanged >= expected(t).length, handedToSyncs: progress.handedToSyncs <= 3 })
         .toEqual({ t, batches: true, seen: true, handedToSyncs: true });

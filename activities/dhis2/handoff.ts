@@ -36,7 +36,7 @@ export async function handOverToBatch(client: Client, taskQueue: string, target:
   const args: BatchArgs = { target, settings };
   for (let i = 0; i < changes.length; i += maxCapturedPerSignal) {
     await client.workflow.signalWithStart(batchWorkflowType, {
-      workflowId: batchWorkflowId(target),
+      workflowId: batchWorkflowId(taskQueue, target),
       taskQueue,
       args: [args],
       signal: changesCapturedSignal,

@@ -25,8 +25,12 @@ export const captureTables = [...Object.keys(resourceTables), ...Object.keys(mem
 /** The deterministic id of the workflow that syncs one resource to one target. */
 export const syncWorkflowId = (target: string, type: ResourceType, uid: string): string => `orgunit-sync:${target}:${type}:${uid}`;
 
-/** The one workflow that applies a target's captured changes in batches. */
-export const batchWorkflowId = (target: string): string => `orgunit-batch:${target}`;
+/**
+ * The one workflow that applies a target's captured changes in batches, per deployment: the
+ * worker's task queue is part of it, so two deployments sharing a namespace (or a namespace's
+ * earlier deployment) never take each other's changes.
+ */
+export const batchWorkflowId = (taskQueue: string, target: string): string => `orgunit-batch:${taskQueue}:${target}`;
 
 /** A DHIS2 uid: a letter, then 10 letters or digits. */
 export const uidPattern = /^[A-Za-z][A-Za-z0-9]{10}$/;

@@ -8,7 +8,7 @@
  * A change to fields that need approval waits at a gate (./sync/approval-gate.ts); a change the
  * target refuses for good is parked until a person retries or drops it (./sync/parked.ts).
  */
-import { allHandlersFinished, condition, continueAsNew, getExternalWorkflowHandle, patched, setHandler, setWorkflowOptions } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, getExternalWorkflowHandle, patched, setHandler, setWorkflowOptions, workflowInfo } from '@temporalio/workflow';
 import {
   dropSyncSignal, retrySyncSignal, sourceChangedSignal, syncProgressQuery, syncReleasedSignal, type SyncArgs, type SyncProgress,
 } from '../../contracts/dhis2/messages';
@@ -50,7 +50,7 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
   // Handed over by the target's batches: they may apply this resource again (unless they handed it over since).
   if (sync.batchSeq !== undefined && patched('batch-release')) {
     const { target, type, uid } = args;
-    await getExternalWorkflowHandle(batchWorkflowId(target)).signal(syncReleasedSignal, { type, uid, seq: sync.batchSeq }).catch(() => undefined);
+    await getExternalWorkflowHandle(batchWorkflowId(workflowInfo().taskQueue, target)).signal(syncReleasedSignal, { type, uid, seq: sync.batchSeq }).catch(() => undefined);
   }
   sync.show('completed');
   return sync.progress;
