@@ -11,6 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { floorPokeSignal } from '../test/workflows/floor';
+import { batchProgressQuery } from '../contracts/dhis2/messages';
+import { batchWorkflowId } from '../contracts/dhis2/resources';
 import { loadLine, pct, withFloorWorker } from './lib/bench';
 import { findTemporalCli, startDevServer } from './lib/dev-server';
 import { freePort } from '../test/support/global-setup';
@@ -183,6 +185,15 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     await sourceImport(lab, 'organisationUnit', Array.from({ length: load.units }, (_, i) => ou(i, 0, parent)));
     await measure(lab, { updates: load.units, units: load.units, rate: load.rate }, 0);
 
+    // BENCH_VERBOSE=1: what the batches did (how many, and how many resources went to their own sync, and why).
+    const batchReport = async (when: string) => {
+      if (!process.env.BENCH_VERBOSE || load.perResource) return;
+      for (const t of Object.keys(lab.targets)) {
+        const p = await client.workflow.getHandle(batchWorkflowId(queue, t)).query(batchProgressQuery).catch((err) => ({ error: String(err) }));
+        console.log(`  ${when}, batches to ${t}: ${JSON.stringify(p).slice(0, 1500)}`);
+      }
+    };
+    await batchReport('after the warm-up');
     const flatOut = { ...load, rate: 100_000 };
     console.log(`org-unit sync benchmark: ${load.updates} updates over ${load.units} org units, two targets (notifications on), ${design}`);
     console.log(`at start: ${loadLine()}`);
@@ -191,6 +202,7 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     console.log(row(`runbooks at ${load.rate}/s`, runbooks));
     const runbooksMax = await measure(lab, flatOut, 2);
     console.log(row('runbooks flat out', runbooksMax));
+    await batchReport('after flat out');
     const bulk = load.bulk ? await measureBulk(lab, load.bulk, 1, parent) : undefined;
     if (bulk !== undefined) console.log(`  runbooks, ${load.bulk} new org units in one import: the last on both targets ${bulk.toFixed(1)} s after the commit`);
 

@@ -161,7 +161,7 @@ export interface ImportError { code: string; message: string; uid?: string; prop
 
 const maxImportErrors = 50;
 
-export function importErrors(report: unknown): ImportError[] {
+export function importErrors(report: unknown, max = maxImportErrors): ImportError[] {
   const out: ImportError[] = [];
   const response = (report as { response?: { typeReports?: unknown[]; errorReports?: unknown[] } })?.response;
   const reports = Array.isArray(response?.typeReports) ? response!.typeReports : [];
@@ -174,7 +174,7 @@ export function importErrors(report: unknown): ImportError[] {
   }
   for (const er of Array.isArray(response?.errorReports) ? response!.errorReports : []) out.push(errorOf(er));
   // A peer's report lands in a run's history: a few dozen errors say enough.
-  return out.slice(0, maxImportErrors);
+  return out.slice(0, max);
 }
 
 function errorOf(er: unknown, uid?: string): ImportError {

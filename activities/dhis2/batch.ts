@@ -12,17 +12,21 @@
  * resource back is always safe.
  */
 import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
-import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server } from './api';
+import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { onHealthyTarget } from './fast-path';
 import { runLimited } from '../lib/limited';
 import { diffFields, stripComputed, type FieldChange, type Resource } from './mapping';
 import { checkRequest, finish, planChange } from './sync';
-import type { Dhis2Target } from './target';
+import { missingReferences, type Dhis2Target, type MissingReference } from './target';
 
 export interface BatchItem { type: ResourceType; uid: string }
 export interface BatchRequest { target: string; items: BatchItem[] }
 export interface BatchApplied extends BatchItem { action: 'created' | 'updated' | 'unchanged' | 'skipped'; notifyError?: string }
-export interface BatchHandBack extends BatchItem { reason: string }
+export interface BatchHandBack extends BatchItem {
+  reason: string;
+  /** The import lacked only these synced resources (E5002): they may come in a later batch. */
+  missing?: MissingReference[];
+}
 export interface BatchOutcome { applied: BatchApplied[]; handBack: BatchHandBack[] }
 
 /** Ids per list request: `filter=id:in:[…]` of 100 uids is a 1.3 kB query string. */
@@ -84,7 +88,7 @@ async function applyOn(target: Dhis2Target, items: BatchItem[]): Promise<BatchOu
     const refusedUids = await importAll(target, sends);
     const written = sends.filter((s) => {
       const why = refusedUids.get(s.item.uid);
-      if (why !== undefined) handBack.push({ ...s.item, reason: why });
+      if (why !== undefined) handBack.push({ ...s.item, ...why });
       return why === undefined;
     });
     // Each applied change is told to the target's recipients as the per-resource pass tells it.
@@ -118,16 +122,16 @@ async function readMany(server: Dhis2Server, type: ResourceType, uids: string[])
  * trusted object by object (a report can list one error and ignore the rest): the target is read
  * again, and whatever it does not hold as sent goes back with the report's words.
  */
-async function importAll(target: Dhis2Target, sends: Send[]): Promise<Map<string, string>> {
+async function importAll(target: Dhis2Target, sends: Send[]): Promise<Map<string, { reason: string; missing?: MissingReference[] }>> {
   const bundle: Record<string, Resource[]> = {};
   for (const s of sends) (bundle[endpointOf[s.item.type]] ??= []).push(s.wanted);
   const res = await call<{ status?: string }>(target.server, 'POST', 'metadata', { query: batchImportQuery, json: bundle, timeoutMs: 120_000, maxBytes: answerLimits.resource });
   const status = typeof res.body === 'object' && res.body ? res.body.status : undefined;
   if (res.status === 200 && (status === 'OK' || status === 'SUCCESS')) return new Map();
   if (res.status !== 200 && res.status !== 409) throw refused(target.server, `answered POST /api/metadata with HTTP ${res.status}: ${snippet(res.text)}`);
-  const said = new Map<string, string>();
-  for (const e of importErrors(res.body)) if (e.uid) said.set(e.uid, `${said.get(e.uid) ?? ''}${e.code} ${e.message}; `);
-  const refusedUids = new Map<string, string>();
+  const said = new Map<string, ImportError[]>();
+  for (const e of importErrors(res.body, sends.length * 4)) if (e.uid) said.set(e.uid, [...(said.get(e.uid) ?? []), e]);
+  const refusedUids = new Map<string, { reason: string; missing?: MissingReference[] }>();
   const byType = new Map<ResourceType, Send[]>();
   for (const s of sends) byType.set(s.item.type, [...(byType.get(s.item.type) ?? []), s]);
   for (const [type, list] of byType) {
@@ -135,7 +139,10 @@ async function importAll(target: Dhis2Target, sends: Send[]): Promise<Map<string
     for (const s of list) {
       const held = now.get(s.item.uid);
       const landed = held !== undefined && !diffFields(stripComputed(type, held), s.wanted).length;
-      if (!landed) refusedUids.set(s.item.uid, `the import answered HTTP ${res.status} status ${status ?? '?'}: ${said.get(s.item.uid)?.trim() || 'this object was not written'}`);
+      if (landed) continue;
+      const errors = said.get(s.item.uid) ?? [];
+      const words = errors.map((e) => `${e.code} ${e.message}`).join('; ') || 'this object was not written';
+      refusedUids.set(s.item.uid, { reason: snippet(`the import answered HTTP ${res.status} status ${status ?? '?'}: ${words}`, 400), missing: missingReferences(errors) });
     }
   }
   return refusedUids;

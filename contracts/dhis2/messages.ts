@@ -159,7 +159,7 @@ export interface BatchArgs {
 }
 export interface BatchCarried {
   /** Changes not yet applied, each with every sync waiting for its resource. */
-  pending: Array<Omit<CapturedChange, 'waiter'> & { waiters: string[] }>;
+  pending: Array<Omit<CapturedChange, 'waiter'> & { waiters: string[]; /** Batches that found a reference missing */ tries?: number }>;
   /** Resources with a sync of their own, and the number each was last handed over with. */
   withSync: Array<[string, number]>;
   seq: number;
@@ -182,6 +182,6 @@ export interface BatchProgress extends ApprovalLedger {
   pending: number;
   lastCommittedAt?: string;
   /** The last batches, newest last. */
-  recent: Array<{ at: string; applied: number; unchanged: number; handedBack: number; forwarded: number; reasons?: string[] }>;
+  recent: Array<{ at: string; applied: number; unchanged: number; handedBack: number; forwarded: number; retried?: number; reasons?: string[] }>;
 }
 export const batchProgressQuery = progressQueryOf<BatchProgress>();

@@ -110,7 +110,16 @@ export async function orgUnitBatch(args: BatchArgs): Promise<BatchProgress> {
         outcome = { applied: [], handBack: direct.map(({ type, uid }) => ({ type, uid, reason: failureText(err) })) };
       }
     }
-    const handedBack = new Set(outcome.handBack.map(keyOf));
+    // A resource whose reference the target lacks (a new unit under a new parent) tries once more, in a
+    // batch after the missing resources; then it goes to its own sync, which waits for them.
+    const again = outcome.handBack.filter((h) => h.missing?.length && !(pending.get(keyOf(h))?.tries) && !batch.find((c) => keyOf(c) === keyOf(h))?.tries);
+    for (const h of again) {
+      for (const m of h.missing!) if (!pending.has(keyOf(m))) pending.set(keyOf(m), { type: m.type, uid: m.uid, waiters: [] });
+      const before = batch.find((c) => keyOf(c) === keyOf(h))!;
+      if (!pending.has(keyOf(h))) pending.set(keyOf(h), { ...before, tries: 1 });
+    }
+    const retried = new Set(again.map(keyOf));
+    const handedBack = new Set(outcome.handBack.filter((h) => !retried.has(keyOf(h))).map(keyOf));
     const handOver = [...toSync, ...direct.filter((c) => handedBack.has(keyOf(c)))].map((c) => {
       seq += 1;
       withSync.set(keyOf(c), seq);
@@ -124,7 +133,7 @@ export async function orgUnitBatch(args: BatchArgs): Promise<BatchProgress> {
     progress.unchanged += outcome.applied.length - applied;
     progress.handedToSyncs += handOver.length;
     progress.recent.push({
-      at: now(), applied, unchanged: outcome.applied.length - applied, handedBack: outcome.handBack.length, forwarded: toSync.length,
+      at: now(), applied, unchanged: outcome.applied.length - applied, handedBack: handedBack.size, forwarded: toSync.length, retried: retried.size || undefined,
       reasons: outcome.handBack.length ? [...new Set(outcome.handBack.map((h) => h.reason))].slice(0, 3) : undefined,
     });
     progress.recent.splice(0, Math.max(0, progress.recent.length - keptRecords));

@@ -41,19 +41,30 @@ export async function orgUnitSync(args: SyncArgs): Promise<SyncProgress> {
       await settleParked(sync);
       continue;
     }
+    // In step and nothing due: the target's batches may take this resource again.
+    if (sync.progress.status === 'idle' && !sync.pending) await releaseToBatches(sync);
     // Idle for idleAfter with no change: this sync ends (the next change starts it again).
     if (!(await waitForChange(sync))) break;
     sync.startPass();
     await syncPass(sync, activities, gate);
   }
   await condition(allHandlersFinished);
-  // Handed over by the target's batches: they may apply this resource again (unless they handed it over since).
-  if (sync.batchSeq !== undefined && patched('batch-release')) {
-    const { target, type, uid } = args;
-    await getExternalWorkflowHandle(batchWorkflowId(workflowInfo().taskQueue, target)).signal(syncReleasedSignal, { type, uid, seq: sync.batchSeq }).catch(() => undefined);
-  }
+  await releaseToBatches(sync);
   sync.show('completed');
   return sync.progress;
+}
+
+/**
+ * Handed over by the target's orgUnitBatch: tell it this sync is done with what it was handed (the
+ * number of the last hand-over), so its batches may apply the resource again. The batch ignores it
+ * when it has handed the resource over since. Once per hand-over.
+ */
+async function releaseToBatches(sync: SyncState): Promise<void> {
+  const seq = sync.batchSeq;
+  if (seq === undefined || sync.releasedSeq === seq || !patched('batch-release')) return;
+  sync.releasedSeq = seq;
+  const { target, type, uid } = sync.args;
+  await getExternalWorkflowHandle(batchWorkflowId(workflowInfo().taskQueue, target)).signal(syncReleasedSignal, { type, uid, seq }).catch(() => undefined);
 }
 
 // It lives for weeks, across deploys: it moves to the current build at its next task (and its

@@ -79,7 +79,9 @@ async function getList(call: ApiCall, match: RegExpMatchArray): Promise<Reply> {
   const order = call.query.get('order') ?? 'id:asc';
   if (!orders.includes(order)) throw badRequest(`order=${order} is not supported by the simulator (supported: ${orders.join(', ')})`);
   const paging = enumParam(call, 'paging', ['true', 'false'] as const, 'true') === 'true';
-  let all = await loadObjects(call.state.pool, res.type, null);
+  // A filter on id loads only those rows (as DHIS2's query engine does in SQL); the filter still decides.
+  const byId = /^id:(?:eq:([^:[\]]+)|in:\[([^\]]*)\])$/.exec(call.query.get('filter') ?? '');
+  let all = await loadObjects(call.state.pool, res.type, byId ? (byId[1] !== undefined ? [byId[1]] : byId[2].split(',')) : null);
   if (filter) all = all.filter(filter);
   // Array.sort is stable, so level:asc keeps uid order within a level.
   if (order === 'level:asc') all = all.sort((a, b) => a.level - b.level);

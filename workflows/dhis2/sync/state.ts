@@ -40,6 +40,8 @@ export class SyncState implements ApprovalHost {
   referenceWaits = 0;
   /** The last number the target's orgUnitBatch handed this resource over with (undefined: not handed over by it). */
   batchSeq?: number;
+  /** The hand-over number this sync last told the batch it is done with. */
+  releasedSeq?: number;
   readonly idle: IdleWatch;
   /** The RunbookStatus last upserted (each upsert is a history event). */
   private published = '';
