@@ -71,7 +71,7 @@ async function measure(lab: Dhis2Lab, load: Workload, round: number): Promise<Fi
   // Every update is visible once the target holds that version or a later one.
   const targets = Object.keys(lab.targets);
   const latencies: number[] = [];
-  const deadline = Date.now() + 300_000;
+  const deadline = Date.now() + Number(process.env.BENCH_WAIT_S ?? 300) * 1000;
   for (;;) {
     const done = planned.every(({ uid, version }) => targets.every((t) => (seen.get(`${t}:${uid}`) ?? -1) >= version));
     if (done) break;
@@ -226,6 +226,10 @@ export async function orgunitSyncBench(load: Workload, repoRoot: string): Promis
     console.log(`  at least 100 changes/s:                ${runbooksMax.throughput >= 100 ? 'met' : 'MISSED'} (${runbooksMax.throughput.toFixed(0)}/s)`);
     if (bulk !== undefined) console.log(`  ${load.bulk} new org units on both targets within 10 s: ${bulk <= 10 ? 'met' : 'MISSED'} (${bulk.toFixed(1)} s)`);
     console.log(`at end: ${loadLine()}`);
+  } catch (err) {
+    // What the worker said last: the reason a measurement never finished.
+    if (process.env.BENCH_VERBOSE) console.error(`the worker's last output:\n${worker.output().slice(-6000)}`);
+    throw err;
   } finally {
     await lab.listener?.kill('SIGTERM');
     await worker.kill('SIGTERM');

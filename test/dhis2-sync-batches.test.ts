@@ -16,6 +16,7 @@ let client: Client;
 let worker: Proc;
 const queue = uniqueQueue('dhis2b');
 const district = newUid('D');
+const region = newUid('R');
 const ou = (id: string, name: string, extra: object = {}) => ({ id, name, shortName: name.slice(0, 50), openingDate: '2020-01-01', parent: { id: district }, ...extra });
 const targets = ['t1', 't2'] as const;
 
@@ -25,6 +26,8 @@ beforeAll(async () => {
   await lab.addTarget('t1', { config: { fieldsRequireApproval: ['organisationUnitGroup.name'], approval: { approvers: ['alice', 'bob'], quorum: 1, timeout: '1h', assignee: 'M5zQapPyTZI' } } });
   await lab.addTarget('t2', { auth: 'token' });
   lab.writeConfig((c) => { c.batches = true; });
+  // A region the source had before capture began: no target has it.
+  await sourceImport(lab, 'organisationUnit', [{ id: region, name: 'Northern', shortName: 'Northern', openingDate: '1980-01-01' }]);
   client = await testClient();
   worker = await startWorker(queue, lab.workerEnv);
   await client.workflow.execute('orgUnitSyncSetup', { taskQueue: queue, workflowId: uniqueQueue('setup'), args: [lab.setupInput()] });
@@ -119,3 +122,23 @@ test('1,000 new org units, the worker and the listener SIGKILLed mid-burst: ever
     offs.forEach((off) => off());
   }
 }, 420_000);
+
+test('300 new units under a region the targets lack, then each renamed on its own: the region comes first in a batch, and every rename lands', async () => {
+  const units = Array.from({ length: 300 }, () => newUid('C'));
+  const unit = (u: string, i: number, v: number) => ({ id: u, name: `Chiefdom ${i} v${v}`, shortName: `Chiefdom ${i}`, openingDate: '2020-01-01', parent: { id: region } });
+  await sourceImport(lab, 'organisationUnit', units.map((u, i) => unit(u, i, 0)));
+  for (const t of targets) {
+    await eventually(`every chiefdom on ${t}`, async () => {
+      const held = new Map((await lab.targets[t].list('organisationUnit')).map((r: { id: string; parent?: { id: string } }) => [r.id, r.parent?.id]));
+      return units.filter((u) => held.get(u) !== region).length;
+    }, (missing) => missing === 0, 120_000);
+  }
+  for (const [i, u] of units.entries()) await sourceImport(lab, 'organisationUnit', [unit(u, i, 1)]);
+  for (const t of targets) {
+    await eventually(`every rename on ${t}`, async () => {
+      const names = new Map((await lab.targets[t].list('organisationUnit')).map((r: { id: string; name: string }) => [r.id, r.name]));
+      return units.filter((u, i) => names.get(u) !== `Chiefdom ${i} v1`).length;
+    }, (missing) => missing === 0, 120_000);
+  }
+  expect((await lab.targets.t1.get('organisationUnit', region))?.name).toBe('Northern');
+}, 300_000);

@@ -1,5 +1,5 @@
 /**
- * The batch apply of the org-unit sync (a LOCAL activity of the target's orgUnitBatch workflow):
+ * The batch apply of the org-unit sync (an activity of the target's orgUnitBatch workflow, on the target's queue):
  * many resources' changes on one target in a few calls — both sides read in bulk (`filter=id:in:[…]`),
  * one `POST /api/metadata` with `atomicMode=NONE` for every plain create and update — instead of a
  * workflow, a pass and two reads per resource.

@@ -49,8 +49,8 @@ export function createDhis2Activities() {
       await Promise.all(req.refs.map((ref) => handOver(client, req.taskQueue, { target: req.target, ...ref, settings: req.settings, change: { waiter: req.waiter } })));
     },
 
-    /** The batch apply: a local activity of orgUnitBatch. */
-    applyBatch,
+    /** The batch apply of orgUnitBatch: on the target's queue, like syncResource. */
+    applyBatch: (req: Parameters<typeof applyBatch>[0]) => whileHeartbeating(() => applyBatch(req)),
 
     /** orgUnitBatch hands these resources to their own syncs (each change numbered, so the sync can say when it is done with it). */
     async handToSyncs(req: { target: string; taskQueue: string; settings: SyncSettings; changes: Array<BatchCarried['pending'][number] & { seq: number }> }): Promise<void> {

@@ -11,7 +11,7 @@
  * back to batches. Batches run one after another, so one resource is never applied twice at once.
  */
 import {
-  allHandlersFinished, condition, continueAsNew, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler,
+  allHandlersFinished, condition, continueAsNew, proxyActivities, setCurrentDetails, setHandler,
   setWorkflowOptions, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
@@ -21,7 +21,7 @@ import {
   batchProgressQuery, batchWorkflowType, changesCapturedSignal, syncReleasedSignal,
   type BatchArgs, type BatchCarried, type BatchProgress,
 } from '../../contracts/dhis2/messages';
-import { resourceTypes, uidPattern } from '../../contracts/dhis2/resources';
+import { resourceTypes, syncActivityQueue, uidPattern } from '../../contracts/dhis2/resources';
 import { failureText } from '../../contracts/failure';
 import { RunbookName, RunbookTarget } from '../../contracts/search-attributes';
 import { now } from '../kit/run-state';
@@ -74,7 +74,13 @@ export async function orgUnitBatch(args: BatchArgs): Promise<BatchProgress> {
   setHandler(batchProgressQuery, () => progress);
   upsertSearchAttributes([{ key: RunbookName, value: batchWorkflowType }, { key: RunbookTarget, value: target }]);
 
-  const fast = proxyLocalActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', retry: { maximumAttempts: 1 } });
+  // An activity, not a local one: a batch runs for seconds while more changes arrive, and takes only the target's own slots.
+  // A worker lost mid-batch is noticed by the heartbeat and the batch runs again (it is idempotent); a batch that fails
+  // twice hands every resource to its own sync, which retries as the target's config allows.
+  const onTarget = proxyActivities<Dhis2Activities>({
+    taskQueue: syncActivityQueue(workflowInfo().taskQueue, target),
+    startToCloseTimeout: '5 minutes', heartbeatTimeout: '15 seconds', retry: { initialInterval: '1s', maximumAttempts: 2 },
+  });
   const temporal = proxyActivities<Dhis2Activities>({ startToCloseTimeout: '2 minutes', retry: { maximumInterval: '30s' } });
   show(pending.size ? 'applying' : 'idle');
 
@@ -104,7 +110,7 @@ export async function orgUnitBatch(args: BatchArgs): Promise<BatchProgress> {
     let outcome: BatchOutcome = { applied: [], handBack: [] };
     if (direct.length) {
       try {
-        outcome = await fast.applyBatch({ target, items: direct.map(({ type, uid }) => ({ type, uid })) });
+        outcome = await onTarget.applyBatch({ target, items: direct.map(({ type, uid }) => ({ type, uid })) });
       } catch (err) {
         // The batch failed as a whole (a worker lost mid-batch is replayed instead): every resource gets its own sync.
         outcome = { applied: [], handBack: direct.map(({ type, uid }) => ({ type, uid, reason: failureText(err) })) };
