@@ -14,7 +14,6 @@
 import { endpointOf, type ResourceType } from '../../contracts/dhis2/resources';
 import { answerLimits, call, importErrors, refused, snippet, type Dhis2Server, type ImportError } from './api';
 import { onHealthyTarget } from './fast-path';
-import { runLimited } from '../lib/limited';
 import { diffFields, stripComputed, type FieldChange, type Resource } from './mapping';
 import { checkRequest, finish, planChange } from './sync';
 import { missingReferences, type Dhis2Target, type MissingReference } from './target';
@@ -91,14 +90,40 @@ async function applyOn(target: Dhis2Target, items: BatchItem[]): Promise<BatchOu
       if (why !== undefined) handBack.push({ ...s.item, ...why });
       return why === undefined;
     });
-    // Each applied change is told to the target's recipients as the per-resource pass tells it.
-    await runLimited(written.map((s) => async () => {
-      const action = s.op === 'create' ? 'created' : 'updated';
-      const done = await finish(target, s.item, action, s.wanted, s.changes);
-      applied.push({ ...s.item, action, notifyError: 'notifyError' in done ? done.notifyError : undefined });
-    }), target.settings.concurrency);
+    const notifyError = await tellRecipients(target, written);
+    for (const s of written) applied.push({ ...s.item, action: s.op === 'create' ? 'created' : 'updated', notifyError });
   }
   return { applied, handBack };
+}
+
+/** Lines of a batch's message, one per change; past that, how many more. */
+const maxMessageLines = 500;
+
+/**
+ * The target's recipients hear of what a batch applied: one change as the per-resource pass tells
+ * it; many in ONE message listing each (an inbox is not flooded with a message per unit of a burst).
+ * Best effort, as there: the changes are applied either way. Returns the failure, if any.
+ */
+async function tellRecipients(target: Dhis2Target, written: Send[]): Promise<string | undefined> {
+  if (!written.length || !target.settings.notify.on.includes('success')) return undefined;
+  if (written.length === 1) {
+    const [s] = written;
+    const done = await finish(target, s.item, s.op === 'create' ? 'created' : 'updated', s.wanted, s.changes);
+    return 'notifyError' in done ? done.notifyError : undefined;
+  }
+  const created = written.filter((s) => s.op === 'create').length;
+  const lines = written.slice(0, maxMessageLines).map((s) => {
+    const name = typeof s.wanted.name === 'string' ? `'${s.wanted.name}' (${s.item.uid})` : s.item.uid;
+    return `- ${s.op === 'create' ? 'Created' : 'Updated'} ${s.item.type} ${name}: ${s.changes.map((c) => c.field).join(', ')}`;
+  });
+  if (written.length > maxMessageLines) lines.push(`- … and ${written.length - maxMessageLines} more`);
+  const subject = `[Runbooks org-unit sync] ${written.length} changes from the source: ${created} created, ${written.length - created} updated`;
+  try {
+    await target.notify(subject, [`${written.length} changes from the source, applied in one import:`, '', ...lines].join('\n'));
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** The resources of one type a server holds among `uids`, by uid (absent: not there). */
