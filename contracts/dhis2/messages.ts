@@ -32,7 +32,7 @@ export interface SourceChange {
   committedAt?: string;
   /** A workflow waiting for this resource to exist on the target: signalled once it does. */
   waiter?: string;
-  /** Handed over by the target's orgUnitBatch: the sync tells it this number when it ends (syncReleased). */
+  /** Handed over by the target's orgUnitBatch: the sync tells it this number once it is idle (syncReleased). */
   seq?: number;
 }
 export const sourceChangedSignal = defineSignal<[SourceChange]>('sourceChanged');
@@ -148,7 +148,7 @@ export interface CapturedChange {
 export const changesCapturedSignal = defineSignal<[{ changes: CapturedChange[] }]>('changesCaptured');
 export const maxCapturedPerSignal = 500;
 
-/** A resource's sync ended: its resource may go back to batches, unless it was handed over again since `seq`. */
+/** A resource's sync is idle (or ended): its resource may go back to batches, unless it was handed over again since `seq`. */
 export interface SyncReleased { type: ResourceType; uid: string; seq: number }
 export const syncReleasedSignal = defineSignal<[SyncReleased]>('syncReleased');
 

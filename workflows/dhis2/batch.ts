@@ -1,14 +1,15 @@
 /**
- * orgUnitBatch: applies ONE target's captured changes in batches (workflow id orgunit-batch:<target>).
- * The listener hands over everything a flush captured for this target in one signal; each batch
- * is one local activity (both sides read in bulk, one metadata import), so a change costs a
- * fraction of a workflow task instead of a workflow, a signal and a pass of its own.
+ * orgUnitBatch: applies ONE target's captured changes in batches (workflow id
+ * orgunit-batch:<task queue>:<target>). The listener hands over everything a flush captured for
+ * this target in one signal; each batch is one activity on the target's queue (both sides read in
+ * bulk, one metadata import), so a change costs a fraction of a workflow task instead of a
+ * workflow, a signal and a pass of its own.
  *
  * What needs more goes to the resource's own orgUnitSync, which keeps every per-resource guarantee:
  * a change that needs approval, a delete, a refusal or a missing reference (handed back by the
  * batch), and a resource some sync waits for. While that sync runs, every later change of the
- * resource goes to it too, in order; when it ends it says so (syncReleased) and the resource comes
- * back to batches. Batches run one after another, so one resource is never applied twice at once.
+ * resource goes to it too, in order; once it is idle it says so (syncReleased) and the resource
+ * comes back to batches. Batches run one after another, so one resource is never applied twice at once.
  */
 import {
   allHandlersFinished, condition, continueAsNew, proxyActivities, setCurrentDetails, setHandler,
