@@ -139,10 +139,10 @@ async function deployWhileWaiting(server: Server): Promise<void> {
   await workerB.kill('SIGTERM');
 }
 
-test('orgUnitSync alone auto-upgrades; every runbook (and the lock it holds) takes the worker\'s default, PINNED', () => {
+test('orgUnitSync and orgUnitBatch alone auto-upgrade; every runbook (and the lock it holds) takes the worker\'s default, PINNED', () => {
   const behaviors = Object.fromEntries(Object.entries(workflows).map(([name, fn]) => [name,
     (fn as { workflowDefinitionOptions?: { versioningBehavior?: string } }).workflowDefinitionOptions?.versioningBehavior ?? 'worker default (PINNED)']));
-  expect(Object.entries(behaviors).filter(([, b]) => b !== 'worker default (PINNED)')).toEqual([['orgUnitSync', 'AUTO_UPGRADE']]);
+  expect(Object.entries(behaviors).filter(([, b]) => b !== 'worker default (PINNED)')).toEqual([['orgUnitSync', 'AUTO_UPGRADE'], ['orgUnitBatch', 'AUTO_UPGRADE']]);
 });
 
 test('a bad build id or deployment name is refused naming the setting, before the worker connects; --set-current refuses one too', async () => {
