@@ -16,7 +16,10 @@ export async function streamingPair(client: Client, queue: string, kind: Profile
   await eventually(async () => {
     const p = await handle.query(progressQuery);
     if (p.approvals.some((g) => g.gate === 'restart-primary' && g.state === 'open')) await handle.signal(approveSignal, { gate: 'restart-primary', by: 'lab' });
-    return p.status === 'completed';
+    if (p.status === 'completed') return true;
+    // Not there yet: what the run is doing, for the message if it never gets there.
+    const doing = p.steps.filter((s) => s.state === 'running' || s.state === 'failed').map((s) => `${s.name} ${s.state}`).join(', ');
+    throw new Error(`the run is ${p.status}${doing ? ` (${doing})` : ''}${p.error ? `: ${p.error}` : ''}`);
   }, 'the standby set-up to complete', 90_000);
   await lab.a.sql('CREATE TABLE IF NOT EXISTS lab_orders (id bigserial PRIMARY KEY, test text NOT NULL)');
   return lab;
