@@ -45,7 +45,7 @@ export async function applyBatch(req: BatchRequest): Promise<BatchOutcome> {
   for (const i of req.items) checkRequest({ target: req.target, ...i });
   const items = dedupe(req.items);
   const handAll = (reason: string): BatchOutcome => ({ applied: [], handBack: items.map((i) => ({ ...i, reason })) });
-  const outcome = await onHealthyTarget({ target: req.target, type: items[0]?.type ?? 'organisationUnit', uid: items[0]?.uid ?? 'a0000000000' }, async (target) => {
+  const outcome = await onHealthyTarget(req.target, async (target) => {
     // A CODE target translates every reference one by one: the per-resource pass does that.
     if (target.byCode) return handAll(`target ${target.name} matches objects by code (idScheme CODE)`);
     return applyOn(target, items);

@@ -19,8 +19,8 @@ export type Deferred = { action: 'deferred'; reason: string };
 export type FastOutcome = SyncOutcome | Deferred;
 
 /** Runs `work` in this worker when the target answers well, else defers at once (the slow path takes it). */
-export async function onHealthyTarget<T>(req: SyncRequest, work: (target: ReturnType<typeof openTarget>) => Promise<T>, slowMs = slowCallMs): Promise<T | Deferred> {
-  const target = openTarget(req.target);
+export async function onHealthyTarget<T>(targetName: string, work: (target: ReturnType<typeof openTarget>) => Promise<T>, slowMs = slowCallMs): Promise<T | Deferred> {
+  const target = openTarget(targetName);
   const health = targets.get(target.name) ?? { inFlight: 0, troubledUntil: 0 };
   targets.set(target.name, health);
   if (Date.now() < health.troubledUntil) return { action: 'deferred', reason: `${target.name} failed or was slow in the last ${coolOffMs / 1000}s` };
@@ -28,7 +28,6 @@ export async function onHealthyTarget<T>(req: SyncRequest, work: (target: Return
   health.inFlight += 1;
   const started = Date.now();
   try {
-    checkRequest(req);
     return await work(target);
   } catch (err) {
     health.troubledUntil = Date.now() + coolOffMs;
@@ -40,10 +39,10 @@ export async function onHealthyTarget<T>(req: SyncRequest, work: (target: Return
 }
 
 export function syncResourceFast(req: SyncRequest): Promise<FastOutcome> {
-  return onHealthyTarget(req, (target) => syncResourceOn(target, req));
+  return onHealthyTarget(req.target, (target) => { checkRequest(req); return syncResourceOn(target, req); });
 }
 
 /** The approved draft applied in this worker (a person just approved it and waits to see it applied); deferred like a pass. */
 export function applyDraftFast(req: Parameters<typeof applyDraft>[0]): Promise<ApplyOutcome | Deferred> {
-  return onHealthyTarget(req, () => applyDraft(req));
+  return onHealthyTarget(req.target, () => { checkRequest(req); return applyDraft(req); });
 }
