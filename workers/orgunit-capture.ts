@@ -271,10 +271,8 @@ export class ChangeCapture {
     await Promise.all(this.config.targets.map(async (t) => {
       const mine = resources.filter((r) => t.resources.includes(r.type));
       if (!mine.length) return;
-      const T = Date.now();
       await handOverToBatch(this.client, this.taskQueue, t.name, syncSettings(this.config, t),
         mine.map((r) => ({ type: r.type, uid: r.uid, lsn: bigToLsn(r.lsn), committedAt: r.committedAt.toISOString() })));
-      if (Date.now() - T > 300) process.stderr.write(`SLOWHANDOVER ${Date.now()} ${t.name} ${mine.length} ${Date.now() - T}ms\n`);
       for (const r of mine) this.events.handedOver(t.name, r.type);
       this.status.handedOver += mine.length;
     }));
