@@ -24,15 +24,14 @@ interface Txn {
   /** Membership rows name their group or group set by numeric id: resolved at hand-over. */
   owners: Array<{ type: ResourceType; table: string; id: string }>;
   /** When its commit arrived here (Date.now()). */
-  receivedAt?: number;
+  receivedAt: number;
 }
 
 /**
  * With `batches`, a hand-over waits until its oldest transaction is this old, so the transactions
  * of a burst go in one signal per target: at 100 commits/s that is five signals a second instead of
- * one per commit, and each signal costs the batch workflow a workflow task (measured with
- * `npm run bench -- orgunit-sync` on 2 cores: p95 commit -> visible 4.4 s with a 50 ms window,
- * 2.3 s with 150 ms, 1.4-2.8 s with 300 ms; with no window the Temporal server alone used 60% of a core).
+ * one per commit, and each signal costs the batch workflow a workflow task (README, the sync's
+ * "Benchmark": the figures for each window tried).
  */
 const handOverWindowMs = 200;
 
@@ -156,7 +155,7 @@ export class ChangeCapture {
   private receive(msg: Record<string, unknown>): void {
     switch (msg.tag) {
       case 'begin':
-        this.open = { endLsn: 0n, committedAt: new Date(), resources: new Map(), owners: [] };
+        this.open = { endLsn: 0n, committedAt: new Date(), receivedAt: 0, resources: new Map(), owners: [] };
         return;
       case 'insert': case 'update': case 'delete':
         if (this.open) this.touch(this.open, msg as unknown as RowChange);
@@ -217,7 +216,7 @@ export class ChangeCapture {
     try {
       while (this.queue.length && !this.stopped) {
         // Nothing is acknowledged before the hand-over, so waiting loses nothing if the listener dies meanwhile.
-        const wait = this.config.batches ? handOverWindowMs - (Date.now() - (this.queue[0].receivedAt ?? 0)) : 0;
+        const wait = this.config.batches ? handOverWindowMs - (Date.now() - this.queue[0].receivedAt) : 0;
         if (wait > 0) {
           await new Promise((r) => setTimeout(r, wait));
           continue;
